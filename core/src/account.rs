@@ -5,9 +5,10 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::error_codes::AccountErrorCode;
+use crate::error_codes::{AccountErrorCode, StatementErrorCode};
 use crate::error_detail::ErrorDetail;
-use crate::status::AccountStatus;
+use crate::progress::empty_as_none;
+use crate::status::{AccountStatus, Source, StageStatus};
 
 /// One account's result.
 ///
@@ -30,6 +31,54 @@ pub struct AccountResult {
     pub error_message: Option<String>,
     /// Structure extracted from the message (months, or month → days), if any.
     pub error_detail: Option<ErrorDetail>,
+    /// When the account was created (`session_status` only), verbatim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// When the account was last updated (`session_status` only), verbatim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_updated_at: Option<String>,
+    /// The account's statements (`session_status` and upload notifications only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<AccountStatement>,
+}
+
+/// One statement of an account, as `session_status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountStatement {
+    /// The statement ID, verbatim.
+    #[serde(default)]
+    pub statement_id: Option<String>,
+    /// The statement's status.
+    #[serde(default)]
+    pub statement_status: Option<StageStatus>,
+    /// Why it failed, if it did; `""` reads as none.
+    #[serde(default, deserialize_with = "empty_code")]
+    pub error_code: Option<StatementErrorCode>,
+    /// FinBox's explanation; `""` reads as none.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub error_message: Option<String>,
+    /// Where it came from.
+    #[serde(default)]
+    pub source: Option<Source>,
+    /// When it was created, verbatim.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub created_at: Option<String>,
+}
+
+impl AccountStatement {
+    /// Whether the statement failed.
+    pub fn is_failed(&self) -> bool {
+        self.statement_status
+            .as_ref()
+            .is_some_and(StageStatus::is_failed)
+            || self.error_code.is_some()
+    }
+}
+
+fn empty_code<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<StatementErrorCode>, D::Error> {
+    Ok(empty_as_none(deserializer)?.map(|code| StatementErrorCode::parse(&code)))
 }
 
 impl AccountResult {
@@ -55,6 +104,9 @@ impl AccountResult {
             error_code,
             error_message,
             error_detail,
+            created_at: None,
+            last_updated_at: None,
+            statements: Vec::new(),
         }
     }
 
@@ -87,6 +139,12 @@ impl<'de> Deserialize<'de> for AccountResult {
             error_code: Option<String>,
             #[serde(default)]
             error_message: Option<String>,
+            #[serde(default)]
+            created_at: Option<String>,
+            #[serde(default)]
+            last_updated_at: Option<String>,
+            #[serde(default, deserialize_with = "crate::progress::null_as_empty")]
+            statements: Vec<AccountStatement>,
         }
         let raw = Raw::deserialize(deserializer)?;
         let mut result = Self::new(
@@ -97,6 +155,9 @@ impl<'de> Deserialize<'de> for AccountResult {
             raw.error_message,
         );
         result.account_number = non_empty(raw.account_number);
+        result.created_at = non_empty(raw.created_at);
+        result.last_updated_at = non_empty(raw.last_updated_at);
+        result.statements = raw.statements;
         Ok(result)
     }
 }

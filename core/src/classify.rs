@@ -189,17 +189,7 @@ pub fn classify_with<T>(
         Err(err) => return Classified::Transient(TransientFailure::Transport(err)),
     };
     let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            let date = response
-                .headers()
-                .get(DATE)
-                .and_then(|date| date.to_str().ok());
-            parse_retry_after(value, date)
-        });
+    let retry_after = retry_after_of(&response);
     let body = response.body();
     match status {
         200..=299 => {
@@ -232,6 +222,16 @@ pub fn classify_with<T>(
             Classified::Api(api_error(status, code, message, body))
         }
     }
+}
+
+/// A response's `Retry-After`, as a delay (an HTTP date is read against the response's `Date`).
+pub fn retry_after_of<B>(response: &http::Response<B>) -> Option<Duration> {
+    let value = response.headers().get(RETRY_AFTER)?.to_str().ok()?;
+    let date = response
+        .headers()
+        .get(DATE)
+        .and_then(|date| date.to_str().ok());
+    parse_retry_after(value, date)
 }
 
 /// Parses a bounded JSON object into `T`, with the error as text (it names the field and position).

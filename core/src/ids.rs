@@ -5,6 +5,7 @@
 //! to place in a URL path segment without escaping, and refuses anything that could change the path.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -71,7 +72,7 @@ macro_rules! id_type {
     ($(#[$meta:meta])* $name:ident, $kind:literal) => {
         $(#[$meta])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(Box<str>);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Validates and wraps an identifier.
@@ -123,7 +124,7 @@ macro_rules! id_type {
             type Error = IdError;
             fn try_from(text: String) -> Result<Self, IdError> {
                 validate($kind, &text)?;
-                Ok(Self(text.into_boxed_str()))
+                Ok(Self(text.into()))
             }
         }
 

@@ -28,6 +28,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod duration_serde;
 mod upstream_enum;
 
 pub mod account;
@@ -37,24 +38,42 @@ pub mod credentials;
 pub mod error_codes;
 pub mod error_detail;
 pub mod ids;
+pub mod jitter;
 pub mod json_guard;
+pub mod outcome;
+pub mod policy;
 pub mod progress;
 pub mod request;
 pub mod retry_after;
+pub mod scheduler;
+pub mod session;
+pub mod session_status;
 pub mod status;
+pub mod throttle;
 pub mod transport_error;
+pub mod webhook_hint;
 
-pub use account::AccountResult;
+pub use account::{AccountResult, AccountStatement};
 pub use base_url::{BaseUrl, BaseUrlError};
 pub use classify::{ApiError, Classified, HttpResult, TransientFailure};
 pub use credentials::{Credentials, CredentialsError, Secret};
 pub use error_codes::{AccountErrorCode, ApiErrorCode, StatementErrorCode};
 pub use error_detail::{ErrorDetail, YearMonth};
 pub use ids::{AccountId, IdError, SessionId, StatementId};
+pub use jitter::JitterRng;
+pub use outcome::{NotifiedBy, Outcome, OutcomeError, OutcomeKind};
+pub use policy::{Backoff, PolicyError, PollPolicy};
 pub use progress::{ProgressReport, StatementProgress};
 pub use request::{Api, RequestError, WebhookMode, WebhookRegistration};
+pub use scheduler::{
+    RequestTicket, ScheduledRequest, Scheduler, SchedulerConfig, WebhookDisposition,
+};
+pub use session::{Action, Input, RequestKind, SessionSnapshot, TrackError, TrackedSession};
+pub use session_status::{SessionStatus, SessionStatusReply};
 pub use status::{AccountStatus, SessionProgress, Source, StageStatus};
+pub use throttle::RateLimit;
 pub use transport_error::{TransportError, TransportErrorKind};
+pub use webhook_hint::WebhookHint;
 
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

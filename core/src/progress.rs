@@ -54,7 +54,7 @@ pub(crate) fn empty_as_none<'de, D: Deserializer<'de>>(
     Ok(value.filter(|text| !text.is_empty()))
 }
 
-fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+pub(crate) fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     deserializer: D,
 ) -> Result<Vec<T>, D::Error> {
     Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())

@@ -1,0 +1,721 @@
+//! One tracked session: a sans-IO state machine in the str0m / quinn-proto style.
+//!
+//! [`TrackedSession::poll_action`] says what to do next (send this request, wait until, done) and
+//! [`TrackedSession::handle_input`] takes what happened (a response, a transport failure, a webhook).
+//! Time comes in as `now`; jitter comes from a seed given at construction. Same inputs, same decisions.
+//!
+//! The rules, in order of precedence:
+//! - a progress request is sent no sooner than the poll interval after the previous one; the one
+//!   exception is a webhook's confirming request, which waits only [`PollPolicy::confirm_spacing`];
+//! - no request is sent at or after the max wait; a request in flight then is still answered, so a
+//!   session ends at most one request past its max wait;
+//! - terminal API errors end the session at once; PROCESSING_NOT_REQUESTED is polled like
+//!   `processing` during the grace period; transient failures are retried with capped full-jitter
+//!   backoff (honouring a capped `Retry-After`) until the retry budget is spent;
+//! - a completed session that learnt of it by polling alone fetches `session_status` once for the
+//!   accounts (if the policy says so); a failure there keeps the verdict and says why in `accounts_error`.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::account::AccountResult;
+use crate::classify::{classify_progress, Classified, HttpResult, TransientFailure};
+use crate::error_codes::ApiErrorCode;
+use crate::ids::SessionId;
+use crate::jitter::JitterRng;
+use crate::outcome::{NotifiedBy, Outcome, OutcomeError, OutcomeKind};
+use crate::policy::{PolicyError, PollPolicy};
+use crate::progress::StatementProgress;
+use crate::request::{Api, RequestError};
+use crate::session_status::{classify_session_status, SessionStatusReply};
+use crate::status::SessionProgress;
+use crate::webhook_hint::WebhookHint;
+
+/// Which endpoint a request of a session goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    /// `GET …/progress/`.
+    Progress,
+    /// `GET …/session_status/`, once, after completion learnt by polling.
+    SessionStatus,
+}
+
+impl RequestKind {
+    /// The kind's name, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Progress => "progress",
+            Self::SessionStatus => "session_status",
+        }
+    }
+}
+
+/// What the driver should do next for a session.
+#[derive(Debug)]
+#[must_use]
+#[allow(clippy::large_enum_variant)] // returned and consumed at once, never stored
+pub enum Action {
+    /// Send this request, then feed its result to `handle_input`.
+    Send(http::Request<Vec<u8>>),
+    /// Nothing to do before this instant (unless an input arrives); then poll again.
+    WaitUntil(Instant),
+    /// A request is in flight: feed its result to `handle_input`.
+    AwaitResponse,
+    /// The session ended. Returned once; later polls return [`Action::Finished`].
+    Done(Box<Outcome>),
+    /// The outcome was already handed out.
+    Finished,
+}
+
+/// What happened, for `handle_input`.
+#[derive(Debug)]
+pub enum Input {
+    /// The result of the request last handed out by `poll_action`.
+    Response(HttpResult),
+    /// A (verified) webhook for this session.
+    Webhook(WebhookHint),
+}
+
+/// Where a session stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// The next request of this kind is due at this instant.
+    Due(Instant, RequestKind),
+    /// A request is in flight.
+    InFlight(RequestKind),
+    /// Ended; the outcome until it is handed out.
+    Ended(Option<Box<Outcome>>),
+}
+
+/// What the machine decided on a poll, before a request is built.
+#[derive(Debug)]
+pub(crate) enum Step {
+    Send(RequestKind),
+    WaitUntil(Instant),
+    AwaitResponse,
+    Done(Box<Outcome>),
+    Finished,
+}
+
+/// The state of one session, without the policy or the API (which a scheduler shares).
+#[derive(Debug, Clone)]
+pub(crate) struct SessionMachine {
+    id: SessionId,
+    started: Instant,
+    /// Time tracked before this process (from a resumed snapshot).
+    carried: Duration,
+    phase: Phase,
+    last_progress_sent: Option<Instant>,
+    polls: u32,
+    retries: u32,
+    failures_in_row: u32,
+    last_failure: Option<TransientFailure>,
+    session_progress: Option<SessionProgress>,
+    statements: Vec<StatementProgress>,
+    /// The accounts from a webhook, once one came.
+    webhook_accounts: Option<Vec<AccountResult>>,
+    /// A webhook came while a request was in flight: confirm with one more request.
+    confirm_pending: bool,
+    /// The completion verdict while `session_status` is being fetched.
+    completed_with_stage_failure: Option<bool>,
+    rng: JitterRng,
+}
+
+impl SessionMachine {
+    pub(crate) fn new(id: SessionId, now: Instant, seed: u64) -> Self {
+        let rng = JitterRng::for_session(seed, id.as_str());
+        Self {
+            id,
+            started: now,
+            carried: Duration::ZERO,
+            phase: Phase::Due(now, RequestKind::Progress),
+            last_progress_sent: None,
+            polls: 0,
+            retries: 0,
+            failures_in_row: 0,
+            last_failure: None,
+            session_progress: None,
+            statements: Vec::new(),
+            webhook_accounts: None,
+            confirm_pending: false,
+            completed_with_stage_failure: None,
+            rng,
+        }
+    }
+
+    pub(crate) fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    fn deadline(&self, policy: &PollPolicy) -> Instant {
+        self.started + policy.max_wait.saturating_sub(self.carried)
+    }
+
+    fn elapsed(&self, now: Instant) -> Duration {
+        self.carried + now.saturating_duration_since(self.started)
+    }
+
+    /// When this session next needs attention without any input: `None` while a request is in
+    /// flight or once the outcome was handed out.
+    pub(crate) fn wake_at(&self, policy: &PollPolicy) -> Option<Instant> {
+        match &self.phase {
+            Phase::Due(at, _) => Some((*at).min(self.deadline(policy))),
+            Phase::InFlight(_) => None,
+            Phase::Ended(Some(_)) => Some(self.started),
+            Phase::Ended(None) => None,
+        }
+    }
+
+    /// Ends the session if its max wait has passed and no request is in flight.
+    pub(crate) fn expire(&mut self, now: Instant, policy: &PollPolicy) {
+        if matches!(self.phase, Phase::Due(..)) && now >= self.deadline(policy) {
+            self.end_at_deadline(now);
+        }
+    }
+
+    /// The outcome, if the session ended and it was not handed out yet.
+    pub(crate) fn take_outcome(&mut self) -> Option<Box<Outcome>> {
+        match &mut self.phase {
+            Phase::Ended(outcome) => outcome.take(),
+            _ => None,
+        }
+    }
+
+    /// When the max wait ends.
+    pub(crate) fn deadline_at(&self, policy: &PollPolicy) -> Instant {
+        self.deadline(policy)
+    }
+
+    pub(crate) fn poll(&mut self, now: Instant, policy: &PollPolicy) -> Step {
+        match &mut self.phase {
+            Phase::Ended(outcome) => match outcome.take() {
+                Some(outcome) => Step::Done(outcome),
+                None => Step::Finished,
+            },
+            Phase::InFlight(_) => Step::AwaitResponse,
+            Phase::Due(at, kind) => {
+                let (at, kind) = (*at, *kind);
+                if now >= self.deadline(policy) {
+                    self.end_at_deadline(now);
+                    return self.poll(now, policy);
+                }
+                if now < at {
+                    return Step::WaitUntil(at.min(self.deadline(policy)));
+                }
+                if kind == RequestKind::Progress {
+                    self.polls = self.polls.saturating_add(1);
+                    self.last_progress_sent = Some(now);
+                }
+                if self.failures_in_row > 0 {
+                    self.retries = self.retries.saturating_add(1);
+                }
+                self.phase = Phase::InFlight(kind);
+                Step::Send(kind)
+            }
+        }
+    }
+
+    /// Ends the session because the max wait passed while no request was in flight.
+    fn end_at_deadline(&mut self, now: Instant) {
+        if let Some(stage_failure) = self.completed_with_stage_failure {
+            // Completion is known; only the accounts are missing.
+            let reason = "the max wait passed before session_status answered".to_owned();
+            self.end_completed(
+                now,
+                stage_failure,
+                Vec::new(),
+                Some(reason),
+                NotifiedBy::Poll,
+            );
+        } else {
+            self.end(now, OutcomeKind::TimedOut, None);
+        }
+    }
+
+    pub(crate) fn handle_response(
+        &mut self,
+        now: Instant,
+        result: HttpResult,
+        policy: &PollPolicy,
+    ) {
+        let Phase::InFlight(kind) = self.phase else {
+            return;
+        };
+        match kind {
+            RequestKind::Progress => self.handle_progress(now, result, policy),
+            RequestKind::SessionStatus => self.handle_session_status(now, result, policy),
+        }
+        // A request answered after the max wait ends the session now, whatever it said.
+        if matches!(self.phase, Phase::Due(..)) && now >= self.deadline(policy) {
+            self.end_at_deadline(now);
+        }
+    }
+
+    fn handle_progress(&mut self, now: Instant, result: HttpResult, policy: &PollPolicy) {
+        match classify_progress(result) {
+            Classified::Ok(report) if report.session_id != self.id => {
+                let failure = TransientFailure::UnparsableBody {
+                    http_status: 200,
+                    reason: format!("the response is about session {}", report.session_id),
+                };
+                self.transient(now, failure, RequestKind::Progress, policy);
+            }
+            Classified::Ok(report) => {
+                self.failures_in_row = 0;
+                self.last_failure = None;
+                let completed = report.is_completed();
+                self.session_progress = Some(report.session_progress);
+                self.statements = report.statements;
+                if completed {
+                    self.on_completed(now, policy);
+                } else {
+                    self.schedule_next_poll(now, policy);
+                }
+            }
+            Classified::Api(err) => {
+                self.failures_in_row = 0;
+                let in_grace = err.code == ApiErrorCode::ProcessingNotRequested
+                    && self.elapsed(now) < policy.not_requested_grace;
+                if in_grace || err.code == ApiErrorCode::ProcessingNotCompleted {
+                    self.schedule_next_poll(now, policy);
+                } else {
+                    self.end(now, OutcomeKind::ApiError, Some(OutcomeError::from(&err)));
+                }
+            }
+            Classified::Transient(failure) => {
+                self.transient(now, failure, RequestKind::Progress, policy)
+            }
+        }
+    }
+
+    fn on_completed(&mut self, now: Instant, policy: &PollPolicy) {
+        let stage_failure = self
+            .statements
+            .iter()
+            .any(StatementProgress::has_failed_stage);
+        match self.webhook_accounts.take() {
+            Some(accounts) => {
+                self.end_completed(now, stage_failure, accounts, None, NotifiedBy::Webhook)
+            }
+            None if policy.fetch_accounts => {
+                self.completed_with_stage_failure = Some(stage_failure);
+                self.phase = Phase::Due(now, RequestKind::SessionStatus);
+            }
+            None => self.end_completed(now, stage_failure, Vec::new(), None, NotifiedBy::Poll),
+        }
+    }
+
+    fn handle_session_status(&mut self, now: Instant, result: HttpResult, policy: &PollPolicy) {
+        let stage_failure = self.completed_with_stage_failure.unwrap_or(false);
+        match classify_session_status(result) {
+            Classified::Ok(SessionStatusReply::Ready(status)) => {
+                self.end_completed(now, stage_failure, status.accounts, None, NotifiedBy::Poll);
+            }
+            Classified::Ok(SessionStatusReply::NotYet(err)) => {
+                // Progress said completed but the data is not ready yet: ask again after an interval.
+                let failure = TransientFailure::UnparsableBody {
+                    http_status: err.http_status,
+                    reason: format!("{}: {}", err.code, err.message),
+                };
+                self.transient(now, failure, RequestKind::SessionStatus, policy);
+            }
+            Classified::Api(err) => {
+                let reason = format!("session_status refused: {err}");
+                self.end_completed(
+                    now,
+                    stage_failure,
+                    Vec::new(),
+                    Some(reason),
+                    NotifiedBy::Poll,
+                );
+            }
+            Classified::Transient(failure) => {
+                self.transient(now, failure, RequestKind::SessionStatus, policy)
+            }
+        }
+    }
+
+    fn transient(
+        &mut self,
+        now: Instant,
+        failure: TransientFailure,
+        kind: RequestKind,
+        policy: &PollPolicy,
+    ) {
+        self.failures_in_row = self.failures_in_row.saturating_add(1);
+        if self.failures_in_row > policy.retry_budget {
+            if kind == RequestKind::SessionStatus {
+                let stage_failure = self.completed_with_stage_failure.unwrap_or(false);
+                let reason = format!("session_status kept failing: {failure}");
+                self.end_completed(
+                    now,
+                    stage_failure,
+                    Vec::new(),
+                    Some(reason),
+                    NotifiedBy::Poll,
+                );
+            } else {
+                let error = OutcomeError::from(&failure);
+                self.last_failure = Some(failure);
+                self.end(now, OutcomeKind::TransportError, Some(error));
+            }
+            return;
+        }
+        let delay = match failure.retry_after() {
+            Some(asked) => policy.capped_retry_after(asked),
+            None => policy.backoff.delay(self.failures_in_row, &mut self.rng),
+        };
+        let mut at = now + delay;
+        if kind == RequestKind::Progress {
+            if let Some(sent) = self.last_progress_sent {
+                at = at.max(sent + policy.interval);
+            }
+        }
+        self.last_failure = Some(failure);
+        self.phase = Phase::Due(at, kind);
+    }
+
+    fn schedule_next_poll(&mut self, now: Instant, policy: &PollPolicy) {
+        let sent = self.last_progress_sent.unwrap_or(now);
+        let at = if std::mem::take(&mut self.confirm_pending) {
+            sent + policy.confirm_spacing()
+        } else {
+            sent + policy.next_interval(&mut self.rng)
+        };
+        self.phase = Phase::Due(at.max(now), RequestKind::Progress);
+    }
+
+    pub(crate) fn handle_webhook(&mut self, now: Instant, hint: WebhookHint, policy: &PollPolicy) {
+        let first = self.webhook_accounts.is_none();
+        match &self.phase {
+            Phase::Ended(_) => return,
+            // Completion is known and session_status is being fetched for exactly what the
+            // webhook carries: take it and end.
+            Phase::Due(_, RequestKind::SessionStatus)
+            | Phase::InFlight(RequestKind::SessionStatus) => {
+                let stage_failure = self.completed_with_stage_failure.unwrap_or(false);
+                self.end_completed(now, stage_failure, hint.accounts, None, NotifiedBy::Poll);
+                return;
+            }
+            // Only the first webhook may cause an early request, so a flood of (forged)
+            // webhooks cannot raise the poll rate.
+            Phase::InFlight(RequestKind::Progress) => self.confirm_pending |= first,
+            Phase::Due(at, RequestKind::Progress) => {
+                let earliest = self
+                    .last_progress_sent
+                    .map_or(now, |sent| sent + policy.confirm_spacing())
+                    .max(now);
+                if first && earliest < *at {
+                    self.phase = Phase::Due(earliest, RequestKind::Progress);
+                }
+            }
+        }
+        self.webhook_accounts = Some(hint.accounts);
+    }
+
+    fn end_completed(
+        &mut self,
+        now: Instant,
+        stage_failure: bool,
+        accounts: Vec<AccountResult>,
+        accounts_error: Option<String>,
+        by: NotifiedBy,
+    ) {
+        let failed = stage_failure || accounts.iter().any(AccountResult::is_failed);
+        let kind = if failed {
+            OutcomeKind::CompletedWithFailures
+        } else {
+            OutcomeKind::Completed
+        };
+        let mut outcome = self.outcome(now, kind, None);
+        outcome.accounts = accounts;
+        outcome.notified_by = Some(by);
+        outcome.accounts_error = accounts_error;
+        self.phase = Phase::Ended(Some(Box::new(outcome)));
+    }
+
+    fn end(&mut self, now: Instant, kind: OutcomeKind, error: Option<OutcomeError>) {
+        let mut outcome = self.outcome(now, kind, error);
+        outcome.accounts = self.webhook_accounts.take().unwrap_or_default();
+        self.phase = Phase::Ended(Some(Box::new(outcome)));
+    }
+
+    fn outcome(&mut self, now: Instant, kind: OutcomeKind, error: Option<OutcomeError>) -> Outcome {
+        Outcome {
+            session_id: self.id.clone(),
+            outcome: kind,
+            error,
+            statements: std::mem::take(&mut self.statements),
+            accounts: Vec::new(),
+            notified_by: None,
+            polls: self.polls,
+            retries: self.retries,
+            elapsed_ms: u64::try_from(self.elapsed(now).as_millis()).unwrap_or(u64::MAX),
+            session_progress: self.session_progress.clone(),
+            accounts_error: None,
+        }
+    }
+
+    /// A resumable copy of the state (an in-flight request is forgotten: it is re-sent).
+    pub(crate) fn snapshot(&self, now: Instant) -> Option<SessionSnapshot> {
+        let (next_kind, due_in) = match &self.phase {
+            Phase::Due(at, kind) => (*kind, at.saturating_duration_since(now)),
+            Phase::InFlight(kind) => (*kind, Duration::ZERO),
+            Phase::Ended(_) => return None,
+        };
+        Some(SessionSnapshot {
+            session_id: self.id.clone(),
+            elapsed: self.elapsed(now),
+            next_kind,
+            due_in,
+            since_last_poll: self
+                .last_progress_sent
+                .map(|sent| now.saturating_duration_since(sent)),
+            polls: self.polls,
+            retries: self.retries,
+            failures_in_row: self.failures_in_row,
+            last_failure: self.last_failure.clone(),
+            session_progress: self.session_progress.clone(),
+            statements: self.statements.clone(),
+            webhook_accounts: self.webhook_accounts.clone(),
+            confirm_pending: self.confirm_pending,
+            completed_with_stage_failure: self.completed_with_stage_failure,
+            rng: self.rng.clone(),
+        })
+    }
+
+    pub(crate) fn resume(snapshot: SessionSnapshot, now: Instant) -> Self {
+        Self {
+            id: snapshot.session_id,
+            started: now,
+            carried: snapshot.elapsed,
+            phase: Phase::Due(now + snapshot.due_in, snapshot.next_kind),
+            last_progress_sent: snapshot
+                .since_last_poll
+                .map(|since| now.checked_sub(since).unwrap_or(now)),
+            polls: snapshot.polls,
+            retries: snapshot.retries,
+            failures_in_row: snapshot.failures_in_row,
+            last_failure: snapshot.last_failure,
+            session_progress: snapshot.session_progress,
+            statements: snapshot.statements,
+            webhook_accounts: snapshot.webhook_accounts,
+            confirm_pending: snapshot.confirm_pending,
+            completed_with_stage_failure: snapshot.completed_with_stage_failure,
+            rng: snapshot.rng,
+        }
+    }
+}
+
+/// A session's resumable state, free of `Instant`s: save it (serde) and resume it later, in
+/// another process, with [`TrackedSession::resume`] or `Scheduler::resume`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSnapshot {
+    /// The session.
+    pub session_id: SessionId,
+    /// Time tracked so far (counts towards the max wait).
+    #[serde(rename = "elapsed_ms", with = "crate::duration_serde")]
+    pub elapsed: Duration,
+    /// Which request comes next.
+    pub next_kind: RequestKind,
+    /// How long after resuming it is due.
+    #[serde(rename = "due_in_ms", with = "crate::duration_serde")]
+    pub due_in: Duration,
+    /// Time since the last progress request, if any (keeps the interval across the restart).
+    #[serde(rename = "since_last_poll_ms", default, with = "option_duration_ms")]
+    pub since_last_poll: Option<Duration>,
+    /// Progress requests sent so far.
+    pub polls: u32,
+    /// Retries so far.
+    pub retries: u32,
+    /// Consecutive transient failures.
+    pub failures_in_row: u32,
+    /// The last transient failure.
+    pub last_failure: Option<TransientFailure>,
+    /// The last progress seen.
+    pub session_progress: Option<SessionProgress>,
+    /// The statements last seen.
+    pub statements: Vec<StatementProgress>,
+    /// The accounts from a webhook, if one came.
+    pub webhook_accounts: Option<Vec<AccountResult>>,
+    /// Whether a webhook still awaits its confirming request.
+    pub confirm_pending: bool,
+    /// Set once completion is known and only the accounts are being fetched.
+    pub completed_with_stage_failure: Option<bool>,
+    /// The jitter source's state.
+    pub rng: JitterRng,
+}
+
+mod option_duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => serializer.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(deserializer)?.map(Duration::from_millis))
+    }
+}
+
+/// One session tracked on its own: the state machine with its policy and API.
+///
+/// Drive it with your own HTTP client and clock:
+///
+/// ```
+/// use std::time::Instant;
+/// use bankconnect_core::{Action, Api, BaseUrl, Credentials, Input, PollPolicy, SessionId, TrackedSession};
+///
+/// let api = Api::new(BaseUrl::parse("http://127.0.0.1:1/bank-connect/v1")?, Credentials::new("k", "h")?);
+/// let mut session = TrackedSession::new(api, PollPolicy::default(), SessionId::new("s-1")?, Instant::now(), 42)?;
+/// let outcome = loop {
+///     match session.poll_action(Instant::now()) {
+///         Action::Send(request) => {
+///             // Send `request` with any client; here, a canned completed answer.
+///             let body = br#"{"session_id": "s-1", "session_progress": "completed", "progress": []}"#;
+///             let answer = http::Response::builder().status(200).body(body.to_vec())?;
+///             # let answer = if request.uri().path().ends_with("session_status/") {
+///             #     http::Response::builder().status(200).body(br#"{"session_id": "s-1", "accounts": []}"#.to_vec())?
+///             # } else { answer };
+///             session.handle_input(Instant::now(), Input::Response(Ok(answer)));
+///         }
+///         Action::WaitUntil(at) => std::thread::sleep(at.saturating_duration_since(Instant::now())),
+///         Action::AwaitResponse | Action::Finished => unreachable!("this loop answers every request"),
+///         Action::Done(outcome) => break outcome,
+///     }
+/// };
+/// assert_eq!(outcome.outcome.as_str(), "completed");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct TrackedSession {
+    api: Api,
+    policy: PollPolicy,
+    machine: SessionMachine,
+}
+
+impl TrackedSession {
+    /// Starts tracking `session` at `now`, with jitter drawn from `seed`.
+    pub fn new(
+        api: Api,
+        policy: PollPolicy,
+        session: SessionId,
+        now: Instant,
+        seed: u64,
+    ) -> Result<Self, TrackError> {
+        policy.validate()?;
+        // Build once so that a bad URL is refused here, not mid-flight.
+        api.progress_request(&session)?;
+        Ok(Self {
+            api,
+            policy,
+            machine: SessionMachine::new(session, now, seed),
+        })
+    }
+
+    /// Resumes a saved session at `now`.
+    pub fn resume(
+        api: Api,
+        policy: PollPolicy,
+        snapshot: SessionSnapshot,
+        now: Instant,
+    ) -> Result<Self, TrackError> {
+        policy.validate()?;
+        api.progress_request(&snapshot.session_id)?;
+        Ok(Self {
+            api,
+            policy,
+            machine: SessionMachine::resume(snapshot, now),
+        })
+    }
+
+    /// The session's ID.
+    pub fn session_id(&self) -> &SessionId {
+        self.machine.id()
+    }
+
+    /// The next thing to do. Call again after every input and at every `WaitUntil` instant.
+    pub fn poll_action(&mut self, now: Instant) -> Action {
+        match self.machine.poll(now, &self.policy) {
+            Step::Send(kind) => match build_request(&self.api, kind, self.machine.id()) {
+                Ok(request) => Action::Send(request),
+                Err(err) => {
+                    // Unreachable after the check in `new`; end cleanly rather than panic.
+                    self.machine.handle_response(
+                        now,
+                        Err(crate::TransportError::new(
+                            crate::TransportErrorKind::Other,
+                            err.to_string(),
+                        )),
+                        &self.policy,
+                    );
+                    self.poll_action(now)
+                }
+            },
+            Step::WaitUntil(at) => Action::WaitUntil(at),
+            Step::AwaitResponse => Action::AwaitResponse,
+            Step::Done(outcome) => Action::Done(outcome),
+            Step::Finished => Action::Finished,
+        }
+    }
+
+    /// Feeds what happened. A response when no request is in flight, or anything after the
+    /// end, is ignored; a webhook for another session is ignored too.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Response(result) => self.machine.handle_response(now, result, &self.policy),
+            Input::Webhook(hint) if hint.session_id == *self.machine.id() => {
+                self.machine.handle_webhook(now, hint, &self.policy)
+            }
+            Input::Webhook(_) => {}
+        }
+    }
+
+    /// The instant of the next timer-driven action, if any (none while awaiting a response).
+    pub fn next_wake(&self) -> Option<Instant> {
+        self.machine.wake_at(&self.policy)
+    }
+
+    /// A resumable copy of the state, or `None` once the session ended.
+    pub fn snapshot(&self, now: Instant) -> Option<SessionSnapshot> {
+        self.machine.snapshot(now)
+    }
+}
+
+pub(crate) fn build_request(
+    api: &Api,
+    kind: RequestKind,
+    session: &SessionId,
+) -> Result<http::Request<Vec<u8>>, RequestError> {
+    match kind {
+        RequestKind::Progress => api.progress_request(session),
+        RequestKind::SessionStatus => api.session_status_request(session),
+    }
+}
+
+/// Why tracking could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrackError {
+    /// The policy is invalid.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The session's requests cannot be built.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The session is already tracked.
+    #[error("session {0} is already tracked")]
+    Duplicate(SessionId),
+}
