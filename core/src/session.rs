@@ -268,6 +268,8 @@ impl SessionMachine {
                 let completed = report.is_completed();
                 self.session_progress = Some(report.session_progress);
                 self.statements = report.statements;
+                // The parser grows the list to 4; many sessions kept for long make it worth trimming.
+                self.statements.shrink_to_fit();
                 if completed {
                     self.on_completed(now, policy);
                 } else {

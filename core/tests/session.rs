@@ -1,5 +1,10 @@
 //! The session state machine, rule by rule, in virtual time (no sleeps).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -56,7 +61,10 @@ fn completes_after_several_polls_then_fetches_accounts() {
     assert_eq!(sent[2].at, Duration::from_secs(4));
     assert!(sent[3].path.ends_with("/s1/session_status/"));
     assert_eq!(outcome.accounts.len(), 1);
-    assert_eq!(outcome.accounts[0].account_number.as_deref(), Some("XXXX1234"));
+    assert_eq!(
+        outcome.accounts[0].account_number.as_deref(),
+        Some("XXXX1234")
+    );
     assert_eq!(outcome.statements.len(), 1);
     assert_eq!(outcome.elapsed_ms, 4_160);
     let json = serde_json::to_value(&outcome).unwrap();
@@ -90,7 +98,10 @@ fn failed_stage_or_account_means_completed_with_failures() {
         |_, path| {
             if path.ends_with("/session_status/") {
                 let message = "There are no transactions for Nov 2023, Dec 2023";
-                (session_status("s1", "failed", "INCOMPLETE_MONTHS", message), LATENCY)
+                (
+                    session_status("s1", "failed", "INCOMPLETE_MONTHS", message),
+                    LATENCY,
+                )
             } else {
                 (completed("s1"), LATENCY)
             }
@@ -119,19 +130,42 @@ fn webhook_ends_the_wait_after_one_confirming_request() {
             if i > 0 {
                 webhook_seen = true;
             }
-            (if i == 0 { processing("s1") } else { completed("s1") }, LATENCY)
+            (
+                if i == 0 {
+                    processing("s1")
+                } else {
+                    completed("s1")
+                },
+                LATENCY,
+            )
         },
         Some((
             Duration::from_secs(5),
-            hint("s1", "failed", Some("INCOMPLETE_DATES_UPLOAD"), Some(r#"Missing dates present for {"Jan 2024": [1, 2]}"#)),
+            hint(
+                "s1",
+                "failed",
+                Some("INCOMPLETE_DATES_UPLOAD"),
+                Some(r#"Missing dates present for {"Jan 2024": [1, 2]}"#),
+            ),
         )),
     );
     assert!(webhook_seen);
-    assert_eq!(sent.len(), 2, "one poll, one confirmation, no session_status");
-    assert_eq!(sent[1].at, Duration::from_secs(5), "confirmed at once, not at the 30 s interval");
+    assert_eq!(
+        sent.len(),
+        2,
+        "one poll, one confirmation, no session_status"
+    );
+    assert_eq!(
+        sent[1].at,
+        Duration::from_secs(5),
+        "confirmed at once, not at the 30 s interval"
+    );
     assert_eq!(outcome.notified_by, Some(NotifiedBy::Webhook));
     assert_eq!(outcome.outcome, OutcomeKind::CompletedWithFailures);
-    assert!(matches!(outcome.accounts[0].error_detail, Some(ErrorDetail::Dates(_))));
+    assert!(matches!(
+        outcome.accounts[0].error_detail,
+        Some(ErrorDetail::Dates(_))
+    ));
 }
 
 #[test]
@@ -140,8 +174,20 @@ fn webhook_confirmation_keeps_a_minimum_spacing() {
     let (_, sent) = drive(
         track(no_jitter(), "s1", t0, 1),
         t0,
-        |i, _| (if i == 0 { processing("s1") } else { completed("s1") }, LATENCY),
-        Some((Duration::from_millis(100), hint("s1", "completed", None, None))),
+        |i, _| {
+            (
+                if i == 0 {
+                    processing("s1")
+                } else {
+                    completed("s1")
+                },
+                LATENCY,
+            )
+        },
+        Some((
+            Duration::from_millis(100),
+            hint("s1", "completed", None, None),
+        )),
     );
     // The webhook lands while the first poll is in flight: the confirmation waits 1 s after it.
     assert_eq!(sent[1].at, Duration::from_secs(1));
@@ -153,8 +199,20 @@ fn premature_webhook_falls_back_to_polling() {
     let (outcome, sent) = drive(
         track(no_jitter(), "s1", t0, 1),
         t0,
-        |i, _| (if i < 3 { processing("s1") } else { completed("s1") }, LATENCY),
-        Some((Duration::from_millis(500), hint("s1", "completed", None, None))),
+        |i, _| {
+            (
+                if i < 3 {
+                    processing("s1")
+                } else {
+                    completed("s1")
+                },
+                LATENCY,
+            )
+        },
+        Some((
+            Duration::from_millis(500),
+            hint("s1", "completed", None, None),
+        )),
     );
     assert_eq!(outcome.outcome, OutcomeKind::Completed);
     assert_eq!(outcome.notified_by, Some(NotifiedBy::Webhook));
@@ -252,7 +310,12 @@ fn transient_failures_are_retried_with_capped_backoff() {
     let polls: Vec<_> = sent.iter().filter(|s| s.is_progress()).collect();
     let ceilings = [2, 2, 4, 8];
     for (n, pair) in polls.windows(2).enumerate() {
-        let answered = pair[0].at + if n == 1 { Duration::from_secs(30) } else { LATENCY };
+        let answered = pair[0].at
+            + if n == 1 {
+                Duration::from_secs(30)
+            } else {
+                LATENCY
+            };
         assert!(pair[1].at >= answered);
         assert!(
             pair[1].at - answered <= Duration::from_secs(ceilings[n]).max(Duration::from_secs(2)),
@@ -367,7 +430,10 @@ fn a_request_in_flight_at_max_wait_is_still_answered() {
     );
     assert_eq!(sent.len(), 2);
     assert_eq!(outcome.outcome, OutcomeKind::TimedOut);
-    assert_eq!(outcome.elapsed_ms, 7_000, "ended when the late answer came, one request past");
+    assert_eq!(
+        outcome.elapsed_ms, 7_000,
+        "ended when the late answer came, one request past"
+    );
 }
 
 #[test]
@@ -386,7 +452,10 @@ fn session_status_failures_keep_the_progress_verdict() {
     assert_eq!(sent.len(), 3);
     assert_eq!(outcome.outcome, OutcomeKind::CompletedWithFailures);
     assert!(outcome.accounts.is_empty());
-    assert!(outcome.accounts_error.unwrap().contains("SESSION_NOT_FOUND"));
+    assert!(outcome
+        .accounts_error
+        .unwrap()
+        .contains("SESSION_NOT_FOUND"));
 
     let (outcome, sent) = drive(
         track(no_jitter(), "s1", t0, 1),
@@ -475,7 +544,10 @@ fn snapshot_and_resume_in_another_process() {
     );
     assert_eq!(sent[0].at, Duration::ZERO);
     assert_eq!(outcome.polls, 3);
-    assert_eq!(outcome.elapsed_ms, (now - t0 + 2 * LATENCY).as_millis() as u64);
+    assert_eq!(
+        outcome.elapsed_ms,
+        (now - t0 + 2 * LATENCY).as_millis() as u64
+    );
 }
 
 #[test]

@@ -1,5 +1,13 @@
 //! Shared helpers for the state-machine tests: canned responses and a virtual-time driver.
-#![allow(missing_docs, unreachable_pub, dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    missing_docs,
+    unreachable_pub,
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::time::{Duration, Instant};
 
@@ -61,10 +69,18 @@ pub fn status_with_retry_after(status: u16, retry_after: &str) -> HttpResult {
 }
 
 pub fn timeout() -> HttpResult {
-    Err(TransportError::new(TransportErrorKind::Timeout, "timed out"))
+    Err(TransportError::new(
+        TransportErrorKind::Timeout,
+        "timed out",
+    ))
 }
 
-pub fn session_status(session: &str, account_status: &str, code: &str, message: &str) -> HttpResult {
+pub fn session_status(
+    session: &str,
+    account_status: &str,
+    code: &str,
+    message: &str,
+) -> HttpResult {
     json(
         200,
         &format!(
@@ -76,7 +92,12 @@ pub fn session_status(session: &str, account_status: &str, code: &str, message: 
     )
 }
 
-pub fn hint(session: &str, account_status: &str, code: Option<&str>, message: Option<&str>) -> WebhookHint {
+pub fn hint(
+    session: &str,
+    account_status: &str,
+    code: Option<&str>,
+    message: Option<&str>,
+) -> WebhookHint {
     WebhookHint {
         session_id: sid(session),
         event_name: Some("ENRICHMENT_NOTIFICATION".into()),
@@ -141,7 +162,10 @@ pub fn drive(
                 session.handle_input(now, Input::Response(result));
             }
             Action::WaitUntil(at) => {
-                assert!(at > now, "WaitUntil must move time forward ({at:?} <= {now:?})");
+                assert!(
+                    at > now,
+                    "WaitUntil must move time forward ({at:?} <= {now:?})"
+                );
                 let wake = match &webhook {
                     Some((w, _)) if t0 + *w < at => t0 + *w,
                     _ => at,
