@@ -70,7 +70,7 @@ pub use scheduler::{
 };
 pub use session::{Action, Input, RequestKind, SessionSnapshot, TrackError, TrackedSession};
 pub use session_status::{SessionStatus, SessionStatusReply};
-pub use status::{AccountStatus, SessionProgress, Source, StageStatus};
+pub use status::{AccountStatus, EventName, SessionProgress, Source, StageStatus};
 pub use throttle::RateLimit;
 pub use transport_error::{TransportError, TransportErrorKind};
 pub use webhook_hint::WebhookHint;

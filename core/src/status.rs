@@ -50,6 +50,18 @@ upstream_enum! {
     }
 }
 
+upstream_enum! {
+    /// A webhook's `event_name`.
+    pub enum EventName {
+        /// Processing finished (completed or failed); carries the accounts' verdicts.
+        EnrichmentNotification => "ENRICHMENT_NOTIFICATION",
+        /// The user finished uploading; carries accounts, months and statements.
+        SessionRequirementCompletionNotification => "SESSION_REQUIREMENT_COMPLETION_NOTIFICATION",
+        /// The session expired.
+        SessionExpiryNotification => "SESSION_EXPIRY_NOTIFICATION",
+    }
+}
+
 impl SessionProgress {
     /// Whether FinBox reports the whole session as processed.
     pub fn is_completed(&self) -> bool {

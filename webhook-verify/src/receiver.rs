@@ -1,0 +1,265 @@
+//! One call from an HTTP request to an answer: accepted, duplicate, or rejected with the status to
+//! send. Framework-free; the `axum` integration and the CLI's listener are thin layers over it.
+
+use std::io::Read;
+use std::sync::Mutex;
+
+use http::{HeaderMap, Method, StatusCode};
+
+use crate::dedupe::{DedupeStore, EventKey, MemoryDedupe};
+use crate::event::{ParseError, WebhookEvent};
+use crate::limits::Limits;
+use crate::signature::{AuthError, Authenticator};
+
+/// How a receiver is set up.
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    /// The path webhooks are POSTed to (default `/`).
+    pub path: String,
+    /// Input bounds.
+    pub limits: Limits,
+    /// Authenticity check (default none).
+    pub auth: Authenticator,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        Self {
+            path: "/".into(),
+            limits: Limits::default(),
+            auth: Authenticator::None,
+        }
+    }
+}
+
+/// Why a request was refused, with the HTTP status to answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// 405: not a POST.
+    #[error("method {0} not allowed; webhooks are POSTed")]
+    MethodNotAllowed(String),
+    /// 404: another path.
+    #[error("no webhook receiver at this path")]
+    NotFound,
+    /// 415: the content type is not JSON.
+    #[error("content-type must be application/json")]
+    UnsupportedMediaType,
+    /// 413: the body exceeds the limit.
+    #[error("body exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// 400: the body could not be read.
+    #[error("could not read the body: {0}")]
+    Unreadable(String),
+    /// 401: authentication failed.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(#[from] AuthError),
+    /// 400: the body is not a valid event.
+    #[error("malformed event: {0}")]
+    Malformed(#[from] ParseError),
+}
+
+impl Rejection {
+    /// The status to answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unreadable(_) | Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+/// What became of a request.
+#[derive(Debug, Clone)]
+#[must_use]
+pub enum Reception {
+    /// A new event: answer 200, then act on it (after confirming through the API).
+    Accepted(Delivery),
+    /// An event seen before: answer 200 and do nothing.
+    Duplicate(Delivery),
+    /// Refused: answer with [`Rejection::status`].
+    Rejected(Rejection),
+}
+
+/// An accepted or duplicate event and its dedupe key.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The event.
+    pub event: WebhookEvent,
+    /// Its dedupe key.
+    pub key: EventKey,
+    /// The `webhook-id`, when the delivery was signed.
+    pub webhook_id: Option<String>,
+}
+
+impl Reception {
+    /// The status to answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Accepted(_) | Self::Duplicate(_) => StatusCode::OK,
+            Self::Rejected(rejection) => rejection.status(),
+        }
+    }
+
+    /// The event's normalized JSON line (`duplicate` set), for accepted and duplicate events.
+    pub fn event_json(&self) -> Option<serde_json::Value> {
+        match self {
+            Self::Accepted(delivery) => Some(delivery.event.to_json(false)),
+            Self::Duplicate(delivery) => Some(delivery.event.to_json(true)),
+            Self::Rejected(_) => None,
+        }
+    }
+}
+
+/// A webhook receiver: limits, authentication, parsing and dedupe behind one call.
+///
+/// ```
+/// use bankconnect_webhook_verify::{Receiver, ReceiverConfig, Reception};
+/// let receiver = Receiver::new(ReceiverConfig::default());
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("content-type", "application/json".parse().unwrap());
+/// let body = br#"{"session_id": "s1", "event_name": "ENRICHMENT_NOTIFICATION", "accounts": []}"#;
+/// let reception = receiver.receive(&http::Method::POST, "/", &headers, &body[..], 1_700_000_000);
+/// assert!(matches!(reception, Reception::Accepted(_)));
+/// assert_eq!(reception.status(), 200);
+/// ```
+#[derive(Debug)]
+pub struct Receiver {
+    config: ReceiverConfig,
+    dedupe: Mutex<Box<dyn DedupeStore>>,
+}
+
+impl std::fmt::Debug for dyn DedupeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DedupeStore")
+    }
+}
+
+impl Receiver {
+    /// A receiver with the default in-memory dedupe store.
+    pub fn new(config: ReceiverConfig) -> Self {
+        Self::with_store(config, Box::new(MemoryDedupe::default()))
+    }
+
+    /// A receiver with a dedupe store of your own.
+    pub fn with_store(config: ReceiverConfig, store: Box<dyn DedupeStore>) -> Self {
+        Self {
+            config,
+            dedupe: Mutex::new(store),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ReceiverConfig {
+        &self.config
+    }
+
+    /// Checks what can be checked before reading the body: method, path, content type and
+    /// declared length. `None` means read the body (at most `limits.max_body + 1` bytes).
+    pub fn precheck(&self, method: &Method, path: &str, headers: &HeaderMap) -> Option<Rejection> {
+        if method != Method::POST {
+            return Some(Rejection::MethodNotAllowed(
+                method.as_str().chars().take(32).collect(),
+            ));
+        }
+        if path != self.config.path {
+            return Some(Rejection::NotFound);
+        }
+        if !is_json(headers) {
+            return Some(Rejection::UnsupportedMediaType);
+        }
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.config.limits.max_body as u64) {
+            return Some(Rejection::TooLarge {
+                limit: self.config.limits.max_body,
+            });
+        }
+        None
+    }
+
+    /// Handles a request whose body is read from `body`, never more than the limit plus one byte.
+    pub fn receive(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: impl Read,
+        now_unix: i64,
+    ) -> Reception {
+        if let Some(rejection) = self.precheck(method, path, headers) {
+            return Reception::Rejected(rejection);
+        }
+        let limit = self.config.limits.max_body;
+        let mut bytes = Vec::new();
+        let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+        if let Err(err) = body.take(cap).read_to_end(&mut bytes) {
+            return Reception::Rejected(Rejection::Unreadable(err.to_string()));
+        }
+        self.receive_body(headers, &bytes, now_unix)
+    }
+
+    /// Handles a body already read (by a framework that bounded it to at most limit + 1 bytes),
+    /// after [`Receiver::precheck`] passed.
+    pub fn receive_body(&self, headers: &HeaderMap, body: &[u8], now_unix: i64) -> Reception {
+        if body.len() > self.config.limits.max_body {
+            return Reception::Rejected(Rejection::TooLarge {
+                limit: self.config.limits.max_body,
+            });
+        }
+        // Authenticate the bytes as received, before any parsing.
+        let webhook_id = match self.config.auth.verify(headers, body, now_unix) {
+            Ok(id) => id,
+            Err(err) => return Reception::Rejected(err.into()),
+        };
+        let event = match WebhookEvent::parse(body, &self.config.limits) {
+            Ok(event) => event,
+            Err(err) => return Reception::Rejected(err.into()),
+        };
+        let key = match &webhook_id {
+            Some(id) => EventKey::from_webhook_id(id),
+            None => EventKey::from_normalized(&event.to_json(false)),
+        };
+        let first = match self.dedupe.lock() {
+            Ok(mut store) => store.insert_if_absent(key, now_unix),
+            // A panic elsewhere poisoned the lock; the store itself is still consistent.
+            Err(poisoned) => poisoned.into_inner().insert_if_absent(key, now_unix),
+        };
+        let delivery = Delivery {
+            event,
+            key,
+            webhook_id,
+        };
+        if first {
+            Reception::Accepted(delivery)
+        } else {
+            Reception::Duplicate(delivery)
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
