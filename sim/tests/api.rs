@@ -340,9 +340,12 @@ async fn faults_at_a_rate_over_all_requests() {
     }
 }
 
+/// Deliveries a test receiver saw: headers, body, arrival.
+type Seen = Arc<Mutex<Vec<(http::HeaderMap, Vec<u8>, Instant)>>>;
+
 /// A webhook receiver for the tests: records each POST's headers and body, answers `status`.
-async fn receiver(status: u16) -> (String, Arc<Mutex<Vec<(http::HeaderMap, Vec<u8>, Instant)>>>) {
-    let seen: Arc<Mutex<Vec<(http::HeaderMap, Vec<u8>, Instant)>>> = Arc::default();
+async fn receiver(status: u16) -> (String, Seen) {
+    let seen: Seen = Arc::default();
     let record = Arc::clone(&seen);
     let app =
         axum::Router::new().fallback(move |headers: http::HeaderMap, body: axum::body::Bytes| {
