@@ -40,6 +40,7 @@ pub mod error_detail;
 pub mod ids;
 pub mod jitter;
 pub mod json_guard;
+pub mod one_shot;
 pub mod outcome;
 pub mod policy;
 pub mod progress;
@@ -55,12 +56,16 @@ pub mod webhook_hint;
 
 pub use account::{AccountResult, AccountStatement};
 pub use base_url::{BaseUrl, BaseUrlError};
-pub use classify::{ApiError, Classified, HttpResult, TransientFailure};
+pub use classify::{
+    classify_progress, classify_update_webhook, ApiError, Classified, HttpResult, TransientFailure,
+    WebhookUpdated,
+};
 pub use credentials::{Credentials, CredentialsError, Secret};
 pub use error_codes::{AccountErrorCode, ApiErrorCode, StatementErrorCode};
 pub use error_detail::{ErrorDetail, YearMonth};
 pub use ids::{AccountId, IdError, SessionId, StatementId};
 pub use jitter::JitterRng;
+pub use one_shot::{CallError, OneShot, Retry};
 pub use outcome::{NotifiedBy, Outcome, OutcomeError, OutcomeKind};
 pub use policy::{Backoff, PolicyError, PollPolicy};
 pub use progress::{ProgressReport, StatementProgress};
@@ -69,7 +74,7 @@ pub use scheduler::{
     RequestTicket, ScheduledRequest, Scheduler, SchedulerConfig, WebhookDisposition,
 };
 pub use session::{Action, Input, RequestKind, SessionSnapshot, TrackError, TrackedSession};
-pub use session_status::{SessionStatus, SessionStatusReply};
+pub use session_status::{classify_session_status, SessionStatus, SessionStatusReply};
 pub use status::{AccountStatus, EventName, SessionProgress, Source, StageStatus};
 pub use throttle::RateLimit;
 pub use transport_error::{TransportError, TransportErrorKind};

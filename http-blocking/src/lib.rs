@@ -1,5 +1,31 @@
-//! The BankConnect SDK's blocking driver (ureq).
+//! # bankconnect-http-blocking
 //!
-//! **Not built yet**: this crate is reserved in the workspace and exports nothing today; its work
-//! is tracked in issue 5. Use `bankconnect-core` directly with your own HTTP client meanwhile.
+//! The blocking driver of the BankConnect SDK: a short loop over `bankconnect-core`'s decisions,
+//! sending with [ureq](https://docs.rs/ureq) (rustls) or any [`BlockingTransport`] you bring. No
+//! async runtime anywhere in its dependency tree.
+//!
+//! The same operations, under the same names, as `bankconnect-http-async`: `update_webhook`,
+//! `progress`, `session_status`, `wait`, `track_many` (and a [`Tracker`] to add sessions and feed
+//! webhooks while tracking).
+//!
+//! ```no_run
+//! use bankconnect_core::{Api, BaseUrl, Credentials, SessionId};
+//! use bankconnect_http_blocking::Client;
+//!
+//! let api = Api::new(BaseUrl::production(), Credentials::new("api-key", "server-hash")?);
+//! let client = Client::new(api);
+//! let mut tracker = client.track_many(["s-1", "s-2"].map(|id| SessionId::new(id).unwrap()))?;
+//! let feed = tracker.webhook_feed(); // hand verified webhooks in from a receiver thread
+//! # drop(feed);
+//! while let Some(outcome) = tracker.next_outcome() {
+//!     println!("{} {}", outcome.session_id, outcome.outcome);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
+
+mod client;
+mod transport;
+
+pub use client::{Client, Error, Tracker, WebhookFeed};
+pub use transport::{BlockingTransport, UreqTransport};

@@ -1,0 +1,96 @@
+//! The transport trait and its ureq implementation.
+
+use std::io::Read;
+use std::time::Duration;
+
+use bankconnect_core::classify::MAX_RESPONSE_BODY;
+use bankconnect_core::{HttpResult, TransportError, TransportErrorKind};
+
+/// Sends one request and reads the whole response (or fails with a kind). Implement it over any
+/// blocking HTTP client; a closure `Fn(http::Request<Vec<u8>>) -> HttpResult` already is one.
+pub trait BlockingTransport: Send + Sync {
+    /// Sends `request`, reading at most [`MAX_RESPONSE_BODY`] + 1 bytes of the body.
+    fn send(&self, request: http::Request<Vec<u8>>) -> HttpResult;
+}
+
+impl<F> BlockingTransport for F
+where
+    F: Fn(http::Request<Vec<u8>>) -> HttpResult + Send + Sync,
+{
+    fn send(&self, request: http::Request<Vec<u8>>) -> HttpResult {
+        self(request)
+    }
+}
+
+/// The default transport: a ureq agent (rustls, connection pooling, a per-request timeout).
+#[derive(Debug, Clone)]
+pub struct UreqTransport {
+    agent: ureq::Agent,
+}
+
+impl UreqTransport {
+    /// An agent whose every request must finish within `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build();
+        Self {
+            agent: config.into(),
+        }
+    }
+}
+
+impl Default for UreqTransport {
+    /// A 30-second request timeout.
+    fn default() -> Self {
+        Self::new(Duration::from_secs(30))
+    }
+}
+
+impl BlockingTransport for UreqTransport {
+    fn send(&self, request: http::Request<Vec<u8>>) -> HttpResult {
+        let response = self.agent.run(request).map_err(|err| map_error(&err))?;
+        let (parts, body) = response.into_parts();
+        let mut bytes = Vec::new();
+        let limit = u64::try_from(MAX_RESPONSE_BODY).unwrap_or(u64::MAX) + 1;
+        body.into_reader()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|err| io_error(&err))?;
+        Ok(http::Response::from_parts(parts, bytes))
+    }
+}
+
+fn io_error(err: &std::io::Error) -> TransportError {
+    use std::io::ErrorKind;
+    let kind = match err.kind() {
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => TransportErrorKind::Timeout,
+        ErrorKind::ConnectionRefused | ErrorKind::AddrNotAvailable => TransportErrorKind::Connect,
+        ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::BrokenPipe
+        | ErrorKind::UnexpectedEof => TransportErrorKind::Reset,
+        _ => {
+            // ureq wraps its own errors (timeouts, truncated bodies) in io::Error.
+            let text = err.to_string().to_ascii_lowercase();
+            if text.contains("timeout") || text.contains("timed out") {
+                TransportErrorKind::Timeout
+            } else {
+                TransportErrorKind::Reset
+            }
+        }
+    };
+    TransportError::new(kind, err.to_string())
+}
+
+fn map_error(err: &ureq::Error) -> TransportError {
+    let kind = match err {
+        ureq::Error::Timeout(_) => TransportErrorKind::Timeout,
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => TransportErrorKind::Connect,
+        ureq::Error::Io(io) => return io_error(io),
+        _ => TransportErrorKind::Other,
+    };
+    TransportError::new(kind, err.to_string())
+}

@@ -1,0 +1,167 @@
+//! The blocking driver against the simulator over loopback HTTP: the shared scenario list, the
+//! webhook shortcut, single calls, and 1 000 sessions at once.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+#[path = "../../testkit/driver_cases.rs"]
+mod driver_cases;
+
+use std::time::{Duration, Instant};
+
+use bankconnect_core::scheduler::SchedulerConfig;
+use bankconnect_core::{
+    Api, BaseUrl, Credentials, NotifiedBy, OutcomeKind, SessionId, WebhookHint, WebhookMode,
+    WebhookRegistration,
+};
+use bankconnect_http_blocking::Client;
+use bankconnect_sim::{Scenario, SessionScript, SimConfig, Simulator};
+
+/// Runs the simulator on its own tokio runtime thread, so the tests stay free of async.
+struct Sim {
+    sim: Simulator,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn sim(sessions: Vec<SessionScript>) -> Sim {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = runtime
+        .block_on(Simulator::start(SimConfig {
+            scenario: Scenario {
+                sessions,
+                ..Scenario::default()
+            },
+            ..SimConfig::default()
+        }))
+        .unwrap();
+    Sim {
+        sim,
+        _runtime: runtime,
+    }
+}
+
+fn api(sim: &Simulator, wrong: bool) -> Api {
+    let key = if wrong { "nope" } else { "sim-api-key" };
+    Api::new(
+        BaseUrl::parse(&sim.base_url()).unwrap(),
+        Credentials::new(key, "sim-server-hash").unwrap(),
+    )
+}
+
+#[test]
+fn shared_scenario_list() {
+    for case in driver_cases::cases() {
+        let sim = sim(case.script.clone().into_iter().collect());
+        let client = Client::new(api(&sim.sim, case.wrong_credentials))
+            .with_policy(case.policy.clone())
+            .with_seed(1);
+        let outcome = client
+            .wait(&SessionId::new(case.session_id).unwrap())
+            .unwrap();
+        let log = sim.sim.requests_for(case.session_id);
+        eprintln!("case: {}", case.name);
+        (case.check)(&outcome, &log);
+    }
+}
+
+#[test]
+fn a_webhook_ends_the_wait_early() {
+    let sim = sim(vec![
+        SessionScript::new("w1").complete_after(Duration::from_millis(300))
+    ]);
+    let policy = bankconnect_core::PollPolicy {
+        interval: Duration::from_secs(30),
+        ..driver_cases::fast_policy()
+    };
+    let client = Client::new(api(&sim.sim, false)).with_policy(policy);
+    let mut tracker = client.track_many([SessionId::new("w1").unwrap()]).unwrap();
+    let feed = tracker.webhook_feed();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        feed.send(WebhookHint {
+            session_id: SessionId::new("w1").unwrap(),
+            event_name: Some("ENRICHMENT_NOTIFICATION".into()),
+            accounts: Vec::new(),
+        });
+        feed.send(WebhookHint {
+            session_id: SessionId::new("stranger").unwrap(),
+            event_name: None,
+            accounts: Vec::new(),
+        });
+    });
+    let outcome = tracker.next_outcome().unwrap();
+    assert_eq!(outcome.outcome, OutcomeKind::Completed);
+    assert_eq!(outcome.notified_by, Some(NotifiedBy::Webhook));
+    assert_eq!(outcome.polls, 2);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?} with a 30 s interval"
+    );
+    assert!(tracker.next_outcome().is_none());
+}
+
+#[test]
+fn single_calls() {
+    let sim = sim(vec![SessionScript::new("one").complete_after_polls(1)]);
+    let client = Client::new(api(&sim.sim, false)).with_policy(driver_cases::fast_policy());
+    let registration =
+        WebhookRegistration::new("https://example.com/hook", WebhookMode::All).unwrap();
+    assert_eq!(
+        client
+            .update_webhook(&registration)
+            .unwrap()
+            .message
+            .as_deref(),
+        Some("success")
+    );
+    assert_eq!(sim.sim.registration().unwrap().webhook_mode, 1);
+    let id = SessionId::new("one").unwrap();
+    assert!(matches!(
+        client.session_status(&id).unwrap(),
+        bankconnect_core::SessionStatusReply::NotYet(_)
+    ));
+    let report = client.progress(&id).unwrap();
+    assert!(report.is_completed());
+    assert!(matches!(
+        client.session_status(&id).unwrap(),
+        bankconnect_core::SessionStatusReply::Ready(_)
+    ));
+    let err = client
+        .progress(&SessionId::new("missing").unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("SESSION_NOT_FOUND"), "{err}");
+}
+
+#[test]
+fn a_thousand_sessions_at_once() {
+    let ids: Vec<String> = (0..1000).map(|i| format!("bulk-{i}")).collect();
+    let sim = sim(ids
+        .iter()
+        .map(|id| SessionScript::new(id).complete_after_polls(2))
+        .collect());
+    let client = Client::new(api(&sim.sim, false))
+        .with_policy(driver_cases::fast_policy())
+        .with_limits(SchedulerConfig {
+            max_in_flight: 16,
+            ..SchedulerConfig::default()
+        });
+    let mut tracker = client
+        .track_many(ids.iter().map(|id| SessionId::new(id).unwrap()))
+        .unwrap();
+    let mut done = 0;
+    while let Some(outcome) = tracker.next_outcome() {
+        assert_eq!(outcome.outcome, OutcomeKind::Completed, "{outcome:?}");
+        done += 1;
+    }
+    assert_eq!(done, 1000);
+    assert_eq!(sim.sim.requests().len(), 3000);
+}
