@@ -1,5 +1,30 @@
-//! The BankConnect SDK's async driver (reqwest + tokio).
+//! # bankconnect-http-async
 //!
-//! **Not built yet**: this crate is reserved in the workspace and exports nothing today; its work
-//! is tracked in issue 5. Use `bankconnect-core` directly with your own HTTP client meanwhile.
+//! The async driver of the BankConnect SDK: a short loop over `bankconnect-core`'s decisions,
+//! sending with [reqwest](https://docs.rs/reqwest) (rustls) or any [`AsyncTransport`] you bring,
+//! sleeping on tokio's timer. The same operations, under the same names, as
+//! `bankconnect-http-blocking`: `update_webhook`, `progress`, `session_status`, `wait`,
+//! `track_many` (and a [`Tracker`] to add sessions and feed webhooks while tracking).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use bankconnect_core::{Api, BaseUrl, Credentials, SessionId};
+//! use bankconnect_http_async::Client;
+//!
+//! let api = Api::new(BaseUrl::production(), Credentials::new("api-key", "server-hash")?);
+//! let client = Client::new(api);
+//! let mut tracker = client.track_many(["s-1", "s-2"].map(|id| SessionId::new(id).unwrap()))?;
+//! let feed = tracker.webhook_feed(); // hand verified webhooks in from your receiver
+//! # drop(feed);
+//! while let Some(outcome) = tracker.next_outcome().await {
+//!     println!("{} {}", outcome.session_id, outcome.outcome);
+//! }
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
+
+mod client;
+mod transport;
+
+pub use client::{Client, Error, Tracker, WebhookFeed};
+pub use transport::{AsyncTransport, ReqwestTransport};
