@@ -1,18 +1,83 @@
-//! The `bankconnect` command. Its commands are being built (issues 4–8); today it only reports
-//! its version.
+//! The `bankconnect` command: the SDK's front door for operators, scripts and CI. See `cli.md`
+//! for the contract (flags, exit codes, JSON shapes).
 #![forbid(unsafe_code)]
+
+mod args;
+mod commands;
+mod context;
+mod duration;
+mod failure;
+mod output;
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
+use crate::args::{Cli, Command, WebhookCommand};
+use crate::failure::{exit, Failure};
+
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("--version" | "-V") => {
-            println!("bankconnect {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = u8::try_from(err.exit_code()).unwrap_or(exit::USAGE);
+            if code != exit::OK && std::env::args().any(|a| a == "--json") {
+                let message = err.kind().to_string();
+                let detail = err.to_string();
+                let first = detail
+                    .lines()
+                    .next()
+                    .unwrap_or(&message)
+                    .trim_start_matches("error: ");
+                output::json_line(
+                    &serde_json::json!({"error": {"kind": "usage", "message": first}}),
+                );
+            } else {
+                let _ = err.print();
+            }
+            return ExitCode::from(code);
         }
-        _ => {
-            eprintln!("bankconnect: no commands are available in this build yet; see README.md");
-            ExitCode::from(2)
+    };
+    init_tracing();
+    let json = cli.global.json;
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            output::failure(&failure, json);
+            ExitCode::from(failure.code)
         }
+    }
+}
+
+/// Logs to stderr as `RUST_LOG` says (warnings only by default). Nothing logged holds a secret.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn run(cli: &Cli) -> Result<u8, Failure> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Progress { session_id } => commands::api::progress(global, session_id),
+        Command::Status { session_id } => commands::api::status(global, session_id),
+        Command::Wait(args) => commands::wait::run(global, args),
+        Command::Webhook(WebhookCommand::Set { url, mode }) => {
+            commands::api::webhook_set(global, url, *mode)
+        }
+        Command::Webhook(WebhookCommand::Listen(args)) => {
+            commands::webhook::listen(args, global.json)
+        }
+        Command::Webhook(WebhookCommand::Verify {
+            secrets,
+            headers,
+            file,
+        }) => commands::webhook::verify(secrets, headers, file, global.json),
+        Command::Sim(args) => commands::sim::run(global, args),
+        Command::Demo => commands::demo::run(global),
     }
 }

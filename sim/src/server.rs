@@ -438,20 +438,21 @@ fn fault_response(state: &SimState, kind: FaultKind) -> Response {
             response
         }
         FaultKind::Truncated => {
-            // Promise more bytes than are sent: the connection closes mid-body.
+            // Send half a body (chunked), then fail it: the connection closes mid-body, without
+            // the final chunk, so the client sees a truncated response.
             let body =
                 r#"{"session_id": "truncated", "session_progress": "processing", "progress": []}"#;
-            let half = body.get(..body.len() / 2).unwrap_or_default().to_owned();
-            let mut response = Response::new(Body::from(half));
+            let half =
+                bytes::Bytes::from(body.get(..body.len() / 2).unwrap_or_default().to_owned());
+            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
+                Ok(half),
+                Err(std::io::Error::other("truncated by the simulator")),
+            ];
+            let mut response = Response::new(Body::from_stream(futures_util::stream::iter(chunks)));
             response.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
-            if let Ok(value) = HeaderValue::from_str(&body.len().to_string()) {
-                response
-                    .headers_mut()
-                    .insert(http::header::CONTENT_LENGTH, value);
-            }
             response
         }
         FaultKind::Slow | FaultKind::Reset => StatusCode::INTERNAL_SERVER_ERROR.into_response(),

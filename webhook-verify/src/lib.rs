@@ -25,6 +25,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "axum")]
+pub mod axum_handler;
 pub mod dedupe;
 pub mod event;
 pub mod limits;

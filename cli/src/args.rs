@@ -1,0 +1,170 @@
+//! The command line, as in the contract (`cli.md`): global options and commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::duration::{parse_duration, parse_size};
+
+/// BankConnect processing status: progress, session status, waiting on many sessions, webhooks,
+/// and a local simulator.
+#[derive(Debug, Parser)]
+#[command(name = "bankconnect", version, about, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// API base URL (https://, or http:// to loopback only).
+    #[arg(long, global = true, env = "BANKCONNECT_BASE_URL", default_value = bankconnect_core::base_url::PRODUCTION_BASE_URL)]
+    pub(crate) base_url: String,
+    /// API key (x-api-key). Prefer the environment variable: flags show up in process lists.
+    #[arg(
+        long,
+        global = true,
+        env = "BANKCONNECT_API_KEY",
+        hide_env_values = true
+    )]
+    pub(crate) api_key: Option<String>,
+    /// Server hash (server-hash).
+    #[arg(
+        long,
+        global = true,
+        env = "BANKCONNECT_SERVER_HASH",
+        hide_env_values = true
+    )]
+    pub(crate) server_hash: Option<String>,
+    /// HTTP driver: async (reqwest + tokio) or blocking (ureq, no tokio).
+    #[arg(long, global = true, env = "BANKCONNECT_TRANSPORT", value_enum, default_value_t = Transport::Async)]
+    pub(crate) transport: Transport,
+    /// One JSON object per line on stdout.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Timeout of each HTTP request.
+    #[arg(long, global = true, value_parser = parse_duration, default_value = "30s")]
+    pub(crate) request_timeout: Duration,
+}
+
+/// Which HTTP driver sends the requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Transport {
+    /// reqwest on tokio.
+    Async,
+    /// ureq, on plain threads.
+    Blocking,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// One progress request (with retries of transient failures).
+    Progress {
+        /// The session.
+        session_id: String,
+    },
+    /// One session-status request: the accounts' verdicts.
+    Status {
+        /// The session.
+        session_id: String,
+    },
+    /// Track sessions until each ends (webhooks end them early, polling is the backup).
+    Wait(WaitArgs),
+    /// Webhook registration and intake.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+    /// Run the BankConnect simulator.
+    Sim(SimArgs),
+    /// The whole flow on the embedded simulator, with no credentials or network.
+    Demo,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WaitArgs {
+    /// Sessions to track.
+    pub(crate) session_ids: Vec<String>,
+    /// Read more session IDs from a file (one per line; `-` for stdin; `#` comments).
+    #[arg(long, value_name = "FILE|-")]
+    pub(crate) sessions_from: Option<String>,
+    /// Least time between two polls of a session.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub(crate) interval: Duration,
+    /// Give up on a session after this long (exit 4).
+    #[arg(long, value_parser = parse_duration, default_value = "15m")]
+    pub(crate) max_wait: Duration,
+    /// Also receive webhooks on this address; a webhook for a tracked session ends its wait at once.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) webhook_listen: Option<SocketAddr>,
+    /// The receiver's path.
+    #[arg(long, default_value = "/", requires = "webhook_listen")]
+    pub(crate) webhook_path: String,
+    /// Poll PROCESSING_NOT_REQUESTED like processing for this long.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub(crate) not_requested_grace: Duration,
+    /// Skip the session-status request after completion learnt by polling.
+    #[arg(long)]
+    pub(crate) no_accounts: bool,
+    /// Most requests in flight.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub(crate) concurrency: u32,
+    /// Consecutive transient failures retried per session before giving up (exit 6).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub(crate) retries: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WebhookCommand {
+    /// Register the webhook URL.
+    Set {
+        /// Where FinBox should POST.
+        url: String,
+        /// 0: net-banking sessions only; 1: manual uploads too.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+        mode: u8,
+    },
+    /// Run a webhook receiver and print each event.
+    Listen(ListenArgs),
+    /// Check and normalize one payload offline.
+    Verify {
+        /// Standard Webhooks secret (whsec_…); repeat for rotation. Without one, no signature is required.
+        #[arg(long = "secret")]
+        secrets: Vec<String>,
+        /// A request header, `name: value` (repeatable), e.g. the webhook-* signature headers.
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// The payload file, or `-` for stdin.
+        #[arg(default_value = "-")]
+        file: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListenArgs {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub(crate) addr: SocketAddr,
+    /// The path webhooks are POSTed to.
+    #[arg(long, default_value = "/")]
+    pub(crate) path: String,
+    /// Largest body accepted.
+    #[arg(long, value_parser = parse_size, default_value = "1MiB")]
+    pub(crate) max_body: usize,
+    /// Standard Webhooks secret (whsec_…); repeat for rotation. Without one, nothing is verified.
+    #[arg(long = "secret")]
+    pub(crate) secrets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SimArgs {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub(crate) addr: SocketAddr,
+    /// A scenario file (JSON); without one, the built-in sessions.
+    #[arg(long)]
+    pub(crate) scenario: Option<PathBuf>,
+}

@@ -1,0 +1,84 @@
+//! `progress`, `status` and `webhook set`: single calls with the policy's retries.
+
+use bankconnect_core::scheduler::SchedulerConfig;
+use bankconnect_core::{PollPolicy, SessionStatusReply, WebhookMode, WebhookRegistration};
+
+use crate::args::Global;
+use crate::context::{api, runtime, session_id, Driver};
+use crate::failure::{exit, Failure};
+use crate::output;
+
+fn driver(global: &Global) -> Result<Driver, Failure> {
+    Driver::new(
+        global,
+        api(global)?,
+        PollPolicy::default(),
+        SchedulerConfig::default(),
+    )
+}
+
+pub(crate) fn progress(global: &Global, id: &str) -> Result<u8, Failure> {
+    let id = session_id(id)?;
+    let report = match driver(global)? {
+        Driver::Async(client) => runtime()?.block_on(client.progress(&id))?,
+        Driver::Blocking(client) => client.progress(&id)?,
+    };
+    if global.json {
+        output::json_line(&report);
+    } else {
+        output::progress_human(&report);
+    }
+    Ok(exit::OK)
+}
+
+pub(crate) fn status(global: &Global, id: &str) -> Result<u8, Failure> {
+    let id = session_id(id)?;
+    let reply = match driver(global)? {
+        Driver::Async(client) => runtime()?.block_on(client.session_status(&id))?,
+        Driver::Blocking(client) => client.session_status(&id)?,
+    };
+    match reply {
+        SessionStatusReply::Ready(status) => {
+            if global.json {
+                output::json_line(&status);
+            } else {
+                output::status_human(&status);
+            }
+            Ok(exit::OK)
+        }
+        SessionStatusReply::NotYet(err) => Err(Failure {
+            kind: "api_error",
+            message: format!("{err} (processing has not finished; try again later)"),
+            code: exit::API,
+        }),
+    }
+}
+
+pub(crate) fn webhook_set(global: &Global, url: &str, mode: u8) -> Result<u8, Failure> {
+    let mode = if mode == 0 {
+        WebhookMode::NetBankingOnly
+    } else {
+        WebhookMode::All
+    };
+    let registration =
+        WebhookRegistration::new(url, mode).map_err(|err| Failure::usage(err.to_string()))?;
+    let updated = match driver(global)? {
+        Driver::Async(client) => runtime()?.block_on(client.update_webhook(&registration))?,
+        Driver::Blocking(client) => client.update_webhook(&registration)?,
+    };
+    if global.json {
+        output::json_line(&serde_json::json!({
+            "webhook_url": registration.webhook_url,
+            "webhook_mode": registration.webhook_mode,
+            "message": updated.message,
+        }));
+    } else {
+        output::line(&format!(
+            "webhook set to {} (mode {}): {}",
+            registration.webhook_url,
+            registration.webhook_mode.as_number(),
+            updated.message.as_deref().unwrap_or("ok")
+        ));
+    }
+    Ok(exit::OK)
+}

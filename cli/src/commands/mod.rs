@@ -1,0 +1,7 @@
+//! One module per command family.
+
+pub(crate) mod api;
+pub(crate) mod demo;
+pub(crate) mod sim;
+pub(crate) mod wait;
+pub(crate) mod webhook;

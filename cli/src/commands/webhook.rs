@@ -1,0 +1,183 @@
+//! `webhook listen` and `webhook verify`, and the receiver `wait --webhook-listen` runs.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bankconnect_core::WebhookHint;
+use bankconnect_webhook_verify::{
+    Authenticator, Limits, Receiver, ReceiverConfig, Reception, WebhookEvent,
+};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::args::ListenArgs;
+use crate::context::runtime;
+use crate::failure::{exit, Failure};
+use crate::output;
+
+fn authenticator(secrets: &[String]) -> Result<Authenticator, Failure> {
+    if secrets.is_empty() {
+        return Ok(Authenticator::None);
+    }
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    Authenticator::standard_webhooks(&secrets)
+        .map_err(|err| Failure::usage(format!("bad --secret: {err}; use whsec_<base64>")))
+}
+
+/// Binds a receiver on `addr`, serving in the current runtime; `on_hint` gets each new
+/// ENRICHMENT_NOTIFICATION. Returns the bound address.
+pub(crate) async fn serve_receiver(
+    addr: SocketAddr,
+    config: ReceiverConfig,
+    on_reception: impl Fn(&Reception) + Send + Sync + 'static,
+) -> Result<SocketAddr, Failure> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|err| Failure::usage(format!("cannot listen on {addr}: {err}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|err| Failure::usage(format!("cannot listen on {addr}: {err}")))?;
+    let app = bankconnect_webhook_verify::axum_handler::router(
+        Arc::new(Receiver::new(config)),
+        on_reception,
+    );
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::warn!(error = %err, "webhook receiver stopped");
+        }
+    });
+    Ok(bound)
+}
+
+/// Feeds accepted enrichment events to `feed` and logs rejections.
+pub(crate) fn hint_feeder(
+    feed: impl Fn(WebhookHint) + Send + Sync + 'static,
+) -> impl Fn(&Reception) + Send + Sync + 'static {
+    move |reception| match reception {
+        Reception::Accepted(delivery) => {
+            if let Some(hint) = delivery.event.hint() {
+                tracing::info!(session = %hint.session_id, "webhook received");
+                feed(hint);
+            }
+        }
+        Reception::Duplicate(_) => tracing::debug!("duplicate webhook ignored"),
+        Reception::Rejected(rejection) => {
+            tracing::warn!(status = rejection.status().as_u16(), reason = %rejection, "webhook rejected");
+        }
+    }
+}
+
+fn print_reception(reception: &Reception, json: bool) {
+    match reception {
+        Reception::Accepted(delivery) | Reception::Duplicate(delivery) => {
+            let duplicate = matches!(reception, Reception::Duplicate(_));
+            if json {
+                output::json_line(&delivery.event.to_json(duplicate));
+            } else {
+                print_event_human(&delivery.event, duplicate);
+            }
+        }
+        Reception::Rejected(rejection) => {
+            eprintln!(
+                "bankconnect: rejected a request ({}): {rejection}",
+                rejection.status().as_u16()
+            );
+        }
+    }
+}
+
+fn print_event_human(event: &WebhookEvent, duplicate: bool) {
+    let name = event.event_name().map_or("entity payload", |n| n.as_str());
+    let session = event.session_id().map_or("-", |s| s.as_str());
+    output::line(&format!(
+        "{name} for session {session}{}",
+        if duplicate { " (duplicate)" } else { "" }
+    ));
+    for account in event.account_results() {
+        output::line(&format!("  {}", output::account_text(&account)));
+    }
+}
+
+pub(crate) fn listen(args: &ListenArgs, json: bool) -> Result<u8, Failure> {
+    let config = ReceiverConfig {
+        path: args.path.clone(),
+        limits: Limits {
+            max_body: args.max_body,
+            ..Limits::default()
+        },
+        auth: authenticator(&args.secrets)?,
+    };
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let bound = serve_receiver(args.addr, config, move |reception| {
+            print_reception(reception, json)
+        })
+        .await?;
+        eprintln!("listening on http://{bound}{}", args.path);
+        tokio::signal::ctrl_c()
+            .await
+            .map_err(|err| Failure::internal(format!("cannot wait for ctrl-c: {err}")))?;
+        Ok(exit::OK)
+    })
+}
+
+fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), Failure> {
+    let bad = || {
+        Failure::usage(format!(
+            "bad --header {:?}: use 'name: value'",
+            text.chars().take(64).collect::<String>()
+        ))
+    };
+    let (name, value) = text.split_once(':').ok_or_else(bad)?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| bad())?;
+    let value = HeaderValue::from_str(value.trim()).map_err(|_| bad())?;
+    Ok((name, value))
+}
+
+pub(crate) fn verify(
+    secrets: &[String],
+    headers: &[String],
+    file: &str,
+    json: bool,
+) -> Result<u8, Failure> {
+    let auth = authenticator(secrets)?;
+    let mut map = HeaderMap::new();
+    for header in headers {
+        let (name, value) = parse_header(header)?;
+        map.append(name, value);
+    }
+    let limits = Limits::default();
+    let cap = u64::try_from(limits.max_body).unwrap_or(u64::MAX) + 1;
+    let mut body = Vec::new();
+    let read = if file == "-" {
+        std::io::stdin().lock().take(cap).read_to_end(&mut body)
+    } else {
+        std::fs::File::open(file)
+            .map_err(|err| Failure::usage(format!("cannot open {file}: {err}")))?
+            .take(cap)
+            .read_to_end(&mut body)
+    };
+    read.map_err(|err| Failure::invalid(format!("cannot read the payload: {err}")))?;
+    if body.len() > limits.max_body {
+        return Err(Failure::invalid(format!(
+            "the payload exceeds {} bytes",
+            limits.max_body
+        )));
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or_default();
+    auth.verify(&map, &body, now)
+        .map_err(|err| Failure::invalid(format!("unauthenticated: {err}")))?;
+    let event =
+        WebhookEvent::parse(&body, &limits).map_err(|err| Failure::invalid(err.to_string()))?;
+    let normalized = event.to_json(false);
+    if json {
+        output::json_line(&normalized);
+    } else {
+        output::line(&serde_json::to_string_pretty(&normalized).unwrap_or_default());
+    }
+    Ok(exit::OK)
+}

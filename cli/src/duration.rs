@@ -1,0 +1,86 @@
+//! Durations on the command line: `250ms`, `2s`, `5m`, `1h` (a whole number and a unit).
+
+use std::time::Duration;
+
+/// Parses a duration; the error says what is accepted.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let help = || {
+        format!("invalid duration {text:?}: use a whole number with ms, s, m or h (e.g. 250ms, 2s, 5m, 1h)")
+    };
+    if number.is_empty() || number.len() > 12 {
+        return Err(help());
+    }
+    let value: u64 = number.parse().map_err(|_| help())?;
+    let millis = match unit {
+        "ms" => Some(value),
+        "s" => value.checked_mul(1_000),
+        "m" => value.checked_mul(60_000),
+        "h" => value.checked_mul(3_600_000),
+        _ => None,
+    }
+    .ok_or_else(help)?;
+    Ok(Duration::from_millis(millis))
+}
+
+/// Parses a size: `1MiB`, `512KiB`, `1048576` (bytes), `2MB`.
+pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let help = || format!("invalid size {text:?}: use bytes or KiB/MiB (e.g. 1MiB, 65536)");
+    let value: usize = number.parse().map_err(|_| help())?;
+    let factor = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "k" => 1024,
+        "KB" | "kB" => 1000,
+        "MiB" | "M" => 1024 * 1024,
+        "MB" => 1_000_000,
+        _ => return Err(help()),
+    };
+    value
+        .checked_mul(factor)
+        .filter(|v| *v > 0)
+        .ok_or_else(help)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        for bad in [
+            "",
+            "2",
+            "s",
+            "2x",
+            "-1s",
+            "1.5s",
+            "2 s",
+            "99999999999999h",
+            "1h30m",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB"), Ok(1024 * 1024));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("1GiB").is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! What the command prints: JSON lines with `--json`, plain sentences otherwise.
+
+use std::io::Write;
+
+use bankconnect_core::{AccountResult, ErrorDetail, Outcome, ProgressReport, SessionStatus};
+
+use crate::failure::Failure;
+
+/// Prints one JSON value as a line on stdout.
+pub(crate) fn json_line(value: &impl serde::Serialize) {
+    let line = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+/// Prints a plain line on stdout.
+pub(crate) fn line(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+    let _ = stdout.flush();
+}
+
+/// Reports a failure: `{"error": {"kind", "message"}}` on stdout with `--json`, else a sentence on stderr.
+pub(crate) fn failure(failure: &Failure, json: bool) {
+    if json {
+        json_line(
+            &serde_json::json!({"error": {"kind": failure.kind, "message": failure.message}}),
+        );
+    } else {
+        eprintln!("bankconnect: {}", failure.message);
+    }
+}
+
+pub(crate) fn detail_text(detail: &ErrorDetail) -> String {
+    match detail {
+        ErrorDetail::Months(months) => {
+            let months: Vec<String> = months.iter().map(ToString::to_string).collect();
+            format!("months {}", months.join(", "))
+        }
+        ErrorDetail::Dates(dates) => {
+            let parts: Vec<String> = dates
+                .iter()
+                .map(|(month, days)| {
+                    let days: Vec<String> = days.iter().map(ToString::to_string).collect();
+                    format!("{month}: days {}", days.join(", "))
+                })
+                .collect();
+            format!("missing {}", parts.join("; "))
+        }
+        _ => String::new(),
+    }
+}
+
+pub(crate) fn account_text(account: &AccountResult) -> String {
+    let mut text = format!(
+        "account {} ({}): {}",
+        account.account_id.as_deref().unwrap_or("?"),
+        account.bank_name.as_deref().unwrap_or("?"),
+        account
+            .account_status
+            .as_ref()
+            .map_or("unknown", |s| s.as_str())
+    );
+    if let Some(code) = &account.error_code {
+        text.push_str(&format!(" {code}"));
+    }
+    if let Some(detail) = &account.error_detail {
+        text.push_str(&format!(" [{}]", detail_text(detail)));
+    } else if let Some(message) = &account.error_message {
+        text.push_str(&format!(" - {message}"));
+    }
+    text
+}
+
+pub(crate) fn progress_human(report: &ProgressReport) {
+    let (done, total) = report.stage_counts();
+    line(&format!(
+        "{}: {} ({done}/{total} stages done)",
+        report.session_id, report.session_progress
+    ));
+    for statement in &report.statements {
+        let stages: Vec<String> = statement
+            .stages()
+            .iter()
+            .map(|(name, status)| {
+                format!(
+                    "{}={}",
+                    name.trim_end_matches("_status"),
+                    status.map_or("?", |s| s.as_str())
+                )
+            })
+            .collect();
+        let mut text = format!(
+            "  statement {} ({}): {}",
+            statement.statement_id.as_deref().unwrap_or("?"),
+            statement.source.as_ref().map_or("?", |s| s.as_str()),
+            stages.join(" ")
+        );
+        if let Some(message) = &statement.message {
+            text.push_str(&format!(" - {message}"));
+        }
+        line(&text);
+    }
+}
+
+pub(crate) fn status_human(status: &SessionStatus) {
+    line(&format!(
+        "{}: {} account(s)",
+        status.session_id,
+        status.accounts.len()
+    ));
+    for account in &status.accounts {
+        line(&format!("  {}", account_text(account)));
+        for statement in &account.statements {
+            line(&format!(
+                "    statement {}: {}{}",
+                statement.statement_id.as_deref().unwrap_or("?"),
+                statement
+                    .statement_status
+                    .as_ref()
+                    .map_or("?", |s| s.as_str()),
+                statement
+                    .error_message
+                    .as_deref()
+                    .map(|m| format!(" - {m}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+}
+
+pub(crate) fn outcome_human(outcome: &Outcome) {
+    let how = match outcome.notified_by {
+        Some(bankconnect_core::NotifiedBy::Webhook) => ", learnt by webhook",
+        Some(bankconnect_core::NotifiedBy::Poll) => ", learnt by polling",
+        None => "",
+    };
+    let mut text = format!(
+        "{}: {}{how} ({} polls, {} retries, {:.1}s)",
+        outcome.session_id,
+        outcome.outcome,
+        outcome.polls,
+        outcome.retries,
+        outcome.elapsed_ms as f64 / 1000.0
+    );
+    if let Some(error) = &outcome.error {
+        text.push_str(&format!(" - {}: {}", error.code, error.message));
+    }
+    line(&text);
+    for statement in outcome.failed_statements() {
+        line(&format!(
+            "  statement {} failed: {}",
+            statement.statement_id.as_deref().unwrap_or("?"),
+            statement.message.as_deref().unwrap_or("no message")
+        ));
+    }
+    for account in &outcome.accounts {
+        line(&format!("  {}", account_text(account)));
+    }
+    if let Some(reason) = &outcome.accounts_error {
+        line(&format!("  accounts unavailable: {reason}"));
+    }
+}
