@@ -79,7 +79,3 @@ pub use status::{AccountStatus, EventName, SessionProgress, Source, StageStatus}
 pub use throttle::RateLimit;
 pub use transport_error::{TransportError, TransportErrorKind};
 pub use webhook_hint::WebhookHint;
-
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
