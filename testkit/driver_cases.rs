@@ -136,6 +136,26 @@ pub fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "session_status failing (5xx then 404) keeps the progress verdict",
+            script: Some(
+                SessionScript::new("c-status-fails")
+                    .fail_statement_stage(0, Stage::Fraud, "Fraud check failed")
+                    .complete_after_polls(1)
+                    .fault_on(2, FaultKind::ServerError)
+                    .fault_on(3, FaultKind::NotFound),
+            ),
+            session_id: "c-status-fails",
+            policy: fast_policy(),
+            wrong_credentials: false,
+            check: |outcome, log| {
+                assert_eq!(outcome.outcome, OutcomeKind::CompletedWithFailures);
+                assert!(outcome.accounts.is_empty());
+                let reason = outcome.accounts_error.as_deref().unwrap();
+                assert!(reason.contains("SESSION_NOT_FOUND"), "{reason}");
+                assert_eq!(log.len(), 3);
+            },
+        },
+        Case {
             name: "SESSION_NOT_FOUND",
             script: None,
             session_id: "c-nobody",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::duration::{parse_duration, parse_size};
+use bankconnect_cli::duration::{parse_duration, parse_size};
 
 /// BankConnect processing status: progress, session status, waiting on many sessions, webhooks,
 /// and a local simulator.

@@ -1,9 +1,9 @@
-//! Durations on the command line: `250ms`, `2s`, `5m`, `1h` (a whole number and a unit).
+//! Durations and sizes on the command line: `250ms`, `2s`, `5m`, `1h`; `1MiB`, `65536`.
 
 use std::time::Duration;
 
 /// Parses a duration; the error says what is accepted.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -28,7 +28,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses a size: `1MiB`, `512KiB`, `1048576` (bytes), `2MB`.
-pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
+pub fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())

@@ -5,7 +5,6 @@
 mod args;
 mod commands;
 mod context;
-mod duration;
 mod failure;
 mod output;
 

@@ -1,6 +1,9 @@
 //! The `bankconnect` command's package. The command itself is the `bankconnect` binary; this
-//! library target only compiles the README's code examples as doctests, so they cannot rot.
+//! library target holds the parsers of what operators type (shared with the fuzz targets) and
+//! compiles the README's code examples as doctests, so they cannot rot.
 #![forbid(unsafe_code)]
+
+pub mod duration;
 
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -20,10 +20,12 @@ pub enum FaultKind {
     Html,
     /// 200 with a body that is not JSON.
     Garbage,
+    /// 404 SESSION_NOT_FOUND, as if the session vanished (for scripting refusals mid-session).
+    NotFound,
 }
 
 impl FaultKind {
-    /// Every kind.
+    /// Every transient kind (the default draw; `NotFound` is for scripts only).
     pub const ALL: [FaultKind; 7] = [
         Self::ServerError,
         Self::RateLimited,
@@ -44,6 +46,7 @@ impl FaultKind {
             Self::Reset => "reset",
             Self::Html => "html",
             Self::Garbage => "garbage",
+            Self::NotFound => "not_found",
         }
     }
 }

@@ -455,6 +455,10 @@ fn fault_response(state: &SimState, kind: FaultKind) -> Response {
             );
             response
         }
+        FaultKind::NotFound => json_response(
+            StatusCode::NOT_FOUND,
+            &error_body("SESSION_NOT_FOUND", "The provided session ID is invalid"),
+        ),
         FaultKind::Slow | FaultKind::Reset => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

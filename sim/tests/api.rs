@@ -521,3 +521,58 @@ fn scenario_files_load_and_the_example_is_valid() {
         assert!(ids.contains(&expected), "{expected}");
     }
 }
+
+#[tokio::test]
+async fn webhook_and_session_status_report_the_same_accounts() {
+    let (url, seen) = receiver(200).await;
+    let mut scripts = Vec::new();
+    for (code, message) in bankconnect_sim::scenario::ACCOUNT_ERROR_MESSAGES {
+        scripts.push(
+            SessionScript::new(&format!(
+                "same-{}",
+                code.to_ascii_lowercase().replace('_', "-")
+            ))
+            .account_failure(code, message)
+            .complete_after_polls(1),
+        );
+    }
+    scripts.push(SessionScript::new("same-clean").complete_after_polls(1));
+    let count = scripts.len();
+    let sim = start_with(Scenario {
+        sessions: scripts.clone(),
+        webhook_url: Some(url),
+        ..Scenario::default()
+    })
+    .await;
+    for script in &scripts {
+        progress(&sim, &script.session_id).await;
+    }
+    wait_for(|| (seen.lock().unwrap().len() >= count).then_some(())).await;
+    let deliveries = seen.lock().unwrap().clone();
+    for script in &scripts {
+        let (_, body, _) = deliveries
+            .iter()
+            .find(|(_, body, _)| {
+                String::from_utf8_lossy(body).contains(&format!("\"{}\"", script.session_id))
+            })
+            .unwrap();
+        let event =
+            bankconnect_webhook_verify::WebhookEvent::parse(body, &Default::default()).unwrap();
+        let from_webhook = event.account_results();
+        let (_, status) = get(
+            &sim,
+            &format!("/session_data/{}/session_status/", script.session_id),
+        )
+        .await;
+        let from_status: bankconnect_core::SessionStatus = serde_json::from_value(status).unwrap();
+        assert_eq!(from_webhook.len(), from_status.accounts.len());
+        for (a, b) in from_webhook.iter().zip(&from_status.accounts) {
+            assert_eq!(a.account_id, b.account_id);
+            assert_eq!(a.account_status, b.account_status);
+            assert_eq!(a.error_code, b.error_code, "{}", script.session_id);
+            assert_eq!(a.error_message, b.error_message);
+            assert_eq!(a.error_detail, b.error_detail);
+            assert_eq!(a.is_failed(), b.is_failed());
+        }
+    }
+}
