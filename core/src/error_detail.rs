@@ -105,12 +105,20 @@ const FULL_MONTHS: [&str; 12] = [
 ];
 
 fn month_number(word: &str) -> Option<u8> {
-    let lower = word.to_ascii_lowercase();
+    // Most words are not months: reject on length and first letter before any comparison.
+    let first = word.as_bytes().first()?.to_ascii_lowercase();
+    if !(3..=9).contains(&word.len()) || !b"jfmasond".contains(&first) {
+        return None;
+    }
     let index = MONTHS
         .iter()
-        .position(|m| *m == lower)
-        .or_else(|| FULL_MONTHS.iter().position(|m| *m == lower))
-        .or_else(|| (lower == "sept").then_some(8))?;
+        .position(|m| m.eq_ignore_ascii_case(word))
+        .or_else(|| {
+            FULL_MONTHS
+                .iter()
+                .position(|m| m.eq_ignore_ascii_case(word))
+        })
+        .or_else(|| "sept".eq_ignore_ascii_case(word).then_some(8))?;
     u8::try_from(index + 1).ok()
 }
 
@@ -150,25 +158,28 @@ impl ErrorDetail {
     }
 }
 
-/// Every `Mon YYYY` in the text, in order, without repeats.
+/// Every `Mon YYYY` in the text, in order, without repeats. Allocation-free until a month is found.
 fn months_in(text: &str) -> Vec<YearMonth> {
-    let words: Vec<&str> = text
+    let mut months = Vec::new();
+    let mut previous_month: Option<u8> = None;
+    for word in text
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
         .take(MAX_DETAIL_ITEMS * 4)
-        .collect();
-    let mut months = Vec::new();
-    for pair in words.windows(2) {
-        if let [month, year] = pair {
-            if let Some(found) = month_number(month)
-                .zip(parse_year(year))
-                .and_then(|(m, y)| YearMonth::new(y, m))
-            {
-                if !months.contains(&found) && months.len() < MAX_DETAIL_ITEMS {
-                    months.push(found);
-                }
+    {
+        if let Some(found) = previous_month
+            .zip(parse_year(word))
+            .and_then(|(m, y)| YearMonth::new(y, m))
+        {
+            if !months.contains(&found) && months.len() < MAX_DETAIL_ITEMS {
+                months.push(found);
             }
         }
+        previous_month = if word.len() <= 9 {
+            month_number(word)
+        } else {
+            None
+        };
     }
     months
 }

@@ -110,7 +110,9 @@ fn main() {
             );
         });
         let baseline = time(iterations, || {
-            theirs.verify(black_box(&body), black_box(&headers)).unwrap();
+            theirs
+                .verify(black_box(&body), black_box(&headers))
+                .unwrap();
         });
         line(&format!("webhook_verify_{name}"), ours, baseline);
     }

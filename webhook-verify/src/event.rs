@@ -1,6 +1,6 @@
 //! Typed webhook events, read strictly from the [`Json`] tree with errors that name the field.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use bankconnect_core::{
     AccountResult, AccountStatus, EventName, SessionId, Source, StageStatus, StatementErrorCode,
@@ -284,7 +284,7 @@ fn enrichment(
         .iter()
         .enumerate()
     {
-        let account = Obj::new(item, &format!("accounts[{i}]"))?;
+        let account = Obj::item(item, "accounts", i)?;
         let mut result = AccountResult::new(
             account.opt_str("account_id")?.map(Into::into),
             account.opt_str("bank_name")?.map(Into::into),
@@ -300,7 +300,7 @@ fn enrichment(
                     .opt_array("attempt_types", limits.max_statements)?
                     .iter()
                     .enumerate()
-                    .map(|(j, t)| string_at(t, &format!("accounts[{i}].attempt_types[{j}]")))
+                    .map(|(j, t)| string_at(t, || format!("accounts[{i}].attempt_types[{j}]")))
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
@@ -336,7 +336,7 @@ fn session_event(
             .opt_array("months", limits.max_statements)?
             .iter()
             .enumerate()
-            .map(|(j, m)| string_at(m, &format!("{path}.months[{j}]")))
+            .map(|(j, m)| string_at(m, || format!("{path}.months[{j}]")))
             .collect::<Result<Vec<_>, _>>()?;
         let missing_data = account
             .opt_array("missing_data", limits.max_statements)?
@@ -410,54 +410,80 @@ fn date_range(obj: &Obj<'_>) -> Result<DateRange, ParseError> {
     })
 }
 
-fn string_at(value: &Json, path: &str) -> Result<String, ParseError> {
+fn string_at(value: &Json<'_>, path: impl FnOnce() -> String) -> Result<String, ParseError> {
     match value {
-        Json::String(text) => Ok(text.clone()),
+        Json::String(text) => Ok(text.to_string()),
         other => Err(field_error(
-            path,
+            &path(),
             format!("expected a string, found {}", other.kind()),
         )),
     }
 }
 
-/// An object with its path, for field-naming errors.
+/// An object with where it sits (`parent[index]`), for field-naming errors. The path is only
+/// formatted when an error needs it, so reading valid events allocates no paths.
 struct Obj<'a> {
-    map: &'a BTreeMap<String, Json>,
-    path: String,
+    map: &'a [(Cow<'a, str>, Json<'a>)],
+    parent: Cow<'a, str>,
+    index: Option<usize>,
 }
 
 impl<'a> Obj<'a> {
-    fn new(value: &'a Json, path: &str) -> Result<Self, ParseError> {
+    fn new(value: &'a Json<'a>, path: &str) -> Result<Self, ParseError> {
+        Self::at(value, Cow::Owned(path.to_owned()), None)
+    }
+
+    /// The `index`-th item of the array at `parent`.
+    fn item(value: &'a Json<'a>, parent: &'a str, index: usize) -> Result<Self, ParseError> {
+        Self::at(value, Cow::Borrowed(parent), Some(index))
+    }
+
+    fn at(
+        value: &'a Json<'a>,
+        parent: Cow<'a, str>,
+        index: Option<usize>,
+    ) -> Result<Self, ParseError> {
         match value {
-            Json::Object(map) => Ok(Self {
-                map,
-                path: path.to_owned(),
-            }),
-            other => Err(field_error(
-                path,
-                format!("expected an object, found {}", other.kind()),
-            )),
+            Json::Object(map) => Ok(Self { map, parent, index }),
+            other => {
+                let path = match index {
+                    Some(i) => format!("{parent}[{i}]"),
+                    None => parent.into_owned(),
+                };
+                Err(field_error(
+                    &path,
+                    format!("expected an object, found {}", other.kind()),
+                ))
+            }
+        }
+    }
+
+    fn path(&self) -> String {
+        match self.index {
+            Some(i) => format!("{}[{i}]", self.parent),
+            None => self.parent.to_string(),
         }
     }
 
     fn field(&self, key: &str) -> String {
-        if self.path.is_empty() {
+        let path = self.path();
+        if path.is_empty() {
             key.to_owned()
         } else {
-            format!("{}.{key}", self.path)
+            format!("{path}.{key}")
         }
     }
 
     fn has(&self, key: &str) -> bool {
-        self.map.contains_key(key)
+        self.get(key).is_some()
     }
 
-    fn get(&self, key: &str) -> Option<&'a Json> {
-        self.map.get(key)
+    fn get(&self, key: &str) -> Option<&'a Json<'a>> {
+        Json::get(self.map, key)
     }
 
     fn req_str(&self, key: &str) -> Result<&'a str, ParseError> {
-        match self.map.get(key) {
+        match self.get(key) {
             Some(Json::String(text)) => Ok(text),
             Some(other) => Err(field_error(
                 &self.field(key),
@@ -468,7 +494,7 @@ impl<'a> Obj<'a> {
     }
 
     fn opt_str(&self, key: &str) -> Result<Option<&'a str>, ParseError> {
-        match self.map.get(key) {
+        match self.get(key) {
             Some(Json::String(text)) => Ok(Some(text)),
             Some(Json::Null) | None => Ok(None),
             Some(other) => Err(field_error(
@@ -484,7 +510,7 @@ impl<'a> Obj<'a> {
     }
 
     fn opt_bool(&self, key: &str) -> Result<Option<bool>, ParseError> {
-        match self.map.get(key) {
+        match self.get(key) {
             Some(Json::Bool(value)) => Ok(Some(*value)),
             Some(Json::Null) | None => Ok(None),
             Some(other) => Err(field_error(
@@ -494,8 +520,8 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn opt_array(&self, key: &str, max: usize) -> Result<&'a [Json], ParseError> {
-        match self.map.get(key) {
+    fn opt_array(&self, key: &str, max: usize) -> Result<&'a [Json<'a>], ParseError> {
+        match self.get(key) {
             Some(Json::Array(items)) if items.len() > max => Err(field_error(
                 &self.field(key),
                 format!("{} items exceed the limit of {max}", items.len()),
@@ -510,7 +536,7 @@ impl<'a> Obj<'a> {
     }
 
     fn opt_obj(&self, key: &str) -> Result<Option<Obj<'a>>, ParseError> {
-        match self.map.get(key) {
+        match self.get(key) {
             Some(Json::Null) | None => Ok(None),
             Some(value) => Obj::new(value, &self.field(key)).map(Some),
         }
