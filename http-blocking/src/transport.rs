@@ -1,6 +1,5 @@
 //! The transport trait and its ureq implementation.
 
-use std::io::Read;
 use std::time::Duration;
 
 use bankconnect_core::classify::MAX_RESPONSE_BODY;
@@ -35,6 +34,10 @@ impl UreqTransport {
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .max_redirects(0)
+            // Keep a connection per request in flight (the default keeps 3 per host, so a
+            // tracker with 32 in flight would reconnect for most requests).
+            .max_idle_connections_per_host(64)
+            .max_idle_connections(256)
             .build();
         Self {
             agent: config.into(),
@@ -52,13 +55,14 @@ impl Default for UreqTransport {
 impl BlockingTransport for UreqTransport {
     fn send(&self, request: http::Request<Vec<u8>>) -> HttpResult {
         let response = self.agent.run(request).map_err(|err| map_error(&err))?;
-        let (parts, body) = response.into_parts();
-        let mut bytes = Vec::new();
-        let limit = u64::try_from(MAX_RESPONSE_BODY).unwrap_or(u64::MAX) + 1;
-        body.into_reader()
-            .take(limit)
-            .read_to_end(&mut bytes)
-            .map_err(|err| io_error(&err))?;
+        let (parts, mut body) = response.into_parts();
+        let limit = u64::try_from(MAX_RESPONSE_BODY).unwrap_or(u64::MAX);
+        let bytes = match body.with_config().limit(limit).read_to_vec() {
+            Ok(bytes) => bytes,
+            // Over the limit: answer with a body one byte too large, which the classifier refuses.
+            Err(ureq::Error::BodyExceedsLimit(_)) => vec![b' '; MAX_RESPONSE_BODY + 1],
+            Err(err) => return Err(map_error(&err)),
+        };
         Ok(http::Response::from_parts(parts, bytes))
     }
 }

@@ -105,7 +105,12 @@ impl Simulator {
         let router = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&state));
-        let accept = tokio::spawn(accept_loop(listener, router, shutdown_rx.clone()));
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            router,
+            shutdown_rx.clone(),
+            Arc::clone(&state),
+        ));
         let ticker = tokio::spawn(completion_ticker(Arc::clone(&state), shutdown_rx));
         Ok(Self {
             addr,
@@ -158,6 +163,13 @@ impl Simulator {
         self.state.lock().attempts.clone()
     }
 
+    /// Connections accepted so far (to check that clients reuse them).
+    pub fn connections(&self) -> u64 {
+        self.state
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The registered webhook, if any.
     pub fn registration(&self) -> Option<Registration> {
         self.state.lock().registration.clone()
@@ -182,7 +194,12 @@ impl Drop for Simulator {
 #[derive(Clone)]
 struct KillSwitch(Arc<Notify>);
 
-async fn accept_loop(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+    state: Arc<SimState>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -193,6 +210,9 @@ async fn accept_loop(listener: TcpListener, router: Router, mut shutdown: watch:
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
+        state
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let kill = Arc::new(Notify::new());
         let router = router.clone();
         let switch = KillSwitch(Arc::clone(&kill));

@@ -136,6 +136,7 @@ pub(crate) struct SimState {
     pub(crate) faults: FaultRates,
     pub(crate) webhooks: WebhookSettings,
     pub(crate) client: reqwest::Client,
+    pub(crate) connections: std::sync::atomic::AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -160,6 +161,7 @@ impl SimState {
             faults: scenario.faults,
             webhooks: scenario.webhooks,
             client,
+            connections: std::sync::atomic::AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 sessions,
                 registration,
