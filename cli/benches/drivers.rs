@@ -187,7 +187,7 @@ fn main() {
     let base = sim.base_url();
     let results = Mutex::new(Vec::new());
 
-    let mut best = |name: &str, run: &dyn Fn() -> Measure| {
+    let best = |name: &str, run: &dyn Fn() -> Measure| {
         // Alternate rounds; keep the best of each side to shed noise from the shared machine.
         let m = (0..rounds)
             .map(|_| run())
