@@ -96,7 +96,10 @@ impl Adaptive {
         self.paused_until
     }
 
-    /// A 429: halve the window and pause everyone for the asked (capped) delay, else a jittered backoff.
+    /// A 429: halve the window and pause everyone. The pause starts at the backoff's first
+    /// ceiling and doubles with each 429 in a row, never beyond the (capped) `Retry-After`: an
+    /// isolated 429 costs the client a moment, a sustained one stops it as long as the server asks.
+    /// (The session that got the 429 waits the whole `Retry-After` itself.)
     pub(crate) fn on_rate_limited(
         &mut self,
         now: Instant,
@@ -105,11 +108,10 @@ impl Adaptive {
     ) {
         self.rate_limited_in_row = self.rate_limited_in_row.saturating_add(1);
         self.window = (self.window / 2.0).max(1.0);
+        let escalation = policy.backoff.ceiling(self.rate_limited_in_row);
         let pause = match retry_after {
-            Some(asked) => policy.capped_retry_after(asked),
-            None => policy
-                .backoff
-                .delay(self.rate_limited_in_row, &mut self.rng),
+            Some(asked) => policy.capped_retry_after(asked).min(escalation),
+            None => escalation,
         };
         let until = now + pause;
         self.paused_until = Some(self.paused_until.map_or(until, |at| at.max(until)));
@@ -147,16 +149,33 @@ mod tests {
         let t0 = Instant::now();
         let policy = PollPolicy::default();
         let mut adaptive = Adaptive::new(32, 1);
+        // An isolated 429: a short pause (the backoff's first ceiling, 1 s), half the window.
         adaptive.on_rate_limited(t0, Some(Duration::from_secs(5)), &policy);
         assert_eq!(adaptive.window(), 16);
-        assert_eq!(adaptive.paused_until(), Some(t0 + Duration::from_secs(5)));
+        assert_eq!(adaptive.paused_until(), Some(t0 + Duration::from_secs(1)));
+        // In a row, the pause doubles up to what the server asks (capped at 60 s).
         adaptive.on_rate_limited(t0, Some(Duration::from_secs(500)), &policy);
         assert_eq!(adaptive.window(), 8);
-        assert_eq!(adaptive.paused_until(), Some(t0 + Duration::from_secs(60)));
-        for _ in 0..8 {
+        assert_eq!(adaptive.paused_until(), Some(t0 + Duration::from_secs(2)));
+        for _ in 0..10 {
+            adaptive.on_rate_limited(t0, Some(Duration::from_secs(500)), &policy);
+        }
+        assert_eq!(
+            adaptive.paused_until(),
+            Some(t0 + Duration::from_secs(30)),
+            "the backoff's cap"
+        );
+        adaptive.on_rate_limited(t0, Some(Duration::from_secs(3)), &policy);
+        assert_eq!(
+            adaptive.paused_until(),
+            Some(t0 + Duration::from_secs(30)),
+            "never shortened"
+        );
+        assert_eq!(adaptive.window(), 1);
+        for _ in 0..3 {
             adaptive.on_answer();
         }
-        assert_eq!(adaptive.window(), 8, "one window of answers adds about one");
+        assert_eq!(adaptive.window(), 2, "answers add about one per window");
         for _ in 0..2000 {
             adaptive.on_answer();
         }

@@ -73,8 +73,16 @@ fn header_value() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// Cases per property: the default, or `PROPTEST_CASES` when set (`cargo xtask fuzz` raises it).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(2000)))]
 
     #[test]
     fn classifier_never_panics(

@@ -174,8 +174,16 @@ fn run(case: &Case) -> (bankconnect_core::Outcome, Vec<Sent>, Vec<Reply>) {
     (outcome, sent, progress_replies)
 }
 
+/// Cases per property: the default, or `PROPTEST_CASES` when set (`cargo xtask fuzz` raises it).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(3000)))]
 
     #[test]
     fn session_rules_hold(case in case()) {

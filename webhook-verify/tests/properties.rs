@@ -46,8 +46,16 @@ fn mutated() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// Cases per property: the default, or `PROPTEST_CASES` when set (`cargo xtask fuzz` raises it).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(3000)))]
 
     #[test]
     fn parsing_never_panics_on_bytes(body in proptest::collection::vec(any::<u8>(), 0..512)) {

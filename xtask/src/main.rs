@@ -1,11 +1,20 @@
-//! `cargo xtask`: the workspace's development tasks.
+//! `cargo xtask`: the workspace's development tasks (the cargo-xtask pattern: plain Rust, no deps).
 //!
 //! - `cargo xtask ci`: what `.ci/run` checks: formatting, clippy with warnings denied, the tests.
+//! - `cargo xtask bench [--quick]`: every benchmark, side by side with its baseline, then one
+//!   `bench NAME: ours=X baseline=Y unit=U ratio=R` line per comparison; writes `docs/benchmarks.md`.
+//! - `cargo xtask soak [--sessions N] [--fault-rate F] [--transport async|blocking]`: the fault soak.
+//! - `cargo xtask fuzz [--seconds S]`: every cargo-fuzz target for S seconds each, or, where
+//!   cargo-fuzz cannot run, the property suites with many more cases.
+
+mod bench;
+mod fuzz;
 
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
         Some("ci") => run_all(&[
             &["fmt", "--all", "--check"],
@@ -19,8 +28,13 @@ fn main() -> ExitCode {
             ],
             &["test", "--workspace"],
         ]),
+        Some("bench") => bench::run(rest),
+        Some("soak") => soak(rest),
+        Some("fuzz") => fuzz::run(rest),
         Some("help" | "--help" | "-h") | None => {
-            println!("usage: cargo xtask <task>\n\ntasks:\n  ci    fmt --check, clippy -D warnings, test --workspace");
+            println!(
+                "usage: cargo xtask <task>\n\ntasks:\n  ci                   fmt --check, clippy -D warnings, test --workspace\n  bench [--quick]      every benchmark against its baseline; writes docs/benchmarks.md\n  soak [--sessions N] [--fault-rate F] [--transport async|blocking]\n                       N sessions through the simulator with faults (defaults 10000, 0.2, async)\n  fuzz [--seconds S]   every fuzz target for S seconds (default 60), or many property cases"
+            );
             ExitCode::SUCCESS
         }
         Some(other) => {
@@ -30,11 +44,14 @@ fn main() -> ExitCode {
     }
 }
 
+pub(crate) fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
 fn run_all(steps: &[&[&str]]) -> ExitCode {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     for step in steps {
         eprintln!("xtask: cargo {}", step.join(" "));
-        match Command::new(&cargo).args(*step).status() {
+        match Command::new(cargo()).args(*step).status() {
             Ok(status) if status.success() => {}
             Ok(status) => {
                 eprintln!("xtask: cargo {} failed ({status})", step.join(" "));
@@ -47,4 +64,27 @@ fn run_all(steps: &[&[&str]]) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn soak(args: &[String]) -> ExitCode {
+    let mut command = Command::new(cargo());
+    command.args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "bankconnect-cli",
+        "--example",
+        "soak",
+        "--",
+    ]);
+    command.args(args);
+    match command.status() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("xtask: could not run the soak: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
