@@ -165,7 +165,7 @@ impl Scheduler {
         config.validate()?;
         Ok(Self {
             bucket: config.rate_limit.as_ref().map(TokenBucket::new),
-            adaptive: Adaptive::new(config.max_in_flight, seed),
+            adaptive: Adaptive::new(config.max_in_flight),
             api,
             policy,
             config,

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::jitter::JitterRng;
 use crate::policy::PollPolicy;
 
 /// A global request-rate limit across all sessions.
@@ -71,18 +70,16 @@ pub(crate) struct Adaptive {
     window: f64,
     paused_until: Option<Instant>,
     rate_limited_in_row: u32,
-    rng: JitterRng,
 }
 
 impl Adaptive {
-    pub(crate) fn new(max_in_flight: usize, seed: u64) -> Self {
+    pub(crate) fn new(max_in_flight: usize) -> Self {
         let max = max_in_flight.max(1) as f64;
         Self {
             max,
             window: max,
             paused_until: None,
             rate_limited_in_row: 0,
-            rng: JitterRng::new(seed ^ 0x5eed_0429),
         }
     }
 
@@ -148,7 +145,7 @@ mod tests {
     fn aimd_halves_and_recovers_gradually() {
         let t0 = Instant::now();
         let policy = PollPolicy::default();
-        let mut adaptive = Adaptive::new(32, 1);
+        let mut adaptive = Adaptive::new(32);
         // An isolated 429: a short pause (the backoff's first ceiling, 1 s), half the window.
         adaptive.on_rate_limited(t0, Some(Duration::from_secs(5)), &policy);
         assert_eq!(adaptive.window(), 16);
