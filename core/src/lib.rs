@@ -71,7 +71,7 @@ pub use policy::{Backoff, PolicyError, PollPolicy};
 pub use progress::{ProgressReport, StatementProgress};
 pub use request::{Api, RequestError, WebhookMode, WebhookRegistration};
 pub use scheduler::{
-    RequestTicket, ScheduledRequest, Scheduler, SchedulerConfig, WebhookDisposition,
+    ProgressUpdate, RequestTicket, ScheduledRequest, Scheduler, SchedulerConfig, WebhookDisposition,
 };
 pub use session::{Action, Input, RequestKind, SessionSnapshot, TrackError, TrackedSession};
 pub use session_status::{classify_session_status, SessionStatus, SessionStatusReply};

@@ -40,6 +40,8 @@ pub struct SchedulerConfig {
     pub rate_limit: Option<RateLimit>,
     /// Halve the requests in flight and pause on every 429, recovering gradually (default true).
     pub adaptive_rate_limiting: bool,
+    /// Queue a [`ProgressUpdate`] after every progress answer, for live displays (default false).
+    pub progress_updates: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -48,6 +50,7 @@ impl Default for SchedulerConfig {
             max_in_flight: 32,
             rate_limit: None,
             adaptive_rate_limiting: true,
+            progress_updates: false,
         }
     }
 }
@@ -101,6 +104,19 @@ pub struct ScheduledRequest {
     pub request: http::Request<Vec<u8>>,
 }
 
+/// A tracked session's progress as last seen, for live displays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProgressUpdate {
+    /// The session.
+    pub session_id: SessionId,
+    /// Its overall state.
+    pub session_progress: crate::status::SessionProgress,
+    /// Stages finished (completed or failed) over all statements.
+    pub stages_done: usize,
+    /// Stages in all (4 per statement).
+    pub stages_total: usize,
+}
+
 /// What became of a webhook fed to the scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
@@ -148,6 +164,7 @@ pub struct Scheduler {
     timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     outcomes: VecDeque<Outcome>,
+    updates: VecDeque<ProgressUpdate>,
     in_flight: usize,
     bucket: Option<TokenBucket>,
     adaptive: Adaptive,
@@ -176,6 +193,7 @@ impl Scheduler {
             timers: BinaryHeap::new(),
             deadlines: BinaryHeap::new(),
             outcomes: VecDeque::new(),
+            updates: VecDeque::new(),
             in_flight: 0,
         })
     }
@@ -393,8 +411,25 @@ impl Scheduler {
         }
         if let Some(machine) = entry.machine.as_mut() {
             machine.handle_response(now, result, &self.policy);
+            if self.config.progress_updates && ticket.kind == RequestKind::Progress {
+                if let Some((session_progress, stages_done, stages_total)) =
+                    machine.progress_summary()
+                {
+                    self.updates.push_back(ProgressUpdate {
+                        session_id: ticket.session_id.clone(),
+                        session_progress,
+                        stages_done,
+                        stages_total,
+                    });
+                }
+            }
         }
         self.settle(now, ticket.slot);
+    }
+
+    /// The next progress update, when `progress_updates` is on.
+    pub fn poll_update(&mut self) -> Option<ProgressUpdate> {
+        self.updates.pop_front()
     }
 
     /// Feeds a verified webhook. A webhook for a session not tracked here is handed back.

@@ -168,6 +168,18 @@ impl SessionMachine {
         }
     }
 
+    /// The last progress seen: overall state and `(finished stages, total stages)`.
+    pub(crate) fn progress_summary(&self) -> Option<(SessionProgress, usize, usize)> {
+        let state = self.session_progress.clone()?;
+        let done = self
+            .statements
+            .iter()
+            .map(StatementProgress::finished_stages)
+            .sum();
+        let total = self.statements.len() * crate::progress::STAGES_PER_STATEMENT;
+        Some((state, done, total))
+    }
+
     /// Ends the session if its max wait has passed and no request is in flight.
     pub(crate) fn expire(&mut self, now: Instant, policy: &PollPolicy) {
         if matches!(self.phase, Phase::Due(..)) && now >= self.deadline(policy) {

@@ -207,6 +207,16 @@ fn seed_from_clock() -> u64 {
         .unwrap_or(0x5eed)
 }
 
+/// What a tracker reports as it goes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum TrackerEvent {
+    /// A session's progress as just seen (only when the limits enable `progress_updates`).
+    Progress(bankconnect_core::ProgressUpdate),
+    /// A session ended.
+    Outcome(Outcome),
+}
+
 /// Feeds verified webhooks to a [`Tracker`] from any task or thread.
 #[derive(Clone)]
 pub struct WebhookFeed(mpsc::UnboundedSender<WebhookHint>);
@@ -283,11 +293,25 @@ impl Tracker {
     }
 
     /// Drives everything until the next session ends; `None` once nothing is tracked.
-    /// Cancel-safe: dropping the future loses nothing (requests stay in flight in the tracker).
     pub async fn next_outcome(&mut self) -> Option<Outcome> {
         loop {
+            match self.next_event().await? {
+                TrackerEvent::Outcome(outcome) => return Some(outcome),
+                TrackerEvent::Progress(_) => {}
+            }
+        }
+    }
+
+    /// Drives everything until the next event: a progress update (when the limits ask for them
+    /// with `progress_updates`) or a session's outcome; `None` once nothing is tracked.
+    /// Cancel-safe: dropping the future loses nothing (requests stay in flight in the tracker).
+    pub async fn next_event(&mut self) -> Option<TrackerEvent> {
+        loop {
             if let Some(outcome) = self.scheduler.poll_outcome() {
-                return Some(outcome);
+                return Some(TrackerEvent::Outcome(outcome));
+            }
+            if let Some(update) = self.scheduler.poll_update() {
+                return Some(TrackerEvent::Progress(update));
             }
             let now = Instant::now();
             while let Some(scheduled) = self.scheduler.poll_request(now) {
@@ -300,7 +324,7 @@ impl Tracker {
                 self.tickets.insert(handle.id(), scheduled.ticket);
             }
             if let Some(outcome) = self.scheduler.poll_outcome() {
-                return Some(outcome);
+                return Some(TrackerEvent::Outcome(outcome));
             }
             if self.scheduler.is_empty() && self.in_flight.is_empty() {
                 return None;

@@ -26,5 +26,5 @@
 mod client;
 mod transport;
 
-pub use client::{Client, Error, Tracker, WebhookFeed};
+pub use client::{Client, Error, Tracker, TrackerEvent, WebhookFeed};
 pub use transport::{AsyncTransport, ReqwestTransport};

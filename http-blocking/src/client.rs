@@ -222,6 +222,16 @@ enum Event {
     Webhook(WebhookHint),
 }
 
+/// What a tracker reports as it goes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum TrackerEvent {
+    /// A session's progress as just seen (only when the limits enable `progress_updates`).
+    Progress(bankconnect_core::ProgressUpdate),
+    /// A session ended.
+    Outcome(Outcome),
+}
+
 /// Feeds verified webhooks to a running [`Tracker`] from any thread.
 #[derive(Clone)]
 pub struct WebhookFeed(Sender<Event>);
@@ -332,8 +342,22 @@ impl Tracker {
     /// Drives everything until the next session ends; `None` once nothing is tracked.
     pub fn next_outcome(&mut self) -> Option<Outcome> {
         loop {
+            match self.next_event()? {
+                TrackerEvent::Outcome(outcome) => return Some(outcome),
+                TrackerEvent::Progress(_) => {}
+            }
+        }
+    }
+
+    /// Drives everything until the next event: a progress update (when the limits ask for them
+    /// with `progress_updates`) or a session's outcome; `None` once nothing is tracked.
+    pub fn next_event(&mut self) -> Option<TrackerEvent> {
+        loop {
             if let Some(outcome) = self.scheduler.poll_outcome() {
-                return Some(outcome);
+                return Some(TrackerEvent::Outcome(outcome));
+            }
+            if let Some(update) = self.scheduler.poll_update() {
+                return Some(TrackerEvent::Progress(update));
             }
             let now = Instant::now();
             while let Some(scheduled) = self.scheduler.poll_request(now) {
@@ -344,7 +368,7 @@ impl Tracker {
                 self.dispatch((job, scheduled.request));
             }
             if let Some(outcome) = self.scheduler.poll_outcome() {
-                return Some(outcome);
+                return Some(TrackerEvent::Outcome(outcome));
             }
             if self.scheduler.is_empty() && self.tickets.is_empty() {
                 return None;

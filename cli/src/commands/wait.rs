@@ -1,10 +1,12 @@
 //! `bankconnect wait`: many sessions in one scheduler, webhooks as the fast path, polling as the backup.
 
-use std::io::{BufRead, Read};
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal, Read};
 
 use bankconnect_core::scheduler::SchedulerConfig;
-use bankconnect_core::{Outcome, PollPolicy, SessionId};
+use bankconnect_core::{Outcome, PollPolicy, ProgressUpdate, SessionId};
 use bankconnect_webhook_verify::ReceiverConfig;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::{Global, WaitArgs};
 use crate::commands::webhook::{hint_feeder, serve_receiver};
@@ -60,20 +62,131 @@ fn sessions(args: &WaitArgs) -> Result<Vec<SessionId>, Failure> {
     Ok(ids)
 }
 
-/// Prints an outcome as it ends and keeps the highest exit code.
+/// Most sessions that get a bar of their own; beyond, only the overall bar.
+const MAX_SESSION_BARS: usize = 20;
+
+/// Live progress on a terminal: one bar per session (stages done of stages total, state) and
+/// an overall bar, on stderr.
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    sessions: HashMap<SessionId, ProgressBar>,
+}
+
+impl Bars {
+    fn new(ids: &[SessionId]) -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let session_style =
+            ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} stages  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        let mut sessions = HashMap::new();
+        if ids.len() <= MAX_SESSION_BARS {
+            for id in ids {
+                let bar = multi.add(ProgressBar::new(0).with_style(session_style.clone()));
+                bar.set_prefix(id.as_str().chars().take(24).collect::<String>());
+                bar.set_message("waiting");
+                sessions.insert(id.clone(), bar);
+            }
+        }
+        let overall = multi.add(
+            ProgressBar::new(ids.len() as u64).with_style(
+                ProgressStyle::with_template(
+                    "{prefix:>24} [{bar:30}] {pos}/{len} sessions ended  {elapsed}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            ),
+        );
+        overall.set_prefix("all sessions");
+        Self {
+            multi,
+            overall,
+            sessions,
+        }
+    }
+
+    fn update(&self, update: &ProgressUpdate) {
+        if let Some(bar) = self.sessions.get(&update.session_id) {
+            bar.set_length(update.stages_total as u64);
+            bar.set_position(update.stages_done as u64);
+            bar.set_message(update.session_progress.to_string());
+        }
+    }
+
+    fn ended(&self, outcome: &Outcome) {
+        if let Some(bar) = self.sessions.get(&outcome.session_id) {
+            bar.finish_with_message(outcome.outcome.to_string());
+        }
+        self.overall.inc(1);
+    }
+}
+
+/// Prints each outcome as it ends, keeps the highest exit code, and drives the bars.
 struct Report {
     json: bool,
     code: u8,
+    bars: Option<Bars>,
 }
 
 impl Report {
+    fn event(&mut self, event: TrackerEvent) {
+        match event {
+            TrackerEvent::Progress(update) => {
+                if let Some(bars) = &self.bars {
+                    bars.update(&update);
+                }
+            }
+            TrackerEvent::Outcome(outcome) => self.outcome(&outcome),
+        }
+    }
+
     fn outcome(&mut self, outcome: &Outcome) {
-        if self.json {
-            output::json_line(outcome);
-        } else {
-            output::outcome_human(outcome);
+        let print = || {
+            if self.json {
+                output::json_line(outcome);
+            } else {
+                output::outcome_human(outcome);
+            }
+        };
+        match &self.bars {
+            Some(bars) => {
+                bars.multi.suspend(print);
+                bars.ended(outcome);
+            }
+            None => print(),
         }
         self.code = self.code.max(outcome.outcome.exit_code());
+    }
+}
+
+/// A tracker event, whichever driver produced it.
+enum TrackerEvent {
+    Progress(ProgressUpdate),
+    Outcome(Outcome),
+}
+
+impl TrackerEvent {
+    /// The async driver's event; `None` for kinds this version does not display.
+    fn from_async(event: bankconnect_http_async::TrackerEvent) -> Option<Self> {
+        match event {
+            bankconnect_http_async::TrackerEvent::Progress(update) => Some(Self::Progress(update)),
+            bankconnect_http_async::TrackerEvent::Outcome(outcome) => Some(Self::Outcome(outcome)),
+            _ => None,
+        }
+    }
+
+    /// The blocking driver's event; `None` for kinds this version does not display.
+    fn from_blocking(event: bankconnect_http_blocking::TrackerEvent) -> Option<Self> {
+        match event {
+            bankconnect_http_blocking::TrackerEvent::Progress(update) => {
+                Some(Self::Progress(update))
+            }
+            bankconnect_http_blocking::TrackerEvent::Outcome(outcome) => {
+                Some(Self::Outcome(outcome))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -87,10 +200,14 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
         retry_budget: args.retries,
         ..PollPolicy::default()
     };
+    // Bars only on a terminal and without --json; plain lines otherwise.
+    let live = !global.json && std::io::stderr().is_terminal();
     let limits = SchedulerConfig {
         max_in_flight: args.concurrency as usize,
+        progress_updates: live,
         ..SchedulerConfig::default()
     };
+    let bars = live.then(|| Bars::new(&ids));
     let driver = Driver::new(global, api(global)?, policy, limits)?;
     let receiver = ReceiverConfig {
         path: args.webhook_path.clone(),
@@ -99,6 +216,7 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
     let mut report = Report {
         json: global.json,
         code: exit::OK,
+        bars,
     };
     // The receiver (when asked for) runs on this runtime; the blocking driver never touches it.
     let runtime = runtime()?;
@@ -117,8 +235,10 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
                 .await?;
                 tracing::info!(addr = %bound, "webhook receiver listening");
             }
-            while let Some(outcome) = tracker.next_outcome().await {
-                report.outcome(&outcome);
+            while let Some(event) = tracker.next_event().await {
+                if let Some(event) = TrackerEvent::from_async(event) {
+                    report.event(event);
+                }
             }
             Ok::<(), Failure>(())
         })?,
@@ -135,8 +255,10 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
                 ))?;
                 tracing::info!(addr = %bound, "webhook receiver listening");
             }
-            while let Some(outcome) = tracker.next_outcome() {
-                report.outcome(&outcome);
+            while let Some(event) = tracker.next_event() {
+                if let Some(event) = TrackerEvent::from_blocking(event) {
+                    report.event(event);
+                }
             }
         }
     }
