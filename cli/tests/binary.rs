@@ -857,3 +857,48 @@ fn polling_only_and_webhook_waits_agree_on_a_failing_session() {
         serde_json::json!({"months": ["2023-11", "2023-12"]})
     );
 }
+
+#[test]
+fn sim_command_runs_the_documented_example_scenario() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../sim/scenarios/example.json");
+    let mut child = bankconnect(None, &["sim", "--scenario", example])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let base = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        ids.push(line.trim().strip_prefix("session ").unwrap().to_owned());
+    }
+    assert!(ids.contains(&"months-missing".to_owned()), "{ids:?}");
+    let output = Command::new(BIN)
+        .args([
+            "--base-url",
+            &base,
+            "--api-key",
+            "sim-api-key",
+            "--server-hash",
+            "sim-server-hash",
+            "--json",
+            "wait",
+            "gone",
+            "--interval",
+            "100ms",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 5);
+    let bad = run(None, &["sim", "--scenario", "/nonexistent/scenario.json"]);
+    assert_eq!(code(&bad), 2);
+    child.kill().ok();
+    child.wait().ok();
+}
