@@ -28,10 +28,15 @@ pub struct UreqTransport {
 }
 
 impl UreqTransport {
-    /// An agent whose every request must finish within `timeout`.
+    /// An agent whose requests time out after `timeout` in each phase (connect, send, wait for
+    /// the answer, read the body). Phase timeouts rather than ureq's global one: the global
+    /// timeout re-arms the socket timeout on every read, which measured at twice the CPU time.
     pub fn new(timeout: Duration) -> Self {
         let config = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
+            .timeout_connect(Some(timeout))
+            .timeout_send_request(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_recv_body(Some(timeout))
             .http_status_as_error(false)
             .max_redirects(0)
             // Keep a connection per request in flight (the default keeps 3 per host, so a
