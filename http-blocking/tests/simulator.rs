@@ -165,3 +165,38 @@ fn a_thousand_sessions_at_once() {
     assert_eq!(done, 1000);
     assert_eq!(sim.sim.requests().len(), 3000);
 }
+
+#[test]
+fn a_timed_out_request_is_retried() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = runtime
+        .block_on(Simulator::start(SimConfig {
+            scenario: Scenario {
+                sessions: vec![SessionScript::new("t1")
+                    .fault_on(1, bankconnect_sim::FaultKind::Slow)
+                    .complete_after_polls(1)],
+                faults: bankconnect_sim::FaultRates {
+                    slow_ms: 2_000,
+                    ..Default::default()
+                },
+                ..Scenario::default()
+            },
+            ..SimConfig::default()
+        }))
+        .unwrap();
+    let transport = bankconnect_http_blocking::UreqTransport::new(Duration::from_millis(300));
+    let client = Client::with_transport(api(&sim, false), transport)
+        .with_policy(driver_cases::fast_policy());
+    let started = Instant::now();
+    let outcome = client.wait(&SessionId::new("t1").unwrap()).unwrap();
+    assert_eq!(outcome.outcome, OutcomeKind::Completed);
+    assert_eq!(outcome.retries, 1);
+    assert!(
+        started.elapsed() < Duration::from_millis(1_900),
+        "did not wait for the slow answer"
+    );
+}
