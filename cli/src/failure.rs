@@ -70,19 +70,10 @@ impl fmt::Display for Failure {
     }
 }
 
-impl From<bankconnect_http_async::Error> for Failure {
-    fn from(err: bankconnect_http_async::Error) -> Self {
+impl From<bankconnect_core::ClientError> for Failure {
+    fn from(err: bankconnect_core::ClientError) -> Self {
         match err {
-            bankconnect_http_async::Error::Call(call) => Self::call(&call),
-            other => Self::usage(other.to_string()),
-        }
-    }
-}
-
-impl From<bankconnect_http_blocking::Error> for Failure {
-    fn from(err: bankconnect_http_blocking::Error) -> Self {
-        match err {
-            bankconnect_http_blocking::Error::Call(call) => Self::call(&call),
+            bankconnect_core::ClientError::Call(call) => Self::call(&call),
             other => Self::usage(other.to_string()),
         }
     }

@@ -65,7 +65,7 @@ pub use error_codes::{AccountErrorCode, ApiErrorCode, StatementErrorCode};
 pub use error_detail::{ErrorDetail, YearMonth};
 pub use ids::{AccountId, IdError, SessionId, StatementId};
 pub use jitter::JitterRng;
-pub use one_shot::{CallError, OneShot, Retry};
+pub use one_shot::{CallError, ClientError, OneShot, Retry};
 pub use outcome::{NotifiedBy, Outcome, OutcomeError, OutcomeKind};
 pub use policy::{Backoff, PolicyError, PollPolicy};
 pub use progress::{ProgressReport, StatementProgress};

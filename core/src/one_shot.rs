@@ -117,3 +117,21 @@ mod tests {
         );
     }
 }
+
+/// Why a driver's call failed: the one error type both drivers return.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The API refused, or transient failures outlasted the retry budget.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// A request could not be built.
+    #[error(transparent)]
+    Request(#[from] crate::request::RequestError),
+    /// A session could not be tracked.
+    #[error(transparent)]
+    Track(#[from] crate::session::TrackError),
+    /// The policy or limits are invalid.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+}

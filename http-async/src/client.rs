@@ -7,33 +7,18 @@ use std::time::Instant;
 
 use bankconnect_core::scheduler::{RequestTicket, SchedulerConfig, WebhookDisposition};
 use bankconnect_core::{
-    classify_progress, classify_session_status, classify_update_webhook, Api, CallError,
-    Classified, HttpResult, OneShot, Outcome, PolicyError, PollPolicy, ProgressReport, Retry,
-    Scheduler, SessionId, SessionStatusReply, TrackError, TransportError, TransportErrorKind,
-    WebhookHint, WebhookRegistration, WebhookUpdated,
+    classify_progress, classify_session_status, classify_update_webhook, Api, Classified,
+    HttpResult, OneShot, Outcome, PollPolicy, ProgressReport, Retry, Scheduler, SessionId,
+    SessionStatusReply, TrackError, TransportError, TransportErrorKind, WebhookHint,
+    WebhookRegistration, WebhookUpdated,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::transport::{AsyncTransport, ReqwestTransport};
 
-/// Why a client call failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The API refused, or transient failures outlasted the retry budget.
-    #[error(transparent)]
-    Call(#[from] CallError),
-    /// A request could not be built.
-    #[error(transparent)]
-    Request(#[from] bankconnect_core::RequestError),
-    /// A session could not be tracked.
-    #[error(transparent)]
-    Track(#[from] TrackError),
-    /// The policy or limits are invalid.
-    #[error(transparent)]
-    Policy(#[from] PolicyError),
-}
+/// Why a client call failed (shared by both drivers).
+pub type Error = bankconnect_core::ClientError;
 
 /// A BankConnect client over an async transport (reqwest by default), on tokio.
 ///
