@@ -47,7 +47,7 @@ pub(crate) struct Global {
     /// One JSON object per line on stdout.
     #[arg(long, global = true)]
     pub(crate) json: bool,
-    /// Timeout of each HTTP request.
+    /// Timeout of each HTTP request (with `--transport blocking`: of each phase of a request).
     #[arg(long, global = true, value_parser = parse_duration, default_value = "30s")]
     pub(crate) request_timeout: Duration,
 }
