@@ -134,4 +134,7 @@ pub enum ClientError {
     /// The policy or limits are invalid.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    /// The tracker stopped before the session ended (its event channel closed).
+    #[error("tracking stopped before session {0} ended")]
+    Stopped(crate::ids::SessionId),
 }

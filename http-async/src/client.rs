@@ -148,7 +148,7 @@ impl Client {
         tracker
             .next_outcome()
             .await
-            .ok_or_else(|| Error::Track(TrackError::Duplicate(session.clone())))
+            .ok_or_else(|| Error::Stopped(session.clone()))
     }
 
     /// Tracks many sessions in one scheduler; await [`Tracker::next_outcome`] for each outcome as it happens.

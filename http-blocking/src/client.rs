@@ -143,7 +143,7 @@ impl Client {
         tracker.add(session.clone())?;
         tracker
             .next_outcome()
-            .ok_or_else(|| Error::Track(TrackError::Duplicate(session.clone())))
+            .ok_or_else(|| Error::Stopped(session.clone()))
     }
 
     /// Tracks many sessions in one scheduler; call [`Tracker::next_outcome`] for each outcome as it happens.
