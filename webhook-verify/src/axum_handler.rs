@@ -1,7 +1,8 @@
 //! An axum integration over the framework-free [`Receiver`] (feature `axum`).
 
+use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -31,6 +32,43 @@ where
     })
 }
 
+/// Longest a client may take to send a request's head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a client may take to send a body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `router` on `listener` until the task is dropped, with the timeouts a public endpoint
+/// needs ([`HEAD_TIMEOUT`] for the request head; the handler bounds the body by [`BODY_TIMEOUT`]),
+/// so slow or idle clients cannot hold connections open.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) {
+    use tower::ServiceExt;
+    loop {
+        let Ok((stream, _peer)) = listener.accept().await else {
+            // Out of file descriptors and the like: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let router = router.clone();
+                async move {
+                    router
+                        .oneshot(request.map(Body::new))
+                        .await
+                        .map_err(|never: Infallible| never)
+                }
+            });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
 /// Runs one request through the receiver.
 pub async fn receive(receiver: &Receiver, request: Request) -> Reception {
     let (parts, body) = request.into_parts();
@@ -38,9 +76,16 @@ pub async fn receive(receiver: &Receiver, request: Request) -> Reception {
         return Reception::Rejected(rejection);
     }
     let limit = receiver.config().limits.max_body;
-    let bytes = match axum::body::to_bytes(Body::new(body), limit.saturating_add(1)).await {
-        Ok(bytes) => bytes,
-        Err(_) => return Reception::Rejected(Rejection::TooLarge { limit }),
+    let read = axum::body::to_bytes(Body::new(body), limit.saturating_add(1));
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return Reception::Rejected(Rejection::TooLarge { limit }),
+        Err(_) => {
+            return Reception::Rejected(Rejection::Unreadable(format!(
+                "the body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            )))
+        }
     };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -164,13 +164,14 @@ impl Receiver {
     /// Checks what can be checked before reading the body: method, path, content type and
     /// declared length. `None` means read the body (at most `limits.max_body + 1` bytes).
     pub fn precheck(&self, method: &Method, path: &str, headers: &HeaderMap) -> Option<Rejection> {
+        // A path that is not the receiver's is 404 whatever the method, as routers answer.
+        if path != self.config.path {
+            return Some(Rejection::NotFound);
+        }
         if method != Method::POST {
             return Some(Rejection::MethodNotAllowed(
                 method.as_str().chars().take(32).collect(),
             ));
-        }
-        if path != self.config.path {
-            return Some(Rejection::NotFound);
         }
         if !is_json(headers) {
             return Some(Rejection::UnsupportedMediaType);

@@ -446,3 +446,29 @@ fn signed_receiver_verifies_before_parsing_and_dedupes_by_id() {
     let other = receiver.receive(&Method::POST, "/", &signed("msg_2", GOOD), GOOD, now);
     assert!(matches!(other, Reception::Accepted(_)));
 }
+
+#[test]
+fn a_wrong_path_is_404_whatever_the_method() {
+    let receiver = Receiver::new(ReceiverConfig {
+        path: "/hooks".into(),
+        ..ReceiverConfig::default()
+    });
+    assert_eq!(
+        receiver
+            .receive(&Method::GET, "/elsewhere", &json_headers(), GOOD, 0)
+            .status(),
+        404
+    );
+    assert_eq!(
+        receiver
+            .receive(&Method::GET, "/hooks", &json_headers(), GOOD, 0)
+            .status(),
+        405
+    );
+    assert_eq!(
+        receiver
+            .receive(&Method::POST, "/hooks", &json_headers(), GOOD, 0)
+            .status(),
+        200
+    );
+}

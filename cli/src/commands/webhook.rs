@@ -42,11 +42,9 @@ pub(crate) async fn serve_receiver(
         Arc::new(Receiver::new(config)),
         on_reception,
     );
-    tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).await {
-            tracing::warn!(error = %err, "webhook receiver stopped");
-        }
-    });
+    tokio::spawn(bankconnect_webhook_verify::axum_handler::serve(
+        listener, app,
+    ));
     Ok(bound)
 }
 
