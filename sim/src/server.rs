@@ -411,20 +411,23 @@ fn draw_fault(state: &SimState, session_id: Option<&str>) -> Option<FaultKind> {
     rates.kinds.get(index).copied()
 }
 
+/// A response with a fixed body and content type.
+fn typed_response(status: StatusCode, content_type: &'static str, body: &'static str) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    response
+}
+
 fn fault_response(state: &SimState, kind: FaultKind) -> Response {
     match kind {
-        FaultKind::ServerError => {
-            let mut response = (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "<html><body><h1>503 Service Unavailable</h1></body></html>",
-            )
-                .into_response();
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html"),
-            );
-            response
-        }
+        FaultKind::ServerError => typed_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/html",
+            "<html><body><h1>503 Service Unavailable</h1></body></html>",
+        ),
         FaultKind::RateLimited => {
             let mut response = json_response(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -437,26 +440,12 @@ fn fault_response(state: &SimState, kind: FaultKind) -> Response {
             }
             response
         }
-        FaultKind::Html => {
-            let mut response = (StatusCode::BAD_GATEWAY, HTML_PAGE).into_response();
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html"),
-            );
-            response
-        }
-        FaultKind::Garbage => {
-            let mut response = (
-                StatusCode::OK,
-                "{\"session_id\": \"oops\", \"session_progress\": ",
-            )
-                .into_response();
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
+        FaultKind::Html => typed_response(StatusCode::BAD_GATEWAY, "text/html", HTML_PAGE),
+        FaultKind::Garbage => typed_response(
+            StatusCode::OK,
+            "application/json",
+            "{\"session_id\": \"oops\", \"session_progress\": ",
+        ),
         FaultKind::Truncated => {
             // Send half a body (chunked), then fail it: the connection closes mid-body, without
             // the final chunk, so the client sees a truncated response.
