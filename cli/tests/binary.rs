@@ -902,3 +902,67 @@ fn sim_command_runs_the_documented_example_scenario() {
     child.kill().ok();
     child.wait().ok();
 }
+
+#[test]
+fn an_unreachable_api_exits_6() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let base = format!("http://{closed}/bank-connect/v1");
+    for transport in ["async", "blocking"] {
+        let started = Instant::now();
+        let output = Command::new(BIN)
+            .args([
+                "--base-url",
+                &base,
+                "--api-key",
+                "k",
+                "--server-hash",
+                "h",
+                "--transport",
+                transport,
+                "--json",
+                "progress",
+                "s1",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            code(&output),
+            6,
+            "{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        assert_eq!(json_lines(&output)[0]["error"]["kind"], "transport_error");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a single call gives up within seconds"
+        );
+        // A wait whose max wait passes with nothing but failures is a transport error too.
+        let output = Command::new(BIN)
+            .args([
+                "--base-url",
+                &base,
+                "--api-key",
+                "k",
+                "--server-hash",
+                "h",
+                "--transport",
+                transport,
+                "--json",
+                "wait",
+                "s1",
+                "--max-wait",
+                "1s",
+                "--interval",
+                "250ms",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(code(&output), 6);
+        let line = &json_lines(&output)[0];
+        assert_eq!(line["outcome"], "transport_error");
+        assert_eq!(line["error"]["code"], "CONNECT");
+    }
+}

@@ -63,7 +63,7 @@ impl OneShot {
             Classified::Ok(value) => Retry::Done(Ok(value)),
             Classified::Api(err) => Retry::Done(Err(CallError::Api(err))),
             Classified::Transient(failure) => {
-                if self.attempts > self.policy.retry_budget {
+                if self.attempts > self.policy.call_retry_budget {
                     return Retry::Done(Err(CallError::Transient {
                         last: failure,
                         attempts: self.attempts,
@@ -94,7 +94,7 @@ mod tests {
     #[test]
     fn retries_up_to_the_budget() {
         let policy = PollPolicy {
-            retry_budget: 2,
+            call_retry_budget: 2,
             ..PollPolicy::default()
         };
         let mut call = OneShot::new(policy, 1);

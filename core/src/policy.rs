@@ -96,8 +96,12 @@ pub struct PollPolicy {
     #[serde(rename = "retry_after_cap_ms", with = "crate::duration_serde")]
     pub retry_after_cap: Duration,
     /// Consecutive transient failures tolerated; one more ends the session with
-    /// `transport_error` naming the last cause (default 10).
+    /// `transport_error` naming the last cause (default 6: with the default backoff, about half
+    /// a minute of failures on average).
     pub retry_budget: u32,
+    /// Retries of a single call (`progress`, `status`, `webhook set`) before it gives up
+    /// (default 3: a one-off command should answer within seconds).
+    pub call_retry_budget: u32,
     /// How long PROCESSING_NOT_REQUESTED is polled like `processing` before it is final
     /// (default 0: final at once).
     #[serde(rename = "not_requested_grace_ms", with = "crate::duration_serde")]
@@ -119,7 +123,8 @@ impl Default for PollPolicy {
             max_wait: Duration::from_secs(15 * 60),
             backoff: Backoff::default(),
             retry_after_cap: Duration::from_secs(60),
-            retry_budget: 10,
+            retry_budget: 6,
+            call_retry_budget: 3,
             not_requested_grace: Duration::ZERO,
             webhook_confirm_spacing: Duration::from_secs(1),
             fetch_accounts: true,

@@ -241,6 +241,11 @@ impl SessionMachine {
                 Some(reason),
                 NotifiedBy::Poll,
             );
+        } else if self.session_progress.is_none() && self.failures_in_row > 0 {
+            // Nothing but transient failures the whole time: the API was unreachable, which is
+            // more use to the caller than "timed out".
+            let error = self.last_failure.as_ref().map(OutcomeError::from);
+            self.end(now, OutcomeKind::TransportError, error);
         } else {
             self.end(now, OutcomeKind::TimedOut, None);
         }
@@ -328,12 +333,25 @@ impl SessionMachine {
                 self.end_completed(now, stage_failure, status.accounts, None, NotifiedBy::Poll);
             }
             Classified::Ok(SessionStatusReply::NotYet(err)) => {
-                // Progress said completed but the data is not ready yet: ask again after an interval.
-                let failure = TransientFailure::UnparsableBody {
-                    http_status: err.http_status,
-                    reason: format!("{}: {}", err.code, err.message),
-                };
-                self.transient(now, failure, RequestKind::SessionStatus, policy);
+                // Progress said completed but the data is not ready yet: the server is healthy,
+                // so ask again after a poll interval (not a backoff), within the retry budget.
+                self.failures_in_row = self.failures_in_row.saturating_add(1);
+                if self.failures_in_row > policy.retry_budget {
+                    let reason = format!(
+                        "session_status kept answering {}: {}",
+                        err.code, err.message
+                    );
+                    self.end_completed(
+                        now,
+                        stage_failure,
+                        Vec::new(),
+                        Some(reason),
+                        NotifiedBy::Poll,
+                    );
+                } else {
+                    let at = now + policy.next_interval(&mut self.rng);
+                    self.phase = Phase::Due(at, RequestKind::SessionStatus);
+                }
             }
             Classified::Api(err) => {
                 let reason = format!("session_status refused: {err}");

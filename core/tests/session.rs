@@ -365,6 +365,32 @@ fn retry_budget_ends_with_the_last_cause() {
 }
 
 #[test]
+fn an_api_unreachable_until_max_wait_is_a_transport_error() {
+    let t0 = Instant::now();
+    let policy = PollPolicy {
+        max_wait: Duration::from_secs(20),
+        retry_budget: 100,
+        ..no_jitter()
+    };
+    let (outcome, sent) = drive(
+        track(policy, "s1", t0, 1),
+        t0,
+        |_, _| {
+            let refused = bankconnect_core::TransportError::new(
+                bankconnect_core::TransportErrorKind::Connect,
+                "connection refused",
+            );
+            (Err(refused), LATENCY)
+        },
+        None,
+    );
+    assert!(sent.len() >= 3);
+    assert_eq!(outcome.outcome, OutcomeKind::TransportError);
+    assert_eq!(outcome.error.unwrap().code, "CONNECT");
+    assert!(outcome.elapsed_ms >= 20_000);
+}
+
+#[test]
 fn a_success_resets_the_budget() {
     let t0 = Instant::now();
     let policy = PollPolicy {
@@ -468,6 +494,8 @@ fn session_status_failures_keep_the_progress_verdict() {
         None,
     );
     assert_eq!(sent.len(), 3);
+    // Not-yet is asked again after a poll interval, not a backoff.
+    assert_eq!(sent[2].at - sent[1].at, LATENCY + Duration::from_secs(2));
     assert_eq!(outcome.outcome, OutcomeKind::Completed);
     assert_eq!(outcome.accounts.len(), 1);
     assert!(outcome.accounts_error.is_none());

@@ -227,7 +227,13 @@ proptest! {
             prop_assert!(run_length <= policy.retry_budget + 1);
         }
         if outcome.outcome == OutcomeKind::TransportError {
-            prop_assert_eq!(run_length, policy.retry_budget + 1);
+            // Either the budget ran out, or the max wait passed with nothing but failures.
+            let exhausted = run_length == policy.retry_budget + 1;
+            let never_answered = !replies.iter().any(|r| {
+                matches!(r, Reply::Processing | Reply::Completed | Reply::CompletedFailedStage)
+            }) && replies.last().is_some_and(|r| r.is_transient())
+                && Duration::from_millis(outcome.elapsed_ms) >= policy.max_wait;
+            prop_assert!(exhausted || never_answered, "{:?}", outcome);
         }
 
         // Completion is reported only when progress said so.
