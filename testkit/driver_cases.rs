@@ -91,7 +91,7 @@ pub fn cases() -> Vec<Case> {
             check: |outcome, log| {
                 assert_eq!(outcome.outcome, OutcomeKind::Completed);
                 assert_eq!(outcome.polls, 3);
-                assert_eq!(outcome.notified_by, Some(NotifiedBy::Poll));
+                assert_eq!(outcome.notified_by, NotifiedBy::Poll);
                 assert_eq!(outcome.accounts.len(), 1, "accounts from session_status");
                 assert_eq!(log.len(), 4);
                 assert!(log[3].path.ends_with("/session_status/"));

@@ -131,10 +131,10 @@ pub(crate) fn status_human(status: &SessionStatus) {
 }
 
 pub(crate) fn outcome_human(outcome: &Outcome) {
-    let how = match outcome.notified_by {
-        Some(bankconnect_core::NotifiedBy::Webhook) => ", learnt by webhook",
-        Some(bankconnect_core::NotifiedBy::Poll) => ", learnt by polling",
-        None => "",
+    let how = match (outcome.outcome.is_completed(), outcome.notified_by) {
+        (true, bankconnect_core::NotifiedBy::Webhook) => ", learnt by webhook",
+        (true, bankconnect_core::NotifiedBy::Poll) => ", learnt by polling",
+        (false, _) => "",
     };
     let mut text = format!(
         "{}: {}{how} ({} polls, {} retries, {:.1}s)",

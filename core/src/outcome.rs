@@ -137,8 +137,9 @@ pub struct Outcome {
     pub statements: Vec<StatementProgress>,
     /// The accounts' verdicts: from the webhook, else from `session_status`.
     pub accounts: Vec<AccountResult>,
-    /// How completion was learnt; `null` unless the session completed.
-    pub notified_by: Option<NotifiedBy>,
+    /// How the ending was learnt: `webhook` when a webhook for the session came (then confirmed
+    /// by a progress request), else `poll`.
+    pub notified_by: NotifiedBy,
     /// Progress requests sent.
     pub polls: u32,
     /// Requests that were retries after a transient failure.

@@ -463,7 +463,7 @@ impl SessionMachine {
         };
         let mut outcome = self.outcome(now, kind, None);
         outcome.accounts = accounts;
-        outcome.notified_by = Some(by);
+        outcome.notified_by = by;
         outcome.accounts_error = accounts_error;
         self.phase = Phase::Ended(Some(Box::new(outcome)));
     }
@@ -481,7 +481,11 @@ impl SessionMachine {
             error,
             statements: std::mem::take(&mut self.statements),
             accounts: Vec::new(),
-            notified_by: None,
+            notified_by: if self.webhook_accounts.is_some() {
+                NotifiedBy::Webhook
+            } else {
+                NotifiedBy::Poll
+            },
             polls: self.polls,
             retries: self.retries,
             elapsed_ms: u64::try_from(self.elapsed(now).as_millis()).unwrap_or(u64::MAX),

@@ -280,7 +280,7 @@ fn webhooks_end_tracked_sessions_and_untracked_ones_are_reported() {
         .collect();
     let run = drive(&mut scheduler, t0, &mut respond, webhooks);
     for (i, outcome) in run.outcomes.values().enumerate() {
-        assert_eq!(outcome.notified_by, Some(NotifiedBy::Webhook));
+        assert_eq!(outcome.notified_by, NotifiedBy::Webhook);
         assert_eq!(outcome.polls, 2);
         assert_eq!(outcome.elapsed_ms, (3 + i as u64) * 1000 + 80);
     }

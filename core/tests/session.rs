@@ -54,7 +54,7 @@ fn completes_after_several_polls_then_fetches_accounts() {
     assert_eq!(outcome.outcome, OutcomeKind::Completed);
     assert_eq!(outcome.polls, 3);
     assert_eq!(outcome.retries, 0);
-    assert_eq!(outcome.notified_by, Some(NotifiedBy::Poll));
+    assert_eq!(outcome.notified_by, NotifiedBy::Poll);
     assert_eq!(sent.len(), 4);
     assert_eq!(sent[0].at, Duration::ZERO, "the first poll goes at once");
     assert_eq!(sent[1].at, Duration::from_secs(2));
@@ -112,7 +112,7 @@ fn failed_stage_or_account_means_completed_with_failures() {
     let account = &outcome.accounts[0];
     assert_eq!(account.error_code, Some(AccountErrorCode::IncompleteMonths));
     assert!(matches!(&account.error_detail, Some(ErrorDetail::Months(m)) if m.len() == 2));
-    assert_eq!(outcome.notified_by, Some(NotifiedBy::Poll));
+    assert_eq!(outcome.notified_by, NotifiedBy::Poll);
 }
 
 #[test]
@@ -160,7 +160,7 @@ fn webhook_ends_the_wait_after_one_confirming_request() {
         Duration::from_secs(5),
         "confirmed at once, not at the 30 s interval"
     );
-    assert_eq!(outcome.notified_by, Some(NotifiedBy::Webhook));
+    assert_eq!(outcome.notified_by, NotifiedBy::Webhook);
     assert_eq!(outcome.outcome, OutcomeKind::CompletedWithFailures);
     assert!(matches!(
         outcome.accounts[0].error_detail,
@@ -215,7 +215,7 @@ fn premature_webhook_falls_back_to_polling() {
         )),
     );
     assert_eq!(outcome.outcome, OutcomeKind::Completed);
-    assert_eq!(outcome.notified_by, Some(NotifiedBy::Webhook));
+    assert_eq!(outcome.notified_by, NotifiedBy::Webhook);
     assert_eq!(sent.len(), 4);
     assert_spacing(&sent[1..], Duration::from_secs(2));
 }
@@ -427,7 +427,7 @@ fn max_wait_times_out_with_what_was_last_seen() {
     );
     assert_eq!(outcome.outcome, OutcomeKind::TimedOut);
     assert!(outcome.error.is_none());
-    assert_eq!(outcome.notified_by, None);
+    assert_eq!(outcome.notified_by, NotifiedBy::Poll);
     assert_eq!(outcome.statements.len(), 1);
     assert_eq!(outcome.session_progress.unwrap().as_str(), "processing");
     assert!(sent.iter().all(|s| s.at < Duration::from_secs(60)));

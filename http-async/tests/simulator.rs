@@ -86,7 +86,7 @@ async fn a_webhook_ends_the_wait_early() {
     });
     let outcome = tracker.next_outcome().await.unwrap();
     assert_eq!(outcome.outcome, OutcomeKind::Completed);
-    assert_eq!(outcome.notified_by, Some(NotifiedBy::Webhook));
+    assert_eq!(outcome.notified_by, NotifiedBy::Webhook);
     assert_eq!(outcome.polls, 2);
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(tracker.next_outcome().await.is_none());

@@ -99,7 +99,7 @@ fn a_webhook_ends_the_wait_early() {
     });
     let outcome = tracker.next_outcome().unwrap();
     assert_eq!(outcome.outcome, OutcomeKind::Completed);
-    assert_eq!(outcome.notified_by, Some(NotifiedBy::Webhook));
+    assert_eq!(outcome.notified_by, NotifiedBy::Webhook);
     assert_eq!(outcome.polls, 2);
     let took = started.elapsed();
     assert!(
