@@ -231,16 +231,10 @@ impl SessionMachine {
 
     /// Ends the session because the max wait passed while no request was in flight.
     fn end_at_deadline(&mut self, now: Instant) {
-        if let Some(stage_failure) = self.completed_with_stage_failure {
+        if self.completed_with_stage_failure.is_some() {
             // Completion is known; only the accounts are missing.
             let reason = "the max wait passed before session_status answered".to_owned();
-            self.end_completed(
-                now,
-                stage_failure,
-                Vec::new(),
-                Some(reason),
-                NotifiedBy::Poll,
-            );
+            self.end_without_accounts(now, reason);
         } else if self.session_progress.is_none() && self.failures_in_row > 0 {
             // Nothing but transient failures the whole time: the API was unreachable, which is
             // more use to the caller than "timed out".
@@ -341,13 +335,7 @@ impl SessionMachine {
                         "session_status kept answering {}: {}",
                         err.code, err.message
                     );
-                    self.end_completed(
-                        now,
-                        stage_failure,
-                        Vec::new(),
-                        Some(reason),
-                        NotifiedBy::Poll,
-                    );
+                    self.end_without_accounts(now, reason);
                 } else {
                     let at = now + policy.next_interval(&mut self.rng);
                     self.phase = Phase::Due(at, RequestKind::SessionStatus);
@@ -355,13 +343,7 @@ impl SessionMachine {
             }
             Classified::Api(err) => {
                 let reason = format!("session_status refused: {err}");
-                self.end_completed(
-                    now,
-                    stage_failure,
-                    Vec::new(),
-                    Some(reason),
-                    NotifiedBy::Poll,
-                );
+                self.end_without_accounts(now, reason);
             }
             Classified::Transient(failure) => {
                 self.transient(now, failure, RequestKind::SessionStatus, policy)
@@ -379,15 +361,8 @@ impl SessionMachine {
         self.failures_in_row = self.failures_in_row.saturating_add(1);
         if self.failures_in_row > policy.retry_budget {
             if kind == RequestKind::SessionStatus {
-                let stage_failure = self.completed_with_stage_failure.unwrap_or(false);
                 let reason = format!("session_status kept failing: {failure}");
-                self.end_completed(
-                    now,
-                    stage_failure,
-                    Vec::new(),
-                    Some(reason),
-                    NotifiedBy::Poll,
-                );
+                self.end_without_accounts(now, reason);
             } else {
                 let error = OutcomeError::from(&failure);
                 self.last_failure = Some(failure);
@@ -445,6 +420,19 @@ impl SessionMachine {
             }
         }
         self.webhook_accounts = Some(hint.accounts);
+    }
+
+    /// Ends a session whose completion is known but whose accounts could not be fetched; the
+    /// progress verdict stands and `accounts_error` says why.
+    fn end_without_accounts(&mut self, now: Instant, reason: String) {
+        let stage_failure = self.completed_with_stage_failure.unwrap_or(false);
+        self.end_completed(
+            now,
+            stage_failure,
+            Vec::new(),
+            Some(reason),
+            NotifiedBy::Poll,
+        );
     }
 
     fn end_completed(
