@@ -34,6 +34,7 @@ mod upstream_enum;
 pub mod account;
 pub mod base_url;
 pub mod classify;
+pub mod client_settings;
 pub mod credentials;
 pub mod error_codes;
 pub mod error_detail;
@@ -60,6 +61,7 @@ pub use classify::{
     classify_progress, classify_update_webhook, ApiError, Classified, HttpResult, TransientFailure,
     WebhookUpdated,
 };
+pub use client_settings::ClientSettings;
 pub use credentials::{Credentials, CredentialsError, Secret};
 pub use error_codes::{AccountErrorCode, ApiErrorCode, StatementErrorCode};
 pub use error_detail::{ErrorDetail, YearMonth};

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bankconnect_core::scheduler::{RequestTicket, SchedulerConfig, WebhookDisposition};
 use bankconnect_core::{
     classify_progress, classify_session_status, classify_update_webhook, Api, Classified,
-    HttpResult, OneShot, Outcome, PollPolicy, ProgressReport, Retry, Scheduler, SessionId,
+    ClientSettings, HttpResult, Outcome, PollPolicy, ProgressReport, Retry, Scheduler, SessionId,
     SessionStatusReply, TrackError, TransportError, TransportErrorKind, WebhookHint,
     WebhookRegistration, WebhookUpdated,
 };
@@ -35,19 +35,14 @@ pub type Error = bankconnect_core::ClientError;
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    api: Api,
+    settings: ClientSettings,
     transport: Arc<dyn AsyncTransport>,
-    policy: PollPolicy,
-    limits: SchedulerConfig,
-    seed: u64,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("api", &self.api)
-            .field("policy", &self.policy)
-            .field("limits", &self.limits)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -61,35 +56,32 @@ impl Client {
     /// A client over your own transport.
     pub fn with_transport(api: Api, transport: impl AsyncTransport + 'static) -> Self {
         Self {
-            api,
+            settings: ClientSettings::new(api, seed_from_clock()),
             transport: Arc::new(transport),
-            policy: PollPolicy::default(),
-            limits: SchedulerConfig::default(),
-            seed: seed_from_clock(),
         }
     }
 
     /// Sets the poll policy (validated when used).
     pub fn with_policy(mut self, policy: PollPolicy) -> Self {
-        self.policy = policy;
+        self.settings.policy = policy;
         self
     }
 
     /// Sets the client-wide limits (requests in flight, rate limit).
     pub fn with_limits(mut self, limits: SchedulerConfig) -> Self {
-        self.limits = limits;
+        self.settings.limits = limits;
         self
     }
 
     /// Sets the jitter seed (for reproducible runs).
     pub fn with_seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
+        self.settings.seed = seed;
         self
     }
 
     /// The policy in use.
     pub fn policy(&self) -> &PollPolicy {
-        &self.policy
+        &self.settings.policy
     }
 
     async fn call<T>(
@@ -97,8 +89,7 @@ impl Client {
         request: impl Fn() -> Result<http::Request<Vec<u8>>, bankconnect_core::RequestError>,
         classify: impl Fn(HttpResult) -> Classified<T>,
     ) -> Result<T, Error> {
-        self.policy.validate()?;
-        let mut retry = OneShot::new(self.policy.clone(), self.seed);
+        let mut retry = self.settings.one_shot()?;
         loop {
             let request = request()?;
             let path = request.uri().path().to_owned();
@@ -120,7 +111,7 @@ impl Client {
         registration: &WebhookRegistration,
     ) -> Result<WebhookUpdated, Error> {
         self.call(
-            || self.api.update_webhook_request(registration),
+            || self.settings.api.update_webhook_request(registration),
             classify_update_webhook,
         )
         .await
@@ -128,14 +119,17 @@ impl Client {
 
     /// One progress report (with the policy's retries of transient failures).
     pub async fn progress(&self, session: &SessionId) -> Result<ProgressReport, Error> {
-        self.call(|| self.api.progress_request(session), classify_progress)
-            .await
+        self.call(
+            || self.settings.api.progress_request(session),
+            classify_progress,
+        )
+        .await
     }
 
     /// The account-level results, or `NotYet` before processing ends.
     pub async fn session_status(&self, session: &SessionId) -> Result<SessionStatusReply, Error> {
         self.call(
-            || self.api.session_status_request(session),
+            || self.settings.api.session_status_request(session),
             classify_session_status,
         )
         .await
@@ -165,12 +159,7 @@ impl Client {
 
     /// An empty tracker to add sessions and feed webhooks to.
     pub fn tracker(&self) -> Result<Tracker, Error> {
-        let scheduler = Scheduler::new(
-            self.api.clone(),
-            self.policy.clone(),
-            self.limits.clone(),
-            self.seed,
-        )?;
+        let scheduler = self.settings.scheduler()?;
         let (webhooks_tx, webhooks) = mpsc::unbounded_channel();
         Ok(Tracker {
             scheduler,

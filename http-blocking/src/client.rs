@@ -10,7 +10,7 @@ use std::time::Instant;
 use bankconnect_core::scheduler::{RequestTicket, SchedulerConfig, WebhookDisposition};
 use bankconnect_core::{
     classify_progress, classify_session_status, classify_update_webhook, Api, Classified,
-    HttpResult, OneShot, Outcome, PollPolicy, ProgressReport, Retry, Scheduler, SessionId,
+    ClientSettings, HttpResult, Outcome, PollPolicy, ProgressReport, Retry, Scheduler, SessionId,
     SessionStatusReply, TrackError, TransportError, TransportErrorKind, WebhookHint,
     WebhookRegistration, WebhookUpdated,
 };
@@ -34,19 +34,14 @@ pub type Error = bankconnect_core::ClientError;
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    api: Api,
+    settings: ClientSettings,
     transport: Arc<dyn BlockingTransport>,
-    policy: PollPolicy,
-    limits: SchedulerConfig,
-    seed: u64,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("api", &self.api)
-            .field("policy", &self.policy)
-            .field("limits", &self.limits)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -60,35 +55,32 @@ impl Client {
     /// A client over your own transport (any `Fn(http::Request<Vec<u8>>) -> HttpResult` too).
     pub fn with_transport(api: Api, transport: impl BlockingTransport + 'static) -> Self {
         Self {
-            api,
+            settings: ClientSettings::new(api, seed_from_clock()),
             transport: Arc::new(transport),
-            policy: PollPolicy::default(),
-            limits: SchedulerConfig::default(),
-            seed: seed_from_clock(),
         }
     }
 
     /// Sets the poll policy (validated when used).
     pub fn with_policy(mut self, policy: PollPolicy) -> Self {
-        self.policy = policy;
+        self.settings.policy = policy;
         self
     }
 
     /// Sets the client-wide limits (requests in flight = worker threads, rate limit).
     pub fn with_limits(mut self, limits: SchedulerConfig) -> Self {
-        self.limits = limits;
+        self.settings.limits = limits;
         self
     }
 
     /// Sets the jitter seed (for reproducible runs).
     pub fn with_seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
+        self.settings.seed = seed;
         self
     }
 
     /// The policy in use.
     pub fn policy(&self) -> &PollPolicy {
-        &self.policy
+        &self.settings.policy
     }
 
     fn call<T>(
@@ -96,8 +88,7 @@ impl Client {
         request: impl Fn() -> Result<http::Request<Vec<u8>>, bankconnect_core::RequestError>,
         classify: impl Fn(HttpResult) -> Classified<T>,
     ) -> Result<T, Error> {
-        self.policy.validate()?;
-        let mut retry = OneShot::new(self.policy.clone(), self.seed);
+        let mut retry = self.settings.one_shot()?;
         loop {
             let request = request()?;
             let path = request.uri().path().to_owned();
@@ -119,20 +110,23 @@ impl Client {
         registration: &WebhookRegistration,
     ) -> Result<WebhookUpdated, Error> {
         self.call(
-            || self.api.update_webhook_request(registration),
+            || self.settings.api.update_webhook_request(registration),
             classify_update_webhook,
         )
     }
 
     /// One progress report (with the policy's retries of transient failures).
     pub fn progress(&self, session: &SessionId) -> Result<ProgressReport, Error> {
-        self.call(|| self.api.progress_request(session), classify_progress)
+        self.call(
+            || self.settings.api.progress_request(session),
+            classify_progress,
+        )
     }
 
     /// The account-level results, or `NotYet` before processing ends.
     pub fn session_status(&self, session: &SessionId) -> Result<SessionStatusReply, Error> {
         self.call(
-            || self.api.session_status_request(session),
+            || self.settings.api.session_status_request(session),
             classify_session_status,
         )
     }
@@ -160,18 +154,13 @@ impl Client {
 
     /// An empty tracker to add sessions and feed webhooks to.
     pub fn tracker(&self) -> Result<Tracker, Error> {
-        let scheduler = Scheduler::new(
-            self.api.clone(),
-            self.policy.clone(),
-            self.limits.clone(),
-            self.seed,
-        )?;
+        let scheduler = self.settings.scheduler()?;
         let (events_tx, events) = mpsc::channel();
         let (work_tx, work_rx) = mpsc::channel();
         Ok(Tracker {
             scheduler,
             transport: Arc::clone(&self.transport),
-            workers: self.limits.max_in_flight.max(1),
+            workers: self.settings.limits.max_in_flight.max(1),
             spawned: 0,
             work_tx,
             queue: Arc::new(Mutex::new(work_rx)),
