@@ -178,7 +178,7 @@ fn main() -> ExitCode {
             Arc::new(Receiver::new(ReceiverConfig::default())),
             move |reception| {
                 if let Reception::Accepted(delivery) = reception {
-                    if let Some(hint) = delivery.event.hint() {
+                    if let Some(hint) = delivery.hint() {
                         feed(hint);
                     }
                 }

@@ -1,9 +1,14 @@
 //! Building the API and the chosen driver from the global options, with clear configuration errors.
 
 use bankconnect_core::scheduler::SchedulerConfig;
-use bankconnect_core::{Api, BaseUrl, BaseUrlError, Credentials, PollPolicy, SessionId};
+use std::time::SystemTime;
 
-use crate::args::{Global, Transport};
+use bankconnect_core::{
+    Api, BaseUrl, BaseUrlError, ClientSettings, Credentials, PollPolicy, SessionId,
+};
+
+use crate::args::Global;
+use crate::driver::Driver;
 use crate::failure::Failure;
 
 /// The API from the global options: a validated base URL and both credentials.
@@ -34,44 +39,29 @@ fn truncate(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
-/// The chosen driver, configured the same way whichever it is.
-pub(crate) enum Driver {
-    Async(bankconnect_http_async::Client),
-    Blocking(bankconnect_http_blocking::Client),
-}
-
-impl Driver {
-    pub(crate) fn new(
-        global: &Global,
-        api: Api,
-        policy: PollPolicy,
-        limits: SchedulerConfig,
-    ) -> Result<Self, Failure> {
-        policy
-            .validate()
-            .map_err(|err| Failure::usage(format!("bad timing option: {err}")))?;
-        limits
-            .validate()
-            .map_err(|err| Failure::usage(format!("bad limit: {err}")))?;
-        Ok(match global.transport {
-            Transport::Async => Self::Async(
-                bankconnect_http_async::Client::with_transport(
-                    api,
-                    bankconnect_http_async::ReqwestTransport::new(global.request_timeout),
-                )
-                .with_policy(policy)
-                .with_limits(limits),
-            ),
-            Transport::Blocking => Self::Blocking(
-                bankconnect_http_blocking::Client::with_transport(
-                    api,
-                    bankconnect_http_blocking::UreqTransport::new(global.request_timeout),
-                )
-                .with_policy(policy)
-                .with_limits(limits),
-            ),
-        })
-    }
+/// The driver `--transport` picks, with the policy and limits checked first.
+pub(crate) fn driver(
+    global: &Global,
+    api: Api,
+    policy: PollPolicy,
+    limits: SchedulerConfig,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Box<dyn Driver>, Failure> {
+    policy
+        .validate()
+        .map_err(|err| Failure::usage(format!("bad timing option: {err}")))?;
+    limits
+        .validate()
+        .map_err(|err| Failure::usage(format!("bad limit: {err}")))?;
+    let settings = ClientSettings::new(api, ClientSettings::seed_from(SystemTime::now()))
+        .with_policy(policy)
+        .with_limits(limits);
+    Ok(crate::driver::new(
+        global.transport,
+        settings,
+        global.request_timeout,
+        runtime.handle().clone(),
+    ))
 }
 
 /// A multi-threaded tokio runtime for the async paths.

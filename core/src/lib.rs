@@ -52,6 +52,7 @@ pub mod session;
 pub mod session_status;
 pub mod status;
 pub mod throttle;
+pub mod tracker;
 pub mod transport_error;
 pub mod webhook_hint;
 
@@ -67,7 +68,7 @@ pub use error_codes::{AccountErrorCode, ApiErrorCode, StatementErrorCode};
 pub use error_detail::{ErrorDetail, YearMonth};
 pub use ids::{AccountId, IdError, SessionId, StatementId};
 pub use jitter::JitterRng;
-pub use one_shot::{CallError, ClientError, OneShot, Retry};
+pub use one_shot::{ApiCall, CallError, ClientError, OneShot, Retry};
 pub use outcome::{NotifiedBy, Outcome, OutcomeError, OutcomeKind};
 pub use policy::{Backoff, PolicyError, PollPolicy};
 pub use progress::{ProgressReport, StatementProgress};
@@ -79,5 +80,9 @@ pub use session::{Action, Input, RequestKind, SessionSnapshot, TrackError, Track
 pub use session_status::{classify_session_status, SessionStatus, SessionStatusReply};
 pub use status::{AccountStatus, EventName, SessionProgress, Source, StageStatus};
 pub use throttle::RateLimit;
+pub use tracker::{
+    Output, PendingLimits, PendingStats, PendingWebhook, RequestId, SnapshotError, Tracker,
+    TrackerEvent, TrackerSnapshot, Transmit,
+};
 pub use transport_error::{TransportError, TransportErrorKind};
 pub use webhook_hint::WebhookHint;

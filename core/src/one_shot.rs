@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::classify::{ApiError, Classified, TransientFailure};
+use crate::classify::{ApiError, Classified, HttpResult, TransientFailure};
 use crate::jitter::JitterRng;
 use crate::policy::PollPolicy;
 
@@ -76,6 +76,50 @@ impl OneShot {
                 Retry::After(delay)
             }
         }
+    }
+}
+
+/// One API call with the policy's retries, sans-IO: send [`ApiCall::request`], feed the result
+/// to [`ApiCall::handle`], and sleep or stop as it says. Both drivers' single calls are this loop.
+#[derive(Debug)]
+pub struct ApiCall<T> {
+    request: http::Request<Vec<u8>>,
+    classify: fn(HttpResult) -> Classified<T>,
+    retry: OneShot,
+}
+
+impl<T> ApiCall<T> {
+    /// A call of `request`, classified by `classify`, retried as `retry` decides.
+    pub fn new(
+        request: http::Request<Vec<u8>>,
+        classify: fn(HttpResult) -> Classified<T>,
+        retry: OneShot,
+    ) -> Self {
+        Self {
+            request,
+            classify,
+            retry,
+        }
+    }
+
+    /// A fresh copy of the request to send for the next attempt.
+    pub fn request(&self) -> http::Request<Vec<u8>> {
+        let mut copy = http::Request::new(self.request.body().clone());
+        *copy.method_mut() = self.request.method().clone();
+        *copy.uri_mut() = self.request.uri().clone();
+        *copy.version_mut() = self.request.version();
+        *copy.headers_mut() = self.request.headers().clone();
+        copy
+    }
+
+    /// Attempts made so far.
+    pub fn attempts(&self) -> u32 {
+        self.retry.attempts()
+    }
+
+    /// Takes an attempt's result and says what next.
+    pub fn handle(&mut self, result: HttpResult) -> Retry<T> {
+        self.retry.handle((self.classify)(result))
     }
 }
 

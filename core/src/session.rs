@@ -114,7 +114,9 @@ pub(crate) struct SessionMachine {
     last_failure: Option<TransientFailure>,
     session_progress: Option<SessionProgress>,
     statements: Vec<StatementProgress>,
-    /// The accounts from a webhook, once one came.
+    /// Whether a webhook named this session (authenticated or not).
+    webhook_seen: bool,
+    /// The accounts from an authenticated webhook, once one came.
     webhook_accounts: Option<Vec<AccountResult>>,
     /// A webhook came while a request was in flight: confirm with one more request.
     confirm_pending: bool,
@@ -138,6 +140,7 @@ impl SessionMachine {
             last_failure: None,
             session_progress: None,
             statements: Vec::new(),
+            webhook_seen: false,
             webhook_accounts: None,
             confirm_pending: false,
             completed_with_stage_failure: None,
@@ -308,15 +311,15 @@ impl SessionMachine {
             .statements
             .iter()
             .any(StatementProgress::has_failed_stage);
+        let by = self.notified_by();
         match self.webhook_accounts.take() {
-            Some(accounts) => {
-                self.end_completed(now, stage_failure, accounts, None, NotifiedBy::Webhook)
-            }
+            // Only an authenticated webhook's accounts get here.
+            Some(accounts) => self.end_completed(now, stage_failure, accounts, None, by),
             None if policy.fetch_accounts => {
                 self.completed_with_stage_failure = Some(stage_failure);
                 self.phase = Phase::Due(now, RequestKind::SessionStatus);
             }
-            None => self.end_completed(now, stage_failure, Vec::new(), None, NotifiedBy::Poll),
+            None => self.end_completed(now, stage_failure, Vec::new(), None, by),
         }
     }
 
@@ -324,7 +327,8 @@ impl SessionMachine {
         let stage_failure = self.completed_with_stage_failure.unwrap_or(false);
         match classify_session_status(result) {
             Classified::Ok(SessionStatusReply::Ready(status)) => {
-                self.end_completed(now, stage_failure, status.accounts, None, NotifiedBy::Poll);
+                let by = self.notified_by();
+                self.end_completed(now, stage_failure, status.accounts, None, by);
             }
             Classified::Ok(SessionStatusReply::NotYet(err)) => {
                 // Progress said completed but the data is not ready yet: the server is healthy,
@@ -395,15 +399,24 @@ impl SessionMachine {
     }
 
     pub(crate) fn handle_webhook(&mut self, now: Instant, hint: WebhookHint, policy: &PollPolicy) {
-        let first = self.webhook_accounts.is_none();
+        let first = !self.webhook_seen;
         match &self.phase {
             Phase::Ended(_) => return,
-            // Completion is known and session_status is being fetched for exactly what the
-            // webhook carries: take it and end.
+            // Completion is known and session_status is being fetched: an authenticated webhook
+            // carries exactly those accounts, so take them and end; any other keeps fetching.
             Phase::Due(_, RequestKind::SessionStatus)
             | Phase::InFlight(RequestKind::SessionStatus) => {
-                let stage_failure = self.completed_with_stage_failure.unwrap_or(false);
-                self.end_completed(now, stage_failure, hint.accounts, None, NotifiedBy::Poll);
+                if hint.authenticated {
+                    self.webhook_seen = true;
+                    let stage_failure = self.completed_with_stage_failure.unwrap_or(false);
+                    self.end_completed(
+                        now,
+                        stage_failure,
+                        hint.accounts,
+                        None,
+                        NotifiedBy::Webhook,
+                    );
+                }
                 return;
             }
             // Only the first webhook may cause an early request, so a flood of (forged)
@@ -419,20 +432,27 @@ impl SessionMachine {
                 }
             }
         }
-        self.webhook_accounts = Some(hint.accounts);
+        self.webhook_seen = true;
+        if hint.authenticated {
+            self.webhook_accounts = Some(hint.accounts);
+        }
+    }
+
+    /// How the ending was learnt: a webhook (confirmed by a poll) or polling alone.
+    fn notified_by(&self) -> NotifiedBy {
+        if self.webhook_seen {
+            NotifiedBy::Webhook
+        } else {
+            NotifiedBy::Poll
+        }
     }
 
     /// Ends a session whose completion is known but whose accounts could not be fetched; the
     /// progress verdict stands and `accounts_error` says why.
     fn end_without_accounts(&mut self, now: Instant, reason: String) {
         let stage_failure = self.completed_with_stage_failure.unwrap_or(false);
-        self.end_completed(
-            now,
-            stage_failure,
-            Vec::new(),
-            Some(reason),
-            NotifiedBy::Poll,
-        );
+        let by = self.notified_by();
+        self.end_completed(now, stage_failure, Vec::new(), Some(reason), by);
     }
 
     fn end_completed(
@@ -457,8 +477,9 @@ impl SessionMachine {
     }
 
     fn end(&mut self, now: Instant, kind: OutcomeKind, error: Option<OutcomeError>) {
-        let mut outcome = self.outcome(now, kind, error);
-        outcome.accounts = self.webhook_accounts.take().unwrap_or_default();
+        // Not completed: no webhook's accounts are attached, authenticated or not, since the
+        // API never confirmed the end they describe.
+        let outcome = self.outcome(now, kind, error);
         self.phase = Phase::Ended(Some(Box::new(outcome)));
     }
 
@@ -469,11 +490,7 @@ impl SessionMachine {
             error,
             statements: std::mem::take(&mut self.statements),
             accounts: Vec::new(),
-            notified_by: if self.webhook_accounts.is_some() {
-                NotifiedBy::Webhook
-            } else {
-                NotifiedBy::Poll
-            },
+            notified_by: self.notified_by(),
             polls: self.polls,
             retries: self.retries,
             elapsed_ms: u64::try_from(self.elapsed(now).as_millis()).unwrap_or(u64::MAX),
@@ -503,6 +520,7 @@ impl SessionMachine {
             last_failure: self.last_failure.clone(),
             session_progress: self.session_progress.clone(),
             statements: self.statements.clone(),
+            webhook_seen: self.webhook_seen,
             webhook_accounts: self.webhook_accounts.clone(),
             confirm_pending: self.confirm_pending,
             completed_with_stage_failure: self.completed_with_stage_failure,
@@ -525,6 +543,7 @@ impl SessionMachine {
             last_failure: snapshot.last_failure,
             session_progress: snapshot.session_progress,
             statements: snapshot.statements,
+            webhook_seen: snapshot.webhook_seen || snapshot.webhook_accounts.is_some(),
             webhook_accounts: snapshot.webhook_accounts,
             confirm_pending: snapshot.confirm_pending,
             completed_with_stage_failure: snapshot.completed_with_stage_failure,
@@ -562,7 +581,10 @@ pub struct SessionSnapshot {
     pub session_progress: Option<SessionProgress>,
     /// The statements last seen.
     pub statements: Vec<StatementProgress>,
-    /// The accounts from a webhook, if one came.
+    /// Whether a webhook named this session.
+    #[serde(default)]
+    pub webhook_seen: bool,
+    /// The accounts from an authenticated webhook, if one came.
     pub webhook_accounts: Option<Vec<AccountResult>>,
     /// Whether a webhook still awaits its confirming request.
     pub confirm_pending: bool,

@@ -11,8 +11,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bankconnect_core::{
-    AccountErrorCode, ErrorDetail, NotifiedBy, OutcomeKind, PollPolicy, SessionSnapshot,
-    TrackedSession,
+    AccountErrorCode, Action, ErrorDetail, Input, NotifiedBy, OutcomeKind, PollPolicy,
+    SessionSnapshot, TrackedSession,
 };
 use common::*;
 
@@ -585,4 +585,113 @@ fn invalid_policies_are_refused() {
         ..PollPolicy::default()
     };
     assert!(TrackedSession::new(api(), policy, sid("s1"), Instant::now(), 1).is_err());
+}
+
+/// Answers progress with `processing` until `completed_from`, then `completed`; session_status
+/// with the server's own (clean) verdict.
+fn server(
+    completed_from: usize,
+) -> impl FnMut(usize, &str) -> (bankconnect_core::HttpResult, Duration) {
+    move |i, path| {
+        let result = if path.ends_with("/session_status/") {
+            session_status("s1", "completed", "", "")
+        } else if i < completed_from {
+            processing("s1")
+        } else {
+            completed("s1")
+        };
+        (result, LATENCY)
+    }
+}
+
+#[test]
+fn an_unsigned_webhook_never_decides_the_accounts() {
+    let t0 = Instant::now();
+    // A forged INCOMPLETE_MONTHS for a clean session: the verdict comes from session_status.
+    let forged = unsigned_hint(
+        "s1",
+        "failed",
+        Some("INCOMPLETE_MONTHS"),
+        Some("Incomplete months: Jan 2024"),
+    );
+    let (outcome, sent) = drive(
+        track(no_jitter(), "s1", t0, 1),
+        t0,
+        server(1),
+        Some((Duration::from_millis(500), forged)),
+    );
+    assert_eq!(outcome.outcome, OutcomeKind::Completed);
+    assert_eq!(outcome.notified_by, NotifiedBy::Webhook);
+    assert!(
+        sent.last().unwrap().path.ends_with("/session_status/"),
+        "accounts fetched from the API: {sent:?}"
+    );
+    assert!(outcome.accounts.iter().all(|a| !a.is_failed()));
+}
+
+#[test]
+fn an_unsigned_webhook_on_a_session_still_processing_attaches_nothing() {
+    let t0 = Instant::now();
+    let policy = PollPolicy {
+        max_wait: Duration::from_secs(10),
+        ..no_jitter()
+    };
+    let forged = unsigned_hint("s1", "completed", None, None);
+    let (outcome, _) = drive(
+        track(policy, "s1", t0, 1),
+        t0,
+        server(usize::MAX),
+        Some((Duration::from_millis(500), forged)),
+    );
+    assert_eq!(outcome.outcome, OutcomeKind::TimedOut);
+    assert!(outcome.accounts.is_empty(), "{:?}", outcome.accounts);
+}
+
+#[test]
+fn an_authenticated_webhook_on_a_session_still_processing_attaches_nothing_either() {
+    let t0 = Instant::now();
+    let policy = PollPolicy {
+        max_wait: Duration::from_secs(10),
+        ..no_jitter()
+    };
+    let (outcome, _) = drive(
+        track(policy, "s1", t0, 1),
+        t0,
+        server(usize::MAX),
+        Some((
+            Duration::from_millis(500),
+            hint("s1", "completed", None, None),
+        )),
+    );
+    assert_eq!(outcome.outcome, OutcomeKind::TimedOut);
+    assert!(outcome.accounts.is_empty());
+}
+
+#[test]
+fn an_unsigned_webhook_during_session_status_does_not_end_it() {
+    let t0 = Instant::now();
+    let mut session = track(no_jitter(), "s1", t0, 1);
+    let Action::Send(_) = session.poll_action(t0) else {
+        panic!("first poll")
+    };
+    session.handle_input(t0 + LATENCY, Input::Response(completed("s1")));
+    let Action::Send(request) = session.poll_action(t0 + LATENCY) else {
+        panic!("session_status next")
+    };
+    assert!(request.uri().path().ends_with("/session_status/"));
+    // A forged failure arrives while session_status is in flight: ignored.
+    let forged = unsigned_hint("s1", "failed", Some("BALANCE_MISMATCH"), None);
+    session.handle_input(t0 + LATENCY, Input::Webhook(forged));
+    assert!(matches!(
+        session.poll_action(t0 + LATENCY),
+        Action::AwaitResponse
+    ));
+    session.handle_input(
+        t0 + LATENCY * 2,
+        Input::Response(session_status("s1", "completed", "", "")),
+    );
+    let Action::Done(outcome) = session.poll_action(t0 + LATENCY * 2) else {
+        panic!("ends with the API's verdict")
+    };
+    assert_eq!(outcome.outcome, OutcomeKind::Completed);
 }

@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
-use bankconnect_core::scheduler::{RequestTicket, SchedulerConfig, WebhookDisposition};
+use bankconnect_core::scheduler::SchedulerConfig;
 use bankconnect_core::{
-    classify_progress, classify_session_status, classify_update_webhook, Api, Classified,
-    ClientSettings, HttpResult, Outcome, PollPolicy, ProgressReport, Retry, Scheduler, SessionId,
-    SessionStatusReply, TrackError, TransportError, TransportErrorKind, WebhookHint,
-    WebhookRegistration, WebhookUpdated,
+    Api, ApiCall, ClientSettings, Outcome, Output, PendingStats, PollPolicy, ProgressReport,
+    RequestId, Retry, SessionId, SessionSnapshot, SessionStatusReply, TrackError, TrackerEvent,
+    TrackerSnapshot, TransportError, TransportErrorKind, WebhookHint, WebhookRegistration,
+    WebhookUpdated,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -55,28 +55,42 @@ impl Client {
 
     /// A client over your own transport.
     pub fn with_transport(api: Api, transport: impl AsyncTransport + 'static) -> Self {
+        let settings = ClientSettings::new(api, ClientSettings::seed_from(SystemTime::now()));
+        Self::with_settings(settings, transport)
+    }
+
+    /// A client with every setting given (API, policy, limits, seed, pending-webhook bounds).
+    pub fn with_settings(
+        settings: ClientSettings,
+        transport: impl AsyncTransport + 'static,
+    ) -> Self {
         Self {
-            settings: ClientSettings::new(api, seed_from_clock()),
+            settings,
             transport: Arc::new(transport),
         }
     }
 
     /// Sets the poll policy (validated when used).
     pub fn with_policy(mut self, policy: PollPolicy) -> Self {
-        self.settings.policy = policy;
+        self.settings = self.settings.with_policy(policy);
         self
     }
 
     /// Sets the client-wide limits (requests in flight, rate limit).
     pub fn with_limits(mut self, limits: SchedulerConfig) -> Self {
-        self.settings.limits = limits;
+        self.settings = self.settings.with_limits(limits);
         self
     }
 
     /// Sets the jitter seed (for reproducible runs).
     pub fn with_seed(mut self, seed: u64) -> Self {
-        self.settings.seed = seed;
+        self.settings = self.settings.with_seed(seed);
         self
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
     }
 
     /// The policy in use.
@@ -84,18 +98,14 @@ impl Client {
         &self.settings.policy
     }
 
-    async fn call<T>(
-        &self,
-        request: impl Fn() -> Result<http::Request<Vec<u8>>, bankconnect_core::RequestError>,
-        classify: impl Fn(HttpResult) -> Classified<T>,
-    ) -> Result<T, Error> {
-        let mut retry = self.settings.one_shot()?;
+    /// Runs a call: send, then retry as the core says.
+    async fn run<T>(&self, mut call: ApiCall<T>) -> Result<T, Error> {
         loop {
-            let request = request()?;
+            let request = call.request();
             let path = request.uri().path().to_owned();
             let result = self.transport.send(request).await;
-            tracing::debug!(path = %path, attempt = retry.attempts() + 1, status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "request");
-            match retry.handle(classify(result)) {
+            tracing::debug!(path = %path, attempt = call.attempts() + 1, status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "request");
+            match call.handle(result) {
                 Retry::Done(result) => return result.map_err(Error::from),
                 Retry::After(delay) => {
                     tracing::debug!(path = %path, delay_ms = delay.as_millis() as u64, "retrying");
@@ -110,29 +120,18 @@ impl Client {
         &self,
         registration: &WebhookRegistration,
     ) -> Result<WebhookUpdated, Error> {
-        self.call(
-            || self.settings.api.update_webhook_request(registration),
-            classify_update_webhook,
-        )
-        .await
+        self.run(self.settings.update_webhook_call(registration)?)
+            .await
     }
 
     /// One progress report (with the policy's retries of transient failures).
     pub async fn progress(&self, session: &SessionId) -> Result<ProgressReport, Error> {
-        self.call(
-            || self.settings.api.progress_request(session),
-            classify_progress,
-        )
-        .await
+        self.run(self.settings.progress_call(session)?).await
     }
 
     /// The account-level results, or `NotYet` before processing ends.
     pub async fn session_status(&self, session: &SessionId) -> Result<SessionStatusReply, Error> {
-        self.call(
-            || self.settings.api.session_status_request(session),
-            classify_session_status,
-        )
-        .await
+        self.run(self.settings.session_status_call(session)?).await
     }
 
     /// Tracks one session until it ends. Dropping the future cancels cleanly.
@@ -159,39 +158,38 @@ impl Client {
 
     /// An empty tracker to add sessions and feed webhooks to.
     pub fn tracker(&self) -> Result<Tracker, Error> {
-        let scheduler = self.settings.scheduler()?;
+        Ok(self.tracker_over(bankconnect_core::Tracker::new(&self.settings)?))
+    }
+
+    /// A tracker resumed from a snapshot (see [`Tracker::snapshot`]); the time since it was
+    /// taken counts toward each session's max wait.
+    pub fn resume(
+        &self,
+        snapshot: TrackerSnapshot,
+    ) -> Result<Tracker, bankconnect_core::SnapshotError> {
+        let core = bankconnect_core::Tracker::resume_from(
+            &self.settings,
+            snapshot,
+            Instant::now(),
+            SystemTime::now(),
+        )?;
+        Ok(self.tracker_over(core))
+    }
+
+    fn tracker_over(&self, core: bankconnect_core::Tracker) -> Tracker {
         let (webhooks_tx, webhooks) = mpsc::unbounded_channel();
-        Ok(Tracker {
-            scheduler,
+        Tracker {
+            core,
             transport: Arc::clone(&self.transport),
             in_flight: JoinSet::new(),
-            tickets: HashMap::new(),
+            tasks: HashMap::new(),
             webhooks_tx,
             webhooks,
-            untracked: Vec::new(),
-        })
+        }
     }
 }
 
-fn seed_from_clock() -> u64 {
-    // Jitter only needs to differ between processes; the core takes it as a plain seed.
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0x5eed)
-}
-
-/// What a tracker reports as it goes.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum TrackerEvent {
-    /// A session's progress as just seen (only when the limits enable `progress_updates`).
-    Progress(bankconnect_core::ProgressUpdate),
-    /// A session ended.
-    Outcome(Outcome),
-}
-
-/// Feeds verified webhooks to a [`Tracker`] from any task or thread.
+/// Feeds accepted webhooks to a [`Tracker`] from any task or thread.
 #[derive(Clone)]
 pub struct WebhookFeed(mpsc::UnboundedSender<WebhookHint>);
 
@@ -208,42 +206,47 @@ impl WebhookFeed {
     }
 }
 
-/// Many sessions tracked by one task; requests run concurrently up to `max_in_flight`.
-/// Dropping it aborts the requests in flight.
+/// Many sessions tracked by one task over the core [`bankconnect_core::Tracker`]; requests run
+/// concurrently up to `max_in_flight`. Dropping it aborts the requests in flight.
 pub struct Tracker {
-    scheduler: Scheduler,
+    core: bankconnect_core::Tracker,
     transport: Arc<dyn AsyncTransport>,
-    in_flight: JoinSet<HttpResult>,
-    tickets: HashMap<tokio::task::Id, RequestTicket>,
+    in_flight: JoinSet<(RequestId, bankconnect_core::HttpResult)>,
+    /// Which request each task carries, for a task that panicked.
+    tasks: HashMap<tokio::task::Id, RequestId>,
     webhooks_tx: mpsc::UnboundedSender<WebhookHint>,
     webhooks: mpsc::UnboundedReceiver<WebhookHint>,
-    untracked: Vec<WebhookHint>,
 }
 
 impl std::fmt::Debug for Tracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tracker")
-            .field("sessions", &self.scheduler.len())
-            .field("in_flight", &self.scheduler.in_flight())
+            .field("sessions", &self.core.len())
+            .field("in_flight", &self.core.in_flight())
             .finish_non_exhaustive()
     }
 }
 
 impl Tracker {
-    /// Starts tracking a session now.
+    /// Starts tracking a session now (a webhook already kept for it is applied).
     pub fn add(&mut self, session: SessionId) -> Result<(), TrackError> {
         tracing::debug!(session = %session, "tracking");
-        self.scheduler.add(Instant::now(), session)
+        self.core.add(Instant::now(), session)
+    }
+
+    /// Stops tracking a session without an outcome, returning its resumable state.
+    pub fn remove(&mut self, session: &SessionId) -> Option<SessionSnapshot> {
+        self.core.remove(Instant::now(), session)
     }
 
     /// Sessions still tracked.
     pub fn len(&self) -> usize {
-        self.scheduler.len()
+        self.core.len()
     }
 
     /// Whether nothing is tracked.
     pub fn is_empty(&self) -> bool {
-        self.scheduler.is_empty()
+        self.core.is_empty()
     }
 
     /// A handle to feed webhooks in while tracking.
@@ -251,27 +254,28 @@ impl Tracker {
         WebhookFeed(self.webhooks_tx.clone())
     }
 
-    /// Feeds a webhook directly.
+    /// Feeds a webhook directly. One for a session not tracked yet is kept (bounded) and
+    /// applied when the session is added.
     pub fn handle_webhook(&mut self, hint: WebhookHint) {
-        tracing::debug!(session = %hint.session_id, "webhook");
-        if let WebhookDisposition::Untracked(hint) =
-            self.scheduler.handle_webhook(Instant::now(), hint)
-        {
-            self.untracked.push(hint);
-        }
+        tracing::debug!(session = %hint.session_id, authenticated = hint.authenticated, "webhook");
+        self.core.handle_webhook(Instant::now(), hint);
     }
 
-    /// Webhooks received for sessions this tracker does not track.
-    pub fn take_untracked_webhooks(&mut self) -> Vec<WebhookHint> {
-        std::mem::take(&mut self.untracked)
+    /// What became of webhooks for sessions not tracked when they came.
+    pub fn pending_webhooks(&self) -> PendingStats {
+        self.core.pending_webhooks()
+    }
+
+    /// The whole tracker's resumable state (requests in flight are re-sent on resume).
+    pub fn snapshot(&self) -> TrackerSnapshot {
+        self.core.snapshot(Instant::now(), SystemTime::now())
     }
 
     /// Drives everything until the next session ends; `None` once nothing is tracked.
     pub async fn next_outcome(&mut self) -> Option<Outcome> {
         loop {
-            match self.next_event().await? {
-                TrackerEvent::Outcome(outcome) => return Some(outcome),
-                TrackerEvent::Progress(_) => {}
+            if let TrackerEvent::Outcome(outcome) = self.next_event().await? {
+                return Some(outcome);
             }
         }
     }
@@ -281,38 +285,32 @@ impl Tracker {
     /// Cancel-safe: dropping the future loses nothing (requests stay in flight in the tracker).
     pub async fn next_event(&mut self) -> Option<TrackerEvent> {
         loop {
-            if let Some(outcome) = self.scheduler.poll_outcome() {
-                return Some(TrackerEvent::Outcome(outcome));
-            }
-            if let Some(update) = self.scheduler.poll_update() {
-                return Some(TrackerEvent::Progress(update));
-            }
-            let now = Instant::now();
-            while let Some(scheduled) = self.scheduler.poll_request(now) {
-                tracing::debug!(session = %scheduled.ticket.session_id(), kind = scheduled.ticket.kind().as_str(), "send");
-                let transport = Arc::clone(&self.transport);
-                let request = scheduled.request;
-                let handle = self
-                    .in_flight
-                    .spawn(async move { transport.send(request).await });
-                self.tickets.insert(handle.id(), scheduled.ticket);
-            }
-            if let Some(outcome) = self.scheduler.poll_outcome() {
-                return Some(TrackerEvent::Outcome(outcome));
-            }
-            if self.scheduler.is_empty() && self.in_flight.is_empty() {
-                return None;
-            }
-            let wake = self.scheduler.poll_timeout(now);
+            let wake = match self.core.poll_output(Instant::now()) {
+                Output::Send(transmit) => {
+                    tracing::debug!(session = %transmit.session_id, kind = transmit.kind.as_str(), "send");
+                    let transport = Arc::clone(&self.transport);
+                    let (id, request) = (transmit.id, transmit.request);
+                    let handle = self
+                        .in_flight
+                        .spawn(async move { (id, transport.send(request).await) });
+                    self.tasks.insert(handle.id(), id);
+                    continue;
+                }
+                Output::Event(event) => return Some(event),
+                Output::Idle => return None,
+                Output::WaitUntil(at) => Some(at),
+                _ => None,
+            };
             tokio::select! {
                 Some(joined) = self.in_flight.join_next_with_id() => {
-                    let (id, result) = match joined {
-                        Ok((id, result)) => (id, result),
-                        Err(err) => (err.id(), Err(TransportError::new(TransportErrorKind::Other, "the transport task failed"))),
+                    let (task, id, result) = match joined {
+                        Ok((task, (id, result))) => (task, Some(id), result),
+                        Err(err) => (err.id(), None, Err(TransportError::new(TransportErrorKind::Other, "the transport task failed"))),
                     };
-                    if let Some(ticket) = self.tickets.remove(&id) {
-                        tracing::debug!(session = %ticket.session_id(), status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "response");
-                        self.scheduler.handle_response(Instant::now(), ticket, result);
+                    let id = self.tasks.remove(&task).or(id);
+                    if let Some(id) = id {
+                        tracing::debug!(request = id.get(), status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "response");
+                        self.core.handle_response(Instant::now(), id, result);
                     }
                 }
                 Some(hint) = self.webhooks.recv() => self.handle_webhook(hint),

@@ -73,16 +73,10 @@ async fn a_webhook_ends_the_wait_early() {
     let started = Instant::now();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        feed.send(WebhookHint {
-            session_id: SessionId::new("w1").unwrap(),
-            event_name: Some("ENRICHMENT_NOTIFICATION".into()),
-            accounts: Vec::new(),
-        });
-        feed.send(WebhookHint {
-            session_id: SessionId::new("stranger").unwrap(),
-            event_name: None,
-            accounts: Vec::new(),
-        });
+        feed.send(WebhookHint::unauthenticated(SessionId::new("w1").unwrap()));
+        feed.send(WebhookHint::unauthenticated(
+            SessionId::new("stranger").unwrap(),
+        ));
     });
     let outcome = tracker.next_outcome().await.unwrap();
     assert_eq!(outcome.outcome, OutcomeKind::Completed);

@@ -1,17 +1,16 @@
 //! The blocking client: single calls with the policy's retries, and many-session tracking on the
 //! calling thread with a small worker pool for requests in flight.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
-use bankconnect_core::scheduler::{RequestTicket, SchedulerConfig, WebhookDisposition};
+use bankconnect_core::scheduler::SchedulerConfig;
 use bankconnect_core::{
-    classify_progress, classify_session_status, classify_update_webhook, Api, Classified,
-    ClientSettings, HttpResult, Outcome, PollPolicy, ProgressReport, Retry, Scheduler, SessionId,
-    SessionStatusReply, TrackError, TransportError, TransportErrorKind, WebhookHint,
+    Api, ApiCall, ClientSettings, HttpResult, Outcome, Output, PendingStats, PollPolicy,
+    ProgressReport, RequestId, Retry, SessionId, SessionSnapshot, SessionStatusReply, TrackError,
+    TrackerEvent, TrackerSnapshot, TransportError, TransportErrorKind, WebhookHint,
     WebhookRegistration, WebhookUpdated,
 };
 
@@ -54,28 +53,42 @@ impl Client {
 
     /// A client over your own transport (any `Fn(http::Request<Vec<u8>>) -> HttpResult` too).
     pub fn with_transport(api: Api, transport: impl BlockingTransport + 'static) -> Self {
+        let settings = ClientSettings::new(api, ClientSettings::seed_from(SystemTime::now()));
+        Self::with_settings(settings, transport)
+    }
+
+    /// A client with every setting given (API, policy, limits, seed, pending-webhook bounds).
+    pub fn with_settings(
+        settings: ClientSettings,
+        transport: impl BlockingTransport + 'static,
+    ) -> Self {
         Self {
-            settings: ClientSettings::new(api, seed_from_clock()),
+            settings,
             transport: Arc::new(transport),
         }
     }
 
     /// Sets the poll policy (validated when used).
     pub fn with_policy(mut self, policy: PollPolicy) -> Self {
-        self.settings.policy = policy;
+        self.settings = self.settings.with_policy(policy);
         self
     }
 
     /// Sets the client-wide limits (requests in flight = worker threads, rate limit).
     pub fn with_limits(mut self, limits: SchedulerConfig) -> Self {
-        self.settings.limits = limits;
+        self.settings = self.settings.with_limits(limits);
         self
     }
 
     /// Sets the jitter seed (for reproducible runs).
     pub fn with_seed(mut self, seed: u64) -> Self {
-        self.settings.seed = seed;
+        self.settings = self.settings.with_seed(seed);
         self
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
     }
 
     /// The policy in use.
@@ -83,18 +96,14 @@ impl Client {
         &self.settings.policy
     }
 
-    fn call<T>(
-        &self,
-        request: impl Fn() -> Result<http::Request<Vec<u8>>, bankconnect_core::RequestError>,
-        classify: impl Fn(HttpResult) -> Classified<T>,
-    ) -> Result<T, Error> {
-        let mut retry = self.settings.one_shot()?;
+    /// Runs a call: send, then retry as the core says.
+    fn run<T>(&self, mut call: ApiCall<T>) -> Result<T, Error> {
         loop {
-            let request = request()?;
+            let request = call.request();
             let path = request.uri().path().to_owned();
             let result = send_guarded(self.transport.as_ref(), request);
-            tracing::debug!(path = %path, attempt = retry.attempts() + 1, status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "request");
-            match retry.handle(classify(result)) {
+            tracing::debug!(path = %path, attempt = call.attempts() + 1, status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "request");
+            match call.handle(result) {
                 Retry::Done(result) => return result.map_err(Error::from),
                 Retry::After(delay) => {
                     tracing::debug!(path = %path, delay_ms = delay.as_millis() as u64, "retrying");
@@ -109,26 +118,17 @@ impl Client {
         &self,
         registration: &WebhookRegistration,
     ) -> Result<WebhookUpdated, Error> {
-        self.call(
-            || self.settings.api.update_webhook_request(registration),
-            classify_update_webhook,
-        )
+        self.run(self.settings.update_webhook_call(registration)?)
     }
 
     /// One progress report (with the policy's retries of transient failures).
     pub fn progress(&self, session: &SessionId) -> Result<ProgressReport, Error> {
-        self.call(
-            || self.settings.api.progress_request(session),
-            classify_progress,
-        )
+        self.run(self.settings.progress_call(session)?)
     }
 
     /// The account-level results, or `NotYet` before processing ends.
     pub fn session_status(&self, session: &SessionId) -> Result<SessionStatusReply, Error> {
-        self.call(
-            || self.settings.api.session_status_request(session),
-            classify_session_status,
-        )
+        self.run(self.settings.session_status_call(session)?)
     }
 
     /// Tracks one session until it ends.
@@ -154,11 +154,29 @@ impl Client {
 
     /// An empty tracker to add sessions and feed webhooks to.
     pub fn tracker(&self) -> Result<Tracker, Error> {
-        let scheduler = self.settings.scheduler()?;
+        Ok(self.tracker_over(bankconnect_core::Tracker::new(&self.settings)?))
+    }
+
+    /// A tracker resumed from a snapshot (see [`Tracker::snapshot`]); the time since it was
+    /// taken counts toward each session's max wait.
+    pub fn resume(
+        &self,
+        snapshot: TrackerSnapshot,
+    ) -> Result<Tracker, bankconnect_core::SnapshotError> {
+        let core = bankconnect_core::Tracker::resume_from(
+            &self.settings,
+            snapshot,
+            Instant::now(),
+            SystemTime::now(),
+        )?;
+        Ok(self.tracker_over(core))
+    }
+
+    fn tracker_over(&self, core: bankconnect_core::Tracker) -> Tracker {
         let (events_tx, events) = mpsc::channel();
         let (work_tx, work_rx) = mpsc::channel();
-        Ok(Tracker {
-            scheduler,
+        Tracker {
+            core,
             transport: Arc::clone(&self.transport),
             workers: self.settings.limits.max_in_flight.max(1),
             spawned: 0,
@@ -166,19 +184,8 @@ impl Client {
             queue: Arc::new(Mutex::new(work_rx)),
             events_tx,
             events,
-            tickets: HashMap::new(),
-            next_job: 0,
-            untracked: Vec::new(),
-        })
+        }
     }
-}
-
-fn seed_from_clock() -> u64 {
-    // Jitter only needs to differ between processes; the core takes it as a plain seed.
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0x5eed)
 }
 
 /// Sends through the transport, turning a panic inside it into a transport error.
@@ -192,21 +199,11 @@ fn send_guarded(transport: &dyn BlockingTransport, request: http::Request<Vec<u8
 }
 
 enum Event {
-    Response(u64, HttpResult),
+    Response(RequestId, HttpResult),
     Webhook(WebhookHint),
 }
 
-/// What a tracker reports as it goes.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum TrackerEvent {
-    /// A session's progress as just seen (only when the limits enable `progress_updates`).
-    Progress(bankconnect_core::ProgressUpdate),
-    /// A session ended.
-    Outcome(Outcome),
-}
-
-/// Feeds verified webhooks to a running [`Tracker`] from any thread.
+/// Feeds accepted webhooks to a running [`Tracker`] from any thread.
 #[derive(Clone)]
 pub struct WebhookFeed(Sender<Event>);
 
@@ -223,11 +220,12 @@ impl WebhookFeed {
     }
 }
 
-type Job = (u64, http::Request<Vec<u8>>);
+type Job = (RequestId, http::Request<Vec<u8>>);
 
-/// Many sessions tracked on the calling thread; requests run on up to `max_in_flight` worker threads.
+/// Many sessions tracked on the calling thread over the core [`bankconnect_core::Tracker`];
+/// requests run on up to `max_in_flight` worker threads.
 pub struct Tracker {
-    scheduler: Scheduler,
+    core: bankconnect_core::Tracker,
     transport: Arc<dyn BlockingTransport>,
     workers: usize,
     spawned: usize,
@@ -235,35 +233,37 @@ pub struct Tracker {
     queue: Arc<Mutex<Receiver<Job>>>,
     events_tx: Sender<Event>,
     events: Receiver<Event>,
-    tickets: HashMap<u64, RequestTicket>,
-    next_job: u64,
-    untracked: Vec<WebhookHint>,
 }
 
 impl std::fmt::Debug for Tracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tracker")
-            .field("sessions", &self.scheduler.len())
-            .field("in_flight", &self.scheduler.in_flight())
+            .field("sessions", &self.core.len())
+            .field("in_flight", &self.core.in_flight())
             .finish_non_exhaustive()
     }
 }
 
 impl Tracker {
-    /// Starts tracking a session now.
+    /// Starts tracking a session now (a webhook already kept for it is applied).
     pub fn add(&mut self, session: SessionId) -> Result<(), TrackError> {
         tracing::debug!(session = %session, "tracking");
-        self.scheduler.add(Instant::now(), session)
+        self.core.add(Instant::now(), session)
+    }
+
+    /// Stops tracking a session without an outcome, returning its resumable state.
+    pub fn remove(&mut self, session: &SessionId) -> Option<SessionSnapshot> {
+        self.core.remove(Instant::now(), session)
     }
 
     /// Sessions still tracked.
     pub fn len(&self) -> usize {
-        self.scheduler.len()
+        self.core.len()
     }
 
     /// Whether nothing is tracked.
     pub fn is_empty(&self) -> bool {
-        self.scheduler.is_empty()
+        self.core.is_empty()
     }
 
     /// A handle to feed webhooks in while tracking.
@@ -271,28 +271,26 @@ impl Tracker {
         WebhookFeed(self.events_tx.clone())
     }
 
-    /// Feeds a webhook directly (same thread).
+    /// Feeds a webhook directly (same thread). One for a session not tracked yet is kept
+    /// (bounded) and applied when the session is added.
     pub fn handle_webhook(&mut self, hint: WebhookHint) {
-        self.on_webhook(hint);
+        tracing::debug!(session = %hint.session_id, authenticated = hint.authenticated, "webhook");
+        self.core.handle_webhook(Instant::now(), hint);
     }
 
-    /// Webhooks received for sessions this tracker does not track.
-    pub fn take_untracked_webhooks(&mut self) -> Vec<WebhookHint> {
-        std::mem::take(&mut self.untracked)
+    /// What became of webhooks for sessions not tracked when they came.
+    pub fn pending_webhooks(&self) -> PendingStats {
+        self.core.pending_webhooks()
     }
 
-    fn on_webhook(&mut self, hint: WebhookHint) {
-        tracing::debug!(session = %hint.session_id, "webhook");
-        if let WebhookDisposition::Untracked(hint) =
-            self.scheduler.handle_webhook(Instant::now(), hint)
-        {
-            self.untracked.push(hint);
-        }
+    /// The whole tracker's resumable state (requests in flight are re-sent on resume).
+    pub fn snapshot(&self) -> TrackerSnapshot {
+        self.core.snapshot(Instant::now(), SystemTime::now())
     }
 
     fn dispatch(&mut self, job: Job) {
         // Start workers lazily, one per request in flight, up to the cap.
-        if self.spawned < self.workers && self.spawned < self.tickets.len() {
+        if self.spawned < self.workers && self.spawned < self.core.in_flight() {
             let queue = Arc::clone(&self.queue);
             let transport = Arc::clone(&self.transport);
             let events = self.events_tx.clone();
@@ -309,16 +307,15 @@ impl Tracker {
                 TransportErrorKind::Other,
                 "no worker thread could be started",
             );
-            let _ = self.events_tx.send(Event::Response(id, Err(failure)));
+            self.core.handle_response(Instant::now(), id, Err(failure));
         }
     }
 
     /// Drives everything until the next session ends; `None` once nothing is tracked.
     pub fn next_outcome(&mut self) -> Option<Outcome> {
         loop {
-            match self.next_event()? {
-                TrackerEvent::Outcome(outcome) => return Some(outcome),
-                TrackerEvent::Progress(_) => {}
+            if let TrackerEvent::Outcome(outcome) = self.next_event()? {
+                return Some(outcome);
             }
         }
     }
@@ -327,47 +324,35 @@ impl Tracker {
     /// with `progress_updates`) or a session's outcome; `None` once nothing is tracked.
     pub fn next_event(&mut self) -> Option<TrackerEvent> {
         loop {
-            if let Some(outcome) = self.scheduler.poll_outcome() {
-                return Some(TrackerEvent::Outcome(outcome));
-            }
-            if let Some(update) = self.scheduler.poll_update() {
-                return Some(TrackerEvent::Progress(update));
-            }
-            let now = Instant::now();
-            while let Some(scheduled) = self.scheduler.poll_request(now) {
-                let job = self.next_job;
-                self.next_job = self.next_job.wrapping_add(1);
-                tracing::debug!(session = %scheduled.ticket.session_id(), kind = scheduled.ticket.kind().as_str(), "send");
-                self.tickets.insert(job, scheduled.ticket);
-                self.dispatch((job, scheduled.request));
-            }
-            if let Some(outcome) = self.scheduler.poll_outcome() {
-                return Some(TrackerEvent::Outcome(outcome));
-            }
-            if self.scheduler.is_empty() && self.tickets.is_empty() {
-                return None;
-            }
-            let event = match self.scheduler.poll_timeout(now) {
-                Some(at) => match self
-                    .events
-                    .recv_timeout(at.saturating_duration_since(Instant::now()))
-                {
-                    Ok(event) => Some(event),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return None,
-                },
-                None => self.events.recv().ok(),
-            };
-            match event {
-                Some(Event::Response(job, result)) => {
-                    if let Some(ticket) = self.tickets.remove(&job) {
-                        tracing::debug!(session = %ticket.session_id(), status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "response");
-                        self.scheduler
-                            .handle_response(Instant::now(), ticket, result);
+            let event = match self.core.poll_output(Instant::now()) {
+                Output::Send(transmit) => {
+                    tracing::debug!(session = %transmit.session_id, kind = transmit.kind.as_str(), "send");
+                    self.dispatch((transmit.id, transmit.request));
+                    continue;
+                }
+                Output::Event(event) => return Some(event),
+                Output::Idle => return None,
+                Output::WaitUntil(at) => {
+                    match self
+                        .events
+                        .recv_timeout(at.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(event) => event,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => return None,
                     }
                 }
-                Some(Event::Webhook(hint)) => self.on_webhook(hint),
-                None => {}
+                _ => match self.events.recv() {
+                    Ok(event) => event,
+                    Err(_) => return None,
+                },
+            };
+            match event {
+                Event::Response(id, result) => {
+                    tracing::debug!(request = id.get(), status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "response");
+                    self.core.handle_response(Instant::now(), id, result);
+                }
+                Event::Webhook(hint) => self.handle_webhook(hint),
             }
         }
     }

@@ -27,5 +27,6 @@
 mod client;
 mod transport;
 
-pub use client::{Client, Error, Tracker, TrackerEvent, WebhookFeed};
+pub use bankconnect_core::TrackerEvent;
+pub use client::{Client, Error, Tracker, WebhookFeed};
 pub use transport::{BlockingTransport, UreqTransport};

@@ -86,16 +86,10 @@ fn a_webhook_ends_the_wait_early() {
     let started = Instant::now();
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(500));
-        feed.send(WebhookHint {
-            session_id: SessionId::new("w1").unwrap(),
-            event_name: Some("ENRICHMENT_NOTIFICATION".into()),
-            accounts: Vec::new(),
-        });
-        feed.send(WebhookHint {
-            session_id: SessionId::new("stranger").unwrap(),
-            event_name: None,
-            accounts: Vec::new(),
-        });
+        feed.send(WebhookHint::unauthenticated(SessionId::new("w1").unwrap()));
+        feed.send(WebhookHint::unauthenticated(
+            SessionId::new("stranger").unwrap(),
+        ));
     });
     let outcome = tracker.next_outcome().unwrap();
     assert_eq!(outcome.outcome, OutcomeKind::Completed);

@@ -244,13 +244,17 @@ impl WebhookEvent {
         }
     }
 
-    /// What a tracked session learns from this event: only ENRICHMENT_NOTIFICATION ends processing.
+    /// What a tracked session learns from this event: only ENRICHMENT_NOTIFICATION ends
+    /// processing. The hint is unauthenticated (the event alone proves nothing); a receiver's
+    /// [`Delivery::hint`](crate::Delivery::hint) marks it authenticated when it checked a token
+    /// or signature.
     pub fn hint(&self) -> Option<WebhookHint> {
         match self {
             Self::Enrichment(event) => Some(WebhookHint {
                 session_id: event.session_id.clone(),
                 event_name: Some(event.event_name.as_str().to_owned()),
                 accounts: self.account_results(),
+                authenticated: false,
             }),
             _ => None,
         }

@@ -97,6 +97,18 @@ pub struct Delivery {
     pub key: EventKey,
     /// The `webhook-id`, when the delivery was signed.
     pub webhook_id: Option<String>,
+    /// Whether a token or signature was checked (false when the receiver authenticates nothing).
+    pub authenticated: bool,
+}
+
+impl Delivery {
+    /// What a tracked session learns from this delivery, marked authenticated when it was: only
+    /// then may its accounts decide an outcome.
+    pub fn hint(&self) -> Option<bankconnect_core::WebhookHint> {
+        let mut hint = self.event.hint()?;
+        hint.authenticated = self.authenticated;
+        Some(hint)
+    }
 }
 
 impl Reception {
@@ -239,6 +251,7 @@ impl Receiver {
             event,
             key,
             webhook_id,
+            authenticated: !matches!(self.config.auth, crate::Authenticator::None),
         };
         if first {
             Reception::Accepted(delivery)

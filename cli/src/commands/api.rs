@@ -4,25 +4,30 @@ use bankconnect_core::scheduler::SchedulerConfig;
 use bankconnect_core::{PollPolicy, SessionStatusReply, WebhookMode, WebhookRegistration};
 
 use crate::args::Global;
-use crate::context::{api, runtime, session_id, Driver};
+use crate::context::{api, runtime, session_id};
+use crate::driver::Driver;
 use crate::failure::{exit, Failure};
 use crate::output;
 
-fn driver(global: &Global) -> Result<Driver, Failure> {
-    Driver::new(
+/// Runs `call` with the chosen driver, for a single call with the default policy.
+fn with_driver<T>(
+    global: &Global,
+    call: impl FnOnce(&dyn Driver) -> Result<T, bankconnect_core::ClientError>,
+) -> Result<T, Failure> {
+    let runtime = runtime()?;
+    let driver = crate::context::driver(
         global,
         api(global)?,
         PollPolicy::default(),
         SchedulerConfig::default(),
-    )
+        &runtime,
+    )?;
+    Ok(call(driver.as_ref())?)
 }
 
 pub(crate) fn progress(global: &Global, id: &str) -> Result<u8, Failure> {
     let id = session_id(id)?;
-    let report = match driver(global)? {
-        Driver::Async(client) => runtime()?.block_on(client.progress(&id))?,
-        Driver::Blocking(client) => client.progress(&id)?,
-    };
+    let report = with_driver(global, |driver| driver.progress(&id))?;
     if global.json {
         output::json_line(&report);
     } else {
@@ -33,10 +38,7 @@ pub(crate) fn progress(global: &Global, id: &str) -> Result<u8, Failure> {
 
 pub(crate) fn status(global: &Global, id: &str) -> Result<u8, Failure> {
     let id = session_id(id)?;
-    let reply = match driver(global)? {
-        Driver::Async(client) => runtime()?.block_on(client.session_status(&id))?,
-        Driver::Blocking(client) => client.session_status(&id)?,
-    };
+    let reply = with_driver(global, |driver| driver.session_status(&id))?;
     match reply {
         SessionStatusReply::Ready(status) => {
             if global.json {
@@ -62,10 +64,7 @@ pub(crate) fn webhook_set(global: &Global, url: &str, mode: u8) -> Result<u8, Fa
     };
     let registration =
         WebhookRegistration::new(url, mode).map_err(|err| Failure::usage(err.to_string()))?;
-    let updated = match driver(global)? {
-        Driver::Async(client) => runtime()?.block_on(client.update_webhook(&registration))?,
-        Driver::Blocking(client) => client.update_webhook(&registration)?,
-    };
+    let updated = with_driver(global, |driver| driver.update_webhook(&registration))?;
     if global.json {
         output::json_line(&serde_json::json!({
             "webhook_url": registration.webhook_url,

@@ -4,13 +4,13 @@ use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Read};
 
 use bankconnect_core::scheduler::SchedulerConfig;
-use bankconnect_core::{Outcome, PollPolicy, ProgressUpdate, SessionId};
+use bankconnect_core::{Outcome, PollPolicy, ProgressUpdate, SessionId, TrackerEvent};
 use bankconnect_webhook_verify::ReceiverConfig;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::{Global, WaitArgs};
 use crate::commands::webhook::{hint_feeder, serve_receiver};
-use crate::context::{api, runtime, session_id, Driver};
+use crate::context::{api, driver, runtime, session_id};
 use crate::failure::{exit, Failure};
 use crate::output;
 
@@ -138,6 +138,8 @@ impl Report {
                 }
             }
             TrackerEvent::Outcome(outcome) => self.outcome(&outcome),
+            // Kinds a newer core adds are not displayed by this version.
+            _ => {}
         }
     }
 
@@ -160,36 +162,6 @@ impl Report {
     }
 }
 
-/// A tracker event, whichever driver produced it.
-enum TrackerEvent {
-    Progress(ProgressUpdate),
-    Outcome(Outcome),
-}
-
-impl TrackerEvent {
-    /// The async driver's event; `None` for kinds this version does not display.
-    fn from_async(event: bankconnect_http_async::TrackerEvent) -> Option<Self> {
-        match event {
-            bankconnect_http_async::TrackerEvent::Progress(update) => Some(Self::Progress(update)),
-            bankconnect_http_async::TrackerEvent::Outcome(outcome) => Some(Self::Outcome(outcome)),
-            _ => None,
-        }
-    }
-
-    /// The blocking driver's event; `None` for kinds this version does not display.
-    fn from_blocking(event: bankconnect_http_blocking::TrackerEvent) -> Option<Self> {
-        match event {
-            bankconnect_http_blocking::TrackerEvent::Progress(update) => {
-                Some(Self::Progress(update))
-            }
-            bankconnect_http_blocking::TrackerEvent::Outcome(outcome) => {
-                Some(Self::Outcome(outcome))
-            }
-            _ => None,
-        }
-    }
-}
-
 pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
     let ids = sessions(args)?;
     let policy = PollPolicy {
@@ -208,7 +180,9 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
         ..SchedulerConfig::default()
     };
     let bars = live.then(|| Bars::new(&ids));
-    let driver = Driver::new(global, api(global)?, policy, limits)?;
+    // The receiver (when asked for) and the async driver run on this runtime.
+    let runtime = runtime()?;
+    let driver = driver(global, api(global)?, policy, limits, &runtime)?;
     let receiver = ReceiverConfig {
         path: args.webhook_path.clone(),
         ..ReceiverConfig::default()
@@ -218,49 +192,14 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
         code: exit::OK,
         bars,
     };
-    // The receiver (when asked for) runs on this runtime; the blocking driver never touches it.
-    let runtime = runtime()?;
-    match driver {
-        Driver::Async(client) => runtime.block_on(async {
-            let mut tracker = client.track_many(ids)?;
-            if let Some(addr) = args.webhook_listen {
-                let feed = tracker.webhook_feed();
-                let bound = serve_receiver(
-                    addr,
-                    receiver,
-                    hint_feeder(move |hint| {
-                        feed.send(hint);
-                    }),
-                )
-                .await?;
-                tracing::info!(addr = %bound, "webhook receiver listening");
-            }
-            while let Some(event) = tracker.next_event().await {
-                if let Some(event) = TrackerEvent::from_async(event) {
-                    report.event(event);
-                }
-            }
-            Ok::<(), Failure>(())
-        })?,
-        Driver::Blocking(client) => {
-            let mut tracker = client.track_many(ids)?;
-            if let Some(addr) = args.webhook_listen {
-                let feed = tracker.webhook_feed();
-                let bound = runtime.block_on(serve_receiver(
-                    addr,
-                    receiver,
-                    hint_feeder(move |hint| {
-                        feed.send(hint);
-                    }),
-                ))?;
-                tracing::info!(addr = %bound, "webhook receiver listening");
-            }
-            while let Some(event) = tracker.next_event() {
-                if let Some(event) = TrackerEvent::from_blocking(event) {
-                    report.event(event);
-                }
-            }
-        }
+    let mut tracker = driver.track(ids)?;
+    if let Some(addr) = args.webhook_listen {
+        let feed = tracker.feed();
+        let bound = runtime.block_on(serve_receiver(addr, receiver, hint_feeder(feed)))?;
+        tracing::info!(addr = %bound, "webhook receiver listening");
+    }
+    while let Some(event) = tracker.next_event() {
+        report.event(event);
     }
     Ok(report.code)
 }

@@ -54,7 +54,7 @@ pub(crate) fn hint_feeder(
 ) -> impl Fn(&Reception) + Send + Sync + 'static {
     move |reception| match reception {
         Reception::Accepted(delivery) => {
-            if let Some(hint) = delivery.event.hint() {
+            if let Some(hint) = delivery.hint() {
                 tracing::info!(session = %hint.session_id, "webhook received");
                 feed(hint);
             }

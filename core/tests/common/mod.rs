@@ -108,6 +108,20 @@ pub fn hint(
             code.map(Into::into),
             message.map(Into::into),
         )],
+        authenticated: true,
+    }
+}
+
+/// The same webhook as [`hint`], from an unauthenticated receiver.
+pub fn unsigned_hint(
+    session: &str,
+    account_status: &str,
+    code: Option<&str>,
+    message: Option<&str>,
+) -> WebhookHint {
+    WebhookHint {
+        authenticated: false,
+        ..hint(session, account_status, code, message)
     }
 }
 

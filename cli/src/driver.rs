@@ -1,0 +1,143 @@
+//! The chosen transport behind one interface, so every command has one code path whichever
+//! driver `--transport` picks. The async driver runs on the command's tokio runtime; the
+//! blocking one never touches it.
+
+use bankconnect_core::{
+    ClientError, ClientSettings, ProgressReport, SessionId, SessionStatusReply, TrackerEvent,
+    WebhookHint, WebhookRegistration, WebhookUpdated,
+};
+use tokio::runtime::Handle;
+
+use crate::args::Transport;
+
+/// A callback that hands an accepted webhook to a running tracker.
+pub(crate) type Feed = Box<dyn Fn(WebhookHint) + Send + Sync>;
+
+/// The operations the command uses, whichever driver runs them.
+pub(crate) trait Driver {
+    /// One progress report.
+    fn progress(&self, session: &SessionId) -> Result<ProgressReport, ClientError>;
+    /// The accounts' verdicts.
+    fn session_status(&self, session: &SessionId) -> Result<SessionStatusReply, ClientError>;
+    /// Registers the webhook URL.
+    fn update_webhook(
+        &self,
+        registration: &WebhookRegistration,
+    ) -> Result<WebhookUpdated, ClientError>;
+    /// A tracker of `sessions`.
+    fn track(&self, sessions: Vec<SessionId>) -> Result<Box<dyn Tracking>, ClientError>;
+}
+
+/// A running tracker, whichever driver runs it.
+pub(crate) trait Tracking {
+    /// A callback feeding webhooks to this tracker from any thread.
+    fn feed(&self) -> Feed;
+    /// The next event; `None` once nothing is tracked.
+    fn next_event(&mut self) -> Option<TrackerEvent>;
+}
+
+/// The driver `transport` names, over `settings`, with requests timing out after `timeout`.
+pub(crate) fn new(
+    transport: Transport,
+    settings: ClientSettings,
+    timeout: std::time::Duration,
+    runtime: Handle,
+) -> Box<dyn Driver> {
+    match transport {
+        Transport::Async => Box::new(AsyncDriver {
+            client: bankconnect_http_async::Client::with_settings(
+                settings,
+                bankconnect_http_async::ReqwestTransport::new(timeout),
+            ),
+            runtime,
+        }),
+        Transport::Blocking => Box::new(bankconnect_http_blocking::Client::with_settings(
+            settings,
+            bankconnect_http_blocking::UreqTransport::new(timeout),
+        )),
+    }
+}
+
+struct AsyncDriver {
+    client: bankconnect_http_async::Client,
+    runtime: Handle,
+}
+
+impl Driver for AsyncDriver {
+    fn progress(&self, session: &SessionId) -> Result<ProgressReport, ClientError> {
+        self.runtime.block_on(self.client.progress(session))
+    }
+
+    fn session_status(&self, session: &SessionId) -> Result<SessionStatusReply, ClientError> {
+        self.runtime.block_on(self.client.session_status(session))
+    }
+
+    fn update_webhook(
+        &self,
+        registration: &WebhookRegistration,
+    ) -> Result<WebhookUpdated, ClientError> {
+        self.runtime
+            .block_on(self.client.update_webhook(registration))
+    }
+
+    fn track(&self, sessions: Vec<SessionId>) -> Result<Box<dyn Tracking>, ClientError> {
+        let tracker = self.client.track_many(sessions)?;
+        Ok(Box::new(AsyncTracking {
+            tracker,
+            runtime: self.runtime.clone(),
+        }))
+    }
+}
+
+struct AsyncTracking {
+    tracker: bankconnect_http_async::Tracker,
+    runtime: Handle,
+}
+
+impl Tracking for AsyncTracking {
+    fn feed(&self) -> Feed {
+        let feed = self.tracker.webhook_feed();
+        Box::new(move |hint| {
+            feed.send(hint);
+        })
+    }
+
+    fn next_event(&mut self) -> Option<TrackerEvent> {
+        // The requests in flight keep running on the runtime's workers between calls.
+        self.runtime.block_on(self.tracker.next_event())
+    }
+}
+
+impl Driver for bankconnect_http_blocking::Client {
+    fn progress(&self, session: &SessionId) -> Result<ProgressReport, ClientError> {
+        bankconnect_http_blocking::Client::progress(self, session)
+    }
+
+    fn session_status(&self, session: &SessionId) -> Result<SessionStatusReply, ClientError> {
+        bankconnect_http_blocking::Client::session_status(self, session)
+    }
+
+    fn update_webhook(
+        &self,
+        registration: &WebhookRegistration,
+    ) -> Result<WebhookUpdated, ClientError> {
+        bankconnect_http_blocking::Client::update_webhook(self, registration)
+    }
+
+    fn track(&self, sessions: Vec<SessionId>) -> Result<Box<dyn Tracking>, ClientError> {
+        Ok(Box::new(self.track_many(sessions)?))
+    }
+}
+
+impl Tracking for bankconnect_http_blocking::Tracker {
+    fn feed(&self) -> Feed {
+        let feed = self.webhook_feed();
+        Box::new(move |hint| {
+            feed.send(hint);
+        })
+    }
+
+    fn next_event(&mut self) -> Option<TrackerEvent> {
+        bankconnect_http_blocking::Tracker::next_event(self)
+    }
+}
