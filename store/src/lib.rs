@@ -1,0 +1,41 @@
+//! # bankconnect-store
+//!
+//! The durable store under `bankconnect serve`: tracked sessions and their outcomes, accepted
+//! webhooks (dedupe shared by every process), webhooks kept for sessions not added yet, leases
+//! and replica heartbeats, and the delivery outbox. Two backends behind one [`Store`], chosen by
+//! URL, with the same semantics (one conformance suite runs on both):
+//!
+//! - `sqlite:PATH`: the embedded default, one file in WAL mode, created with its schema if
+//!   missing;
+//! - `postgres://USER@HOST:PORT/DATABASE`: for several processes sharing the work.
+//!
+//! ## Why these libraries
+//! [rusqlite](https://docs.rs/rusqlite) (SQLite compiled in, so nothing to install) and
+//! [tokio-postgres](https://docs.rs/tokio-postgres) with
+//! [deadpool-postgres](https://docs.rs/deadpool-postgres) for pooling. Both are the most used,
+//! well-kept drivers of their engine; each gives full control of transactions (SQLite's
+//! `IMMEDIATE` transactions, PostgreSQL's `FOR UPDATE SKIP LOCKED` and advisory locks) and
+//! compiles far less than a query toolkit spanning both engines would. SQL is written per engine
+//! with bound parameters only; no SQL is ever built from input.
+//!
+//! Every time is an argument (`now`), never read inside, so behaviour is reproducible in tests.
+//! Errors name the engine, host and database, never a password.
+#![forbid(unsafe_code)]
+
+mod error;
+mod model;
+mod postgres;
+mod row;
+mod schema;
+mod sqlite;
+mod store;
+mod url;
+
+pub use error::StoreError;
+pub use model::{
+    Added, DeliveryState, DeliveryStatus, DueDelivery, Finish, Lease, NewSession, Page,
+    SessionRecord, SessionState,
+};
+pub use schema::LATEST as SCHEMA_VERSION;
+pub use store::{Attempt, Bounds, StateCounts, Store};
+pub use url::StoreUrl;

@@ -1,0 +1,617 @@
+//! The fleet backend: PostgreSQL through tokio-postgres, pooled by deadpool-postgres.
+//!
+//! PostgreSQL does the distribution: claims of sessions and deliveries use
+//! `FOR UPDATE SKIP LOCKED`, so concurrent replicas never take the same row; migrations and adds
+//! take transaction-scoped advisory locks (adds, so that the paging order is the commit order).
+
+use std::time::{Duration, SystemTime};
+
+use bankconnect_core::SessionId;
+use deadpool_postgres::GenericClient;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{NoTls, Row};
+
+use crate::model::{
+    duration_ms, to_ms, Added, DueDelivery, Finish, NewSession, Page, SessionRecord, SessionState,
+};
+use crate::row::{RawRecord, COLUMNS, FROM};
+use crate::schema;
+use crate::store::{Bounds, StateCounts};
+use crate::StoreError;
+
+/// Advisory lock keys (arbitrary constants, namespaced by their value).
+const MIGRATION_LOCK: i64 = 0x6261_6e6b_0001;
+const ADD_LOCK: i64 = 0x6261_6e6b_0002;
+
+/// A store in a PostgreSQL database (or the schema its `search_path` names).
+#[derive(Clone)]
+pub(crate) struct PostgresStore {
+    pool: Pool,
+    target: String,
+    bounds: Bounds,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    index: usize,
+) -> Result<T, StoreError> {
+    row.try_get(index)
+        .map_err(|err| StoreError::Corrupt(format!("column {index}: {err}")))
+}
+
+fn raw(row: &Row) -> Result<RawRecord, StoreError> {
+    Ok(RawRecord {
+        seq: col(row, 0)?,
+        session_id: col(row, 1)?,
+        reference: col(row, 2)?,
+        state: col(row, 3)?,
+        added_at_ms: col(row, 4)?,
+        updated_at_ms: col(row, 5)?,
+        max_wait_ms: col(row, 6)?,
+        outcome: col(row, 7)?,
+        tracker_state: col(row, 8)?,
+        lease_owner: col(row, 9)?,
+        lease_until_ms: col(row, 10)?,
+        delivery_state: col(row, 11)?,
+        delivery_attempts: col(row, 12)?,
+        delivery_error: col(row, 13)?,
+        webhook_id: col(row, 14)?,
+        next_attempt_ms: col(row, 15)?,
+    })
+}
+
+fn records(rows: &[Row]) -> Result<Vec<(i64, SessionRecord)>, StoreError> {
+    rows.iter().map(|row| raw(row)?.into_record()).collect()
+}
+
+async fn get_record(
+    client: &impl GenericClient,
+    session: &str,
+) -> Result<Option<SessionRecord>, StoreError> {
+    let stmt = client
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE s.session_id = $1"
+        ))
+        .await?;
+    let row = client.query_opt(&stmt, &[&session]).await?;
+    row.map(|row| raw(&row)?.into_record().map(|(_, record)| record))
+        .transpose()
+}
+
+/// `PostgreSQL at HOST:PORT/DATABASE` for messages: never the user's password.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|host| match host {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("PostgreSQL at {host}:{port}/{db}")
+}
+
+impl PostgresStore {
+    /// Connects, bringing the schema up to date (one replica at a time).
+    pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|_| StoreError::BadUrl("the postgres:// URL does not parse".into()))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        config.application_name("bankconnect");
+        let target = describe(&config);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(8)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(5)))
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|err| StoreError::Connect {
+                target: target.clone(),
+                reason: err.to_string(),
+            })?;
+        let store = Self {
+            pool,
+            target: target.clone(),
+            bounds: Bounds::default(),
+        };
+        store.migrate().await.map_err(|err| match err {
+            StoreError::Database(reason) => StoreError::Connect { target, reason },
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    pub(crate) fn set_bounds(&mut self, bounds: Bounds) {
+        self.bounds = bounds;
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS bankconnect_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        )
+        .await?;
+        let version = read_version(&tx).await?;
+        if version > schema::LATEST {
+            return Err(StoreError::NewerSchema {
+                found: version,
+                supported: schema::LATEST,
+            });
+        }
+        let from = usize::try_from(version).unwrap_or(0);
+        for (index, migration) in schema::POSTGRES.iter().enumerate().skip(from) {
+            tx.batch_execute(migration).await?;
+            tx.execute(
+                "INSERT INTO bankconnect_meta (key, value) VALUES ('schema_version', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&(index + 1).to_string()],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        self.client().await?.execute("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn schema_version(&self) -> Result<i64, StoreError> {
+        read_version(&self.client().await?).await
+    }
+
+    pub(crate) async fn add_sessions(
+        &self,
+        batch: Vec<NewSession>,
+        now: SystemTime,
+    ) -> Result<Vec<Added>, StoreError> {
+        let now = to_ms(now);
+        let oldest = now.saturating_sub(duration_ms(self.bounds.pending_max_age));
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // One adder at a time, so sequence numbers commit in order and paging skips nothing.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ADD_LOCK])
+            .await?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO sessions (session_id, reference, state, added_at_ms, updated_at_ms, max_wait_ms) \
+                 VALUES ($1, $2, 'tracking', $3, $3, $4) ON CONFLICT (session_id) DO NOTHING",
+            )
+            .await?;
+        let take = tx
+            .prepare_cached(
+                "DELETE FROM pending_webhooks WHERE session_id = $1 AND received_at_ms >= $2 RETURNING hint",
+            )
+            .await?;
+        let mut out = Vec::with_capacity(batch.len());
+        for new in batch {
+            let id = new.session_id.as_str();
+            let max_wait = new.max_wait.map(duration_ms);
+            let inserted = tx
+                .execute(&insert, &[&id, &new.reference, &now, &max_wait])
+                .await?;
+            let record = get_record(&tx, id)
+                .await?
+                .ok_or_else(|| StoreError::Database(format!("session {id} vanished")))?;
+            if inserted == 1 {
+                let rows = tx.query(&take, &[&id, &oldest]).await?;
+                let mut hints = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let text: String = col(row, 0)?;
+                    hints.push(
+                        serde_json::from_str(&text).map_err(|err| {
+                            StoreError::Corrupt(format!("pending webhook: {err}"))
+                        })?,
+                    );
+                }
+                out.push(Added::Created {
+                    record,
+                    pending_webhooks: hints,
+                });
+            } else {
+                out.push(Added::Existing(record));
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    pub(crate) async fn get_session(
+        &self,
+        session: &SessionId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        get_record(&self.client().await?, session.as_str()).await
+    }
+
+    pub(crate) async fn list_sessions(
+        &self,
+        state: SessionState,
+        limit: usize,
+        after: i64,
+    ) -> Result<Page, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM {FROM} WHERE s.state = $1 AND s.seq > $2 ORDER BY s.seq LIMIT $3"
+            ))
+            .await?;
+        let rows = client
+            .query(
+                &stmt,
+                &[&state.as_str(), &after, &(limit.saturating_add(1))],
+            )
+            .await?;
+        Ok(crate::store::page(records(&rows)?, limit))
+    }
+
+    pub(crate) async fn tracking_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {COLUMNS} FROM {FROM} WHERE s.state = 'tracking' ORDER BY s.seq"),
+                &[],
+            )
+            .await?;
+        Ok(records(&rows)?.into_iter().map(|(_, r)| r).collect())
+    }
+
+    pub(crate) async fn count_sessions(&self) -> Result<StateCounts, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT state, count(*) FROM sessions GROUP BY state", &[])
+            .await?;
+        let mut counts = StateCounts::default();
+        for row in &rows {
+            let state: String = col(row, 0)?;
+            counts.add(&state, col(row, 1)?);
+        }
+        Ok(counts)
+    }
+
+    pub(crate) async fn cancel_session(
+        &self,
+        session: &SessionId,
+        now: SystemTime,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "UPDATE sessions SET state = 'cancelled', updated_at_ms = $2, lease_owner = NULL, lease_until_ms = 0 \
+             WHERE session_id = $1 AND state = 'tracking'",
+            &[&session.as_str(), &to_ms(now)],
+        )
+        .await?;
+        let record = get_record(&tx, session.as_str()).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    pub(crate) async fn save_tracker_states(
+        &self,
+        states: Vec<(SessionId, serde_json::Value)>,
+    ) -> Result<usize, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE sessions SET tracker_state = $2 WHERE session_id = $1 AND state = 'tracking'",
+            )
+            .await?;
+        let mut saved = 0u64;
+        for (id, state) in &states {
+            saved += tx
+                .execute(&stmt, &[&id.as_str(), &state.to_string()])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(usize::try_from(saved).unwrap_or(usize::MAX))
+    }
+
+    pub(crate) async fn finish_session(
+        &self,
+        session: &SessionId,
+        outcome: String,
+        webhook_id: Option<String>,
+        now: SystemTime,
+    ) -> Result<Finish, StoreError> {
+        let now = to_ms(now);
+        let id = session.as_str();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let finish = tx
+            .prepare_cached(
+                "UPDATE sessions SET state = 'finished', outcome = $2, updated_at_ms = $3, \
+                 lease_owner = NULL, lease_until_ms = 0, tracker_state = NULL \
+                 WHERE session_id = $1 AND state = 'tracking'",
+            )
+            .await?;
+        let changed = tx.execute(&finish, &[&id, &outcome, &now]).await?;
+        if changed == 0 {
+            let exists = tx
+                .query_opt("SELECT 1 FROM sessions WHERE session_id = $1", &[&id])
+                .await?
+                .is_some();
+            return Ok(if exists {
+                Finish::NotTracking
+            } else {
+                Finish::Unknown
+            });
+        }
+        if let Some(webhook_id) = webhook_id {
+            let enqueue = tx
+                .prepare_cached(
+                    "INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, created_at_ms, updated_at_ms) \
+                     VALUES ($1, $2, 'pending', 0, $3, $3, $3)",
+                )
+                .await?;
+            tx.execute(&enqueue, &[&id, &webhook_id, &now]).await?;
+        }
+        tx.commit().await?;
+        Ok(Finish::Finished)
+    }
+
+    pub(crate) async fn claim_sessions(
+        &self,
+        replica: &str,
+        now: SystemTime,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let now = to_ms(now);
+        let until = now.saturating_add(duration_ms(lease));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "WITH claimed AS ( \
+                   UPDATE sessions SET lease_owner = $1, lease_until_ms = $2 WHERE seq IN ( \
+                     SELECT seq FROM sessions WHERE state = 'tracking' AND lease_until_ms <= $3 \
+                     ORDER BY lease_until_ms, seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                   RETURNING *) \
+                 SELECT {} FROM claimed s LEFT JOIN outbox o ON o.session_id = s.session_id ORDER BY s.seq",
+                COLUMNS
+            ))
+            .await?;
+        let rows = client
+            .query(&stmt, &[&replica, &until, &now, &limit])
+            .await?;
+        Ok(records(&rows)?.into_iter().map(|(_, r)| r).collect())
+    }
+
+    pub(crate) async fn renew_leases(
+        &self,
+        replica: &str,
+        now: SystemTime,
+        lease: Duration,
+    ) -> Result<usize, StoreError> {
+        let now = to_ms(now);
+        let until = now.saturating_add(duration_ms(lease));
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let renewed = tx
+            .execute(
+                "UPDATE sessions SET lease_until_ms = $2 WHERE lease_owner = $1 AND state = 'tracking'",
+                &[&replica, &until],
+            )
+            .await?;
+        tx.execute(
+            "INSERT INTO replicas (replica_id, started_at_ms, heartbeat_at_ms) VALUES ($1, $2, $2) \
+             ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at_ms = excluded.heartbeat_at_ms",
+            &[&replica, &now],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(usize::try_from(renewed).unwrap_or(usize::MAX))
+    }
+
+    pub(crate) async fn release_leases(&self, replica: &str) -> Result<usize, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let released = tx
+            .execute(
+                "UPDATE sessions SET lease_owner = NULL, lease_until_ms = 0 WHERE lease_owner = $1 AND state = 'tracking'",
+                &[&replica],
+            )
+            .await?;
+        tx.execute("DELETE FROM replicas WHERE replica_id = $1", &[&replica])
+            .await?;
+        tx.commit().await?;
+        Ok(usize::try_from(released).unwrap_or(usize::MAX))
+    }
+
+    pub(crate) async fn live_replicas(&self, since: SystemTime) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT replica_id FROM replicas WHERE heartbeat_at_ms >= $1 ORDER BY replica_id",
+                &[&to_ms(since)],
+            )
+            .await?;
+        rows.iter().map(|row| col(row, 0)).collect()
+    }
+
+    pub(crate) async fn record_webhook(
+        &self,
+        dedupe_key: String,
+        session: Option<SessionId>,
+        event: String,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO accepted_webhooks (dedupe_key, received_at_ms, session_id, event) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (dedupe_key) DO NOTHING",
+            )
+            .await?;
+        let session = session.as_ref().map(SessionId::as_str);
+        let inserted = client
+            .execute(&stmt, &[&dedupe_key, &to_ms(now), &session, &event])
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    pub(crate) async fn prune_webhooks(&self, before: SystemTime) -> Result<usize, StoreError> {
+        let client = self.client().await?;
+        let pruned = client
+            .execute(
+                "DELETE FROM accepted_webhooks WHERE received_at_ms < $1",
+                &[&to_ms(before)],
+            )
+            .await?;
+        Ok(usize::try_from(pruned).unwrap_or(usize::MAX))
+    }
+
+    pub(crate) async fn keep_pending_webhook(
+        &self,
+        session: &SessionId,
+        hint: String,
+        authenticated: bool,
+        now: SystemTime,
+    ) -> Result<usize, StoreError> {
+        let now = to_ms(now);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut dropped = tx
+            .execute(
+                "DELETE FROM pending_webhooks WHERE received_at_ms < $1",
+                &[&now.saturating_sub(duration_ms(self.bounds.pending_max_age))],
+            )
+            .await?;
+        // An unauthenticated webhook never replaces an authenticated one.
+        tx.execute(
+            "INSERT INTO pending_webhooks (session_id, received_at_ms, authenticated, hint) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (session_id) DO UPDATE SET received_at_ms = excluded.received_at_ms, \
+             authenticated = excluded.authenticated, hint = excluded.hint \
+             WHERE excluded.authenticated OR NOT pending_webhooks.authenticated",
+            &[&session.as_str(), &now, &authenticated, &hint],
+        )
+        .await?;
+        let count: i64 = col(
+            &tx.query_one("SELECT count(*) FROM pending_webhooks", &[])
+                .await?,
+            0,
+        )?;
+        let max = i64::try_from(self.bounds.pending_max_count).unwrap_or(i64::MAX);
+        if count > max {
+            dropped += tx
+                .execute(
+                    "DELETE FROM pending_webhooks WHERE session_id IN ( \
+                     SELECT session_id FROM pending_webhooks ORDER BY received_at_ms, session_id LIMIT $1)",
+                    &[&(count - max)],
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(usize::try_from(dropped).unwrap_or(usize::MAX))
+    }
+
+    pub(crate) async fn claim_deliveries(
+        &self,
+        worker: &str,
+        now: SystemTime,
+        claim_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let now = to_ms(now);
+        let until = now.saturating_add(duration_ms(claim_for));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE outbox SET claimed_by = $1, claim_until_ms = $2 WHERE session_id IN ( \
+                 SELECT session_id FROM outbox WHERE state IN ('pending', 'failing') \
+                 AND next_attempt_ms <= $3 AND claim_until_ms <= $3 ORDER BY next_attempt_ms LIMIT $4 \
+                 FOR UPDATE SKIP LOCKED) \
+                 RETURNING session_id, webhook_id, attempts",
+            )
+            .await?;
+        let rows = client
+            .query(&stmt, &[&worker, &until, &now, &limit])
+            .await?;
+        let claimed = rows
+            .iter()
+            .map(|row| Ok((col(row, 0)?, col(row, 1)?, col(row, 2)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        crate::store::due_deliveries(claimed)
+    }
+
+    pub(crate) async fn delivery_attempted(
+        &self,
+        session: &SessionId,
+        result: crate::store::Attempt,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        let (state, error, next) = result.columns();
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE outbox SET state = $2, attempts = attempts + 1, last_error = $3, next_attempt_ms = $4, \
+                 claimed_by = NULL, claim_until_ms = 0, updated_at_ms = $5 \
+                 WHERE session_id = $1 AND state IN ('pending', 'failing')",
+            )
+            .await?;
+        let changed = client
+            .execute(
+                &stmt,
+                &[&session.as_str(), &state, &error, &next, &to_ms(now)],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+}
+
+async fn read_version(client: &impl GenericClient) -> Result<i64, StoreError> {
+    let exists = client
+        .query_one("SELECT to_regclass('bankconnect_meta') IS NOT NULL", &[])
+        .await?;
+    if !col::<bool>(&exists, 0)? {
+        return Ok(0);
+    }
+    let row = client
+        .query_opt(
+            "SELECT value FROM bankconnect_meta WHERE key = 'schema_version'",
+            &[],
+        )
+        .await?;
+    match row {
+        None => Ok(0),
+        Some(row) => {
+            let text: String = col(&row, 0)?;
+            text.parse()
+                .map_err(|_| StoreError::Corrupt(format!("schema version {text:?}")))
+        }
+    }
+}

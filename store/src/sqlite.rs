@@ -1,0 +1,594 @@
+//! The embedded backend: one SQLite file in WAL mode, through rusqlite.
+//!
+//! One connection behind a mutex, used on tokio's blocking pool: SQLite has one writer at a time
+//! anyway, and a single connection makes every write transaction `IMMEDIATE` in effect, which is
+//! SQLite's equivalent of `FOR UPDATE SKIP LOCKED` for claims (no two claims interleave).
+//! `synchronous = FULL`: a commit is on disk before the store returns, so what `serve`
+//! acknowledges survives a power cut, not only a killed process.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bankconnect_core::SessionId;
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use crate::model::{
+    duration_ms, to_ms, Added, DueDelivery, Finish, NewSession, Page, SessionRecord, SessionState,
+};
+use crate::row::{RawRecord, COLUMNS, FROM};
+use crate::schema;
+use crate::store::{Bounds, StateCounts};
+use crate::StoreError;
+
+/// A store in one SQLite file.
+#[derive(Clone)]
+pub(crate) struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+    bounds: Bounds,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn raw(row: &Row<'_>) -> rusqlite::Result<RawRecord> {
+    Ok(RawRecord {
+        seq: row.get(0)?,
+        session_id: row.get(1)?,
+        reference: row.get(2)?,
+        state: row.get(3)?,
+        added_at_ms: row.get(4)?,
+        updated_at_ms: row.get(5)?,
+        max_wait_ms: row.get(6)?,
+        outcome: row.get(7)?,
+        tracker_state: row.get(8)?,
+        lease_owner: row.get(9)?,
+        lease_until_ms: row.get(10)?,
+        delivery_state: row.get(11)?,
+        delivery_attempts: row.get(12)?,
+        delivery_error: row.get(13)?,
+        webhook_id: row.get(14)?,
+        next_attempt_ms: row.get(15)?,
+    })
+}
+
+fn get_record(conn: &Connection, session: &str) -> Result<Option<SessionRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE s.session_id = ?1"
+    ))?;
+    let raw = stmt.query_row(params![session], raw).optional()?;
+    raw.map(|raw| raw.into_record().map(|(_, record)| record))
+        .transpose()
+}
+
+fn records(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<(i64, SessionRecord)>, StoreError> {
+    let rows = stmt.query_map(params, raw)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row?.into_record()?);
+    }
+    Ok(out)
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the store at `path` and brings its schema up to date.
+    pub(crate) async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let target = format!("SQLite file {}", path.display());
+        let opened = path.clone();
+        let conn = tokio::task::spawn_blocking(move || open_blocking(&opened))
+            .await
+            .map_err(|err| StoreError::Connect {
+                target: target.clone(),
+                reason: err.to_string(),
+            })?
+            .map_err(|err| match err {
+                StoreError::Database(reason) => StoreError::Connect { target, reason },
+                other => other,
+            })?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+            bounds: Bounds::default(),
+        })
+    }
+
+    pub(crate) fn set_bounds(&mut self, bounds: Bounds) {
+        self.bounds = bounds;
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection, Bounds) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.conn);
+        let bounds = self.bounds;
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock leaves SQLite itself consistent (the open
+            // transaction is rolled back when dropped), so a poisoned lock is still usable.
+            let mut guard = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            work(&mut guard, bounds)
+        })
+        .await
+        .map_err(|err| StoreError::Database(format!("the store task failed: {err}")))?
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        self.with(|conn, _| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.with(|conn, _| read_version(conn)).await
+    }
+
+    pub(crate) async fn add_sessions(
+        &self,
+        batch: Vec<NewSession>,
+        now: SystemTime,
+    ) -> Result<Vec<Added>, StoreError> {
+        self.with(move |conn, bounds| {
+            let now = to_ms(now);
+            let oldest = now.saturating_sub(duration_ms(bounds.pending_max_age));
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut out = Vec::with_capacity(batch.len());
+            for new in batch {
+                let id = new.session_id.as_str();
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT INTO sessions (session_id, reference, state, added_at_ms, updated_at_ms, max_wait_ms) \
+                         VALUES (?1, ?2, 'tracking', ?3, ?3, ?4) ON CONFLICT (session_id) DO NOTHING",
+                    )?
+                    .execute(params![id, new.reference, now, new.max_wait.map(duration_ms)])?;
+                let record = get_record(&tx, id)?
+                    .ok_or_else(|| StoreError::Database(format!("session {id} vanished")))?;
+                if inserted == 1 {
+                    let mut take = tx.prepare_cached(
+                        "DELETE FROM pending_webhooks WHERE session_id = ?1 AND received_at_ms >= ?2 RETURNING hint",
+                    )?;
+                    let hints = take
+                        .query_map(params![id, oldest], |row| row.get::<_, String>(0))?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    out.push(Added::Created {
+                        record,
+                        pending_webhooks: parse_hints(hints)?,
+                    });
+                } else {
+                    out.push(Added::Existing(record));
+                }
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn get_session(
+        &self,
+        session: &SessionId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let id = session.as_str().to_owned();
+        self.with(move |conn, _| get_record(conn, &id)).await
+    }
+
+    pub(crate) async fn list_sessions(
+        &self,
+        state: SessionState,
+        limit: usize,
+        after: i64,
+    ) -> Result<Page, StoreError> {
+        self.with(move |conn, _| {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM {FROM} WHERE s.state = ?1 AND s.seq > ?2 ORDER BY s.seq LIMIT ?3"
+            ))?;
+            let rows = records(&mut stmt, params![state.as_str(), after, limit + 1])?;
+            Ok(crate::store::page(rows, limit))
+        })
+        .await
+    }
+
+    pub(crate) async fn tracking_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        self.with(|conn, _| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM {FROM} WHERE s.state = 'tracking' ORDER BY s.seq"
+            ))?;
+            Ok(records(&mut stmt, [])?
+                .into_iter()
+                .map(|(_, r)| r)
+                .collect())
+        })
+        .await
+    }
+
+    pub(crate) async fn count_sessions(&self) -> Result<StateCounts, StoreError> {
+        self.with(|conn, _| {
+            let mut stmt =
+                conn.prepare_cached("SELECT state, count(*) FROM sessions GROUP BY state")?;
+            let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))?;
+            let mut counts = StateCounts::default();
+            for row in rows {
+                let (state, n): (String, i64) = row?;
+                counts.add(&state, n);
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    pub(crate) async fn cancel_session(
+        &self,
+        session: &SessionId,
+        now: SystemTime,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let id = session.as_str().to_owned();
+        self.with(move |conn, _| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached(
+                "UPDATE sessions SET state = 'cancelled', updated_at_ms = ?2, lease_owner = NULL, lease_until_ms = 0 \
+                 WHERE session_id = ?1 AND state = 'tracking'",
+            )?
+            .execute(params![id, to_ms(now)])?;
+            let record = get_record(&tx, &id)?;
+            tx.commit()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    pub(crate) async fn save_tracker_states(
+        &self,
+        states: Vec<(SessionId, serde_json::Value)>,
+    ) -> Result<usize, StoreError> {
+        self.with(move |conn, _| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut saved = 0;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE sessions SET tracker_state = ?2 WHERE session_id = ?1 AND state = 'tracking'",
+                )?;
+                for (id, state) in &states {
+                    saved += stmt.execute(params![id.as_str(), state.to_string()])?;
+                }
+            }
+            tx.commit()?;
+            Ok(saved)
+        })
+        .await
+    }
+
+    pub(crate) async fn finish_session(
+        &self,
+        session: &SessionId,
+        outcome: String,
+        webhook_id: Option<String>,
+        now: SystemTime,
+    ) -> Result<Finish, StoreError> {
+        let id = session.as_str().to_owned();
+        self.with(move |conn, _| {
+            let now = to_ms(now);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE sessions SET state = 'finished', outcome = ?2, updated_at_ms = ?3, \
+                     lease_owner = NULL, lease_until_ms = 0, tracker_state = NULL \
+                     WHERE session_id = ?1 AND state = 'tracking'",
+                )?
+                .execute(params![id, outcome, now])?;
+            if changed == 0 {
+                let exists = tx
+                    .prepare_cached("SELECT 1 FROM sessions WHERE session_id = ?1")?
+                    .exists(params![id])?;
+                return Ok(if exists {
+                    Finish::NotTracking
+                } else {
+                    Finish::Unknown
+                });
+            }
+            if let Some(webhook_id) = webhook_id {
+                tx.prepare_cached(
+                    "INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, created_at_ms, updated_at_ms) \
+                     VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?3)",
+                )?
+                .execute(params![id, webhook_id, now])?;
+            }
+            tx.commit()?;
+            Ok(Finish::Finished)
+        })
+        .await
+    }
+
+    pub(crate) async fn claim_sessions(
+        &self,
+        replica: &str,
+        now: SystemTime,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let replica = replica.to_owned();
+        self.with(move |conn, _| {
+            let now = to_ms(now);
+            let until = now.saturating_add(duration_ms(lease));
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let seqs = {
+                let mut claim = tx.prepare_cached(
+                    "UPDATE sessions SET lease_owner = ?1, lease_until_ms = ?2 WHERE seq IN ( \
+                     SELECT seq FROM sessions WHERE state = 'tracking' AND lease_until_ms <= ?3 \
+                     ORDER BY lease_until_ms, seq LIMIT ?4) RETURNING seq",
+                )?;
+                let rows = claim.query_map(
+                    params![
+                        replica,
+                        until,
+                        now,
+                        i64::try_from(limit).unwrap_or(i64::MAX)
+                    ],
+                    |row| row.get::<_, i64>(0),
+                )?;
+                rows.collect::<Result<Vec<i64>, _>>()?
+            };
+            let mut claimed = Vec::with_capacity(seqs.len());
+            {
+                let mut stmt =
+                    tx.prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} WHERE s.seq = ?1"))?;
+                for seq in seqs {
+                    claimed.extend(records(&mut stmt, params![seq])?);
+                }
+            }
+            claimed.sort_by_key(|(seq, _)| *seq);
+            tx.commit()?;
+            Ok(claimed.into_iter().map(|(_, r)| r).collect())
+        })
+        .await
+    }
+
+    pub(crate) async fn renew_leases(
+        &self,
+        replica: &str,
+        now: SystemTime,
+        lease: Duration,
+    ) -> Result<usize, StoreError> {
+        let replica = replica.to_owned();
+        self.with(move |conn, _| {
+            let now = to_ms(now);
+            let until = now.saturating_add(duration_ms(lease));
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let renewed = tx
+                .prepare_cached(
+                    "UPDATE sessions SET lease_until_ms = ?2 WHERE lease_owner = ?1 AND state = 'tracking'",
+                )?
+                .execute(params![replica, until])?;
+            tx.prepare_cached(
+                "INSERT INTO replicas (replica_id, started_at_ms, heartbeat_at_ms) VALUES (?1, ?2, ?2) \
+                 ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at_ms = excluded.heartbeat_at_ms",
+            )?
+            .execute(params![replica, now])?;
+            tx.commit()?;
+            Ok(renewed)
+        })
+        .await
+    }
+
+    pub(crate) async fn release_leases(&self, replica: &str) -> Result<usize, StoreError> {
+        let replica = replica.to_owned();
+        self.with(move |conn, _| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let released = tx
+                .prepare_cached(
+                    "UPDATE sessions SET lease_owner = NULL, lease_until_ms = 0 WHERE lease_owner = ?1 AND state = 'tracking'",
+                )?
+                .execute(params![replica])?;
+            tx.prepare_cached("DELETE FROM replicas WHERE replica_id = ?1")?
+                .execute(params![replica])?;
+            tx.commit()?;
+            Ok(released)
+        })
+        .await
+    }
+
+    pub(crate) async fn live_replicas(&self, since: SystemTime) -> Result<Vec<String>, StoreError> {
+        self.with(move |conn, _| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT replica_id FROM replicas WHERE heartbeat_at_ms >= ?1 ORDER BY replica_id",
+            )?;
+            let ids = stmt
+                .query_map(params![to_ms(since)], |row| row.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    pub(crate) async fn record_webhook(
+        &self,
+        dedupe_key: String,
+        session: Option<SessionId>,
+        event: String,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        self.with(move |conn, _| {
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO accepted_webhooks (dedupe_key, received_at_ms, session_id, event) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (dedupe_key) DO NOTHING",
+                )?
+                .execute(params![
+                    dedupe_key,
+                    to_ms(now),
+                    session.as_ref().map(SessionId::as_str),
+                    event
+                ])?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    pub(crate) async fn prune_webhooks(&self, before: SystemTime) -> Result<usize, StoreError> {
+        self.with(move |conn, _| {
+            Ok(conn
+                .prepare_cached("DELETE FROM accepted_webhooks WHERE received_at_ms < ?1")?
+                .execute(params![to_ms(before)])?)
+        })
+        .await
+    }
+
+    pub(crate) async fn keep_pending_webhook(
+        &self,
+        session: &SessionId,
+        hint: String,
+        authenticated: bool,
+        now: SystemTime,
+    ) -> Result<usize, StoreError> {
+        let id = session.as_str().to_owned();
+        self.with(move |conn, bounds| {
+            let now = to_ms(now);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut dropped = tx
+                .prepare_cached("DELETE FROM pending_webhooks WHERE received_at_ms < ?1")?
+                .execute(params![now.saturating_sub(duration_ms(bounds.pending_max_age))])?;
+            // An unauthenticated webhook never replaces an authenticated one.
+            tx.prepare_cached(
+                "INSERT INTO pending_webhooks (session_id, received_at_ms, authenticated, hint) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (session_id) DO UPDATE SET received_at_ms = excluded.received_at_ms, \
+                 authenticated = excluded.authenticated, hint = excluded.hint \
+                 WHERE excluded.authenticated OR NOT pending_webhooks.authenticated",
+            )?
+            .execute(params![id, now, authenticated, hint])?;
+            let count: i64 =
+                tx.query_row("SELECT count(*) FROM pending_webhooks", [], |row| row.get(0))?;
+            let max = i64::try_from(bounds.pending_max_count).unwrap_or(i64::MAX);
+            if count > max {
+                dropped += tx
+                    .prepare_cached(
+                        "DELETE FROM pending_webhooks WHERE session_id IN ( \
+                         SELECT session_id FROM pending_webhooks ORDER BY received_at_ms, session_id LIMIT ?1)",
+                    )?
+                    .execute(params![count - max])?;
+            }
+            tx.commit()?;
+            Ok(dropped)
+        })
+        .await
+    }
+
+    pub(crate) async fn claim_deliveries(
+        &self,
+        worker: &str,
+        now: SystemTime,
+        claim_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let worker = worker.to_owned();
+        self.with(move |conn, _| {
+            let now = to_ms(now);
+            let until = now.saturating_add(duration_ms(claim_for));
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let claimed = {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE outbox SET claimed_by = ?1, claim_until_ms = ?2 WHERE session_id IN ( \
+                     SELECT session_id FROM outbox WHERE state IN ('pending', 'failing') \
+                     AND next_attempt_ms <= ?3 AND claim_until_ms <= ?3 ORDER BY next_attempt_ms LIMIT ?4) \
+                     RETURNING session_id, webhook_id, attempts",
+                )?;
+                let rows = stmt.query_map(
+                    params![worker, until, now, i64::try_from(limit).unwrap_or(i64::MAX)],
+                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)),
+                )?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            tx.commit()?;
+            crate::store::due_deliveries(claimed)
+        })
+        .await
+    }
+
+    pub(crate) async fn delivery_attempted(
+        &self,
+        session: &SessionId,
+        result: crate::store::Attempt,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        let id = session.as_str().to_owned();
+        self.with(move |conn, _| {
+            let (state, error, next) = result.columns();
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE outbox SET state = ?2, attempts = attempts + 1, last_error = ?3, next_attempt_ms = ?4, \
+                     claimed_by = NULL, claim_until_ms = 0, updated_at_ms = ?5 \
+                     WHERE session_id = ?1 AND state IN ('pending', 'failing')",
+                )?
+                .execute(params![id, state, error, next, to_ms(now)])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+}
+
+fn parse_hints(hints: Vec<String>) -> Result<Vec<serde_json::Value>, StoreError> {
+    hints
+        .into_iter()
+        .map(|text| {
+            serde_json::from_str(&text)
+                .map_err(|err| StoreError::Corrupt(format!("pending webhook: {err}")))
+        })
+        .collect()
+}
+
+fn read_version(conn: &Connection) -> Result<i64, StoreError> {
+    let version: Option<String> = conn
+        .query_row(
+            "SELECT value FROM bankconnect_meta WHERE key = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    version.map_or(Ok(0), |v| {
+        v.parse()
+            .map_err(|_| StoreError::Corrupt(format!("schema version {v:?}")))
+    })
+}
+
+fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS bankconnect_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    )?;
+    let version = read_version(&tx)?;
+    if version > schema::LATEST {
+        return Err(StoreError::NewerSchema {
+            found: version,
+            supported: schema::LATEST,
+        });
+    }
+    let from = usize::try_from(version).unwrap_or(0);
+    for (index, migration) in schema::SQLITE.iter().enumerate().skip(from) {
+        tx.execute_batch(migration)?;
+        tx.execute(
+            "INSERT INTO bankconnect_meta (key, value) VALUES ('schema_version', ?1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![(index + 1).to_string()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(conn)
+}

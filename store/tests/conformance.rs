@@ -1,0 +1,627 @@
+//! One conformance suite, run on SQLite (a fresh file per case) and on PostgreSQL (a fresh schema
+//! per case, when `BANKCONNECT_TEST_POSTGRES` names a server; otherwise listed as ignored).
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use bankconnect_core::SessionId;
+use bankconnect_store::{
+    Added, Attempt, Bounds, DeliveryState, Finish, NewSession, SessionState, Store, StoreError,
+    SCHEMA_VERSION,
+};
+use libtest_mimic::{Arguments, Trial};
+use serde_json::json;
+
+mod support;
+use support::{Backend, Fixture};
+
+type Case = fn(Fixture) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn at(ms: u64) -> SystemTime {
+    t0() + Duration::from_millis(ms)
+}
+
+fn sid(id: &str) -> SessionId {
+    SessionId::new(id).unwrap()
+}
+
+fn ids(n: usize, prefix: &str) -> Vec<NewSession> {
+    (0..n)
+        .map(|i| NewSession::new(sid(&format!("{prefix}{i:04}"))))
+        .collect()
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn adding_is_idempotent(fx: Fixture) {
+    let store = fx.open().await;
+    let new = NewSession::new(sid("s-1"))
+        .with_reference("loan-42")
+        .with_max_wait(Duration::from_secs(600));
+    let added = store.add_session(new, at(0)).await.unwrap();
+    let Added::Created {
+        record,
+        pending_webhooks,
+    } = &added
+    else {
+        panic!("created: {added:?}")
+    };
+    assert!(pending_webhooks.is_empty());
+    assert_eq!(record.state, SessionState::Tracking);
+    assert_eq!(record.reference.as_deref(), Some("loan-42"));
+    assert_eq!(record.added_at, at(0));
+    assert_eq!(record.max_wait, Some(Duration::from_secs(600)));
+    assert_eq!(record.delivery.state, DeliveryState::None);
+    // Again, later, with other values: the stored record, unchanged.
+    let again = store
+        .add_session(
+            NewSession::new(sid("s-1")).with_reference("other"),
+            at(5_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, Added::Existing(record.clone()));
+    assert_eq!(
+        store.get_session(&sid("s-1")).await.unwrap().as_ref(),
+        Some(record)
+    );
+    assert_eq!(store.get_session(&sid("nope")).await.unwrap(), None);
+}
+
+async fn a_batch_commits_all_or_nothing(fx: Fixture) {
+    let store = fx.open().await;
+    let mut batch = ids(5, "b");
+    batch.push(NewSession::new(sid("too-long")).with_reference("x".repeat(5000)));
+    let err = store.add_sessions(batch, at(0)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err}");
+    let counts = store.count_sessions().await.unwrap();
+    assert_eq!(counts.tracking, 0, "nothing of the failed batch was kept");
+    let added = store.add_sessions(ids(5, "b"), at(1)).await.unwrap();
+    assert!(added.iter().all(Added::is_created));
+    // A batch mixing known and new ids: known ones come back unchanged.
+    let mut mixed = ids(7, "b");
+    mixed.push(NewSession::new(sid("b0000")));
+    let added = store.add_sessions(mixed, at(2)).await.unwrap();
+    let created: Vec<bool> = added.iter().map(Added::is_created).collect();
+    assert_eq!(
+        created,
+        [false, false, false, false, false, true, true, false]
+    );
+    assert_eq!(store.count_sessions().await.unwrap().tracking, 7);
+}
+
+async fn claims_never_share_a_session_and_take_over_lapsed_leases(fx: Fixture) {
+    let store = fx.open().await;
+    store.add_sessions(ids(25, "c"), at(0)).await.unwrap();
+    let a = store.claim_sessions("A", at(0), LEASE, 10).await.unwrap();
+    let b = store.claim_sessions("B", at(1), LEASE, 10).await.unwrap();
+    let a2 = store.claim_sessions("A", at(2), LEASE, 10).await.unwrap();
+    assert_eq!((a.len(), b.len(), a2.len()), (10, 10, 5));
+    let mut seen = HashSet::new();
+    for record in a.iter().chain(&b).chain(&a2) {
+        assert!(seen.insert(record.session_id.clone()), "claimed twice");
+    }
+    assert_eq!(a[0].lease.as_ref().unwrap().owner, "A");
+    assert!(store
+        .claim_sessions("C", at(3), LEASE, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // A renews; B does not. After B's lease lapses, C takes B's sessions and none of A's.
+    assert_eq!(
+        store.renew_leases("A", at(20_000), LEASE).await.unwrap(),
+        15
+    );
+    let taken = store
+        .claim_sessions("C", at(31_000), LEASE, 100)
+        .await
+        .unwrap();
+    let taken: HashSet<_> = taken.into_iter().map(|r| r.session_id).collect();
+    let from_b: HashSet<_> = b.into_iter().map(|r| r.session_id).collect();
+    assert_eq!(taken, from_b);
+    // A shuts down: its leases are free at once.
+    assert_eq!(store.release_leases("A").await.unwrap(), 15);
+    let freed = store
+        .claim_sessions("C", at(31_001), LEASE, 100)
+        .await
+        .unwrap();
+    assert_eq!(freed.len(), 15);
+    assert_eq!(
+        store.live_replicas(at(0)).await.unwrap(),
+        Vec::<String>::new(),
+        "A left; C never heartbeat"
+    );
+    store.renew_leases("C", at(31_002), LEASE).await.unwrap();
+    assert_eq!(store.live_replicas(at(31_000)).await.unwrap(), ["C"]);
+}
+
+async fn concurrent_claims_are_disjoint(fx: Fixture) {
+    let store = fx.open().await;
+    store.add_sessions(ids(200, "p"), at(0)).await.unwrap();
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .claim_sessions(&format!("w{worker}"), at(0), LEASE, 7)
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|r| r.session_id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for task in tasks {
+        for id in task.await.unwrap() {
+            assert!(seen.insert(id), "two workers hold one session");
+        }
+    }
+    assert_eq!(seen.len(), 200);
+}
+
+async fn finishing_enqueues_its_delivery_in_the_same_transaction(fx: Fixture) {
+    let store = fx.open().await;
+    store.add_sessions(ids(2, "f"), at(0)).await.unwrap();
+    let outcome = json!({"session_id": "f0000", "outcome": "completed", "polls": 3});
+    let done = store
+        .finish_session(&sid("f0000"), &outcome, Some("msg_f0000".into()), at(10))
+        .await
+        .unwrap();
+    assert_eq!(done, Finish::Finished);
+    let record = store.get_session(&sid("f0000")).await.unwrap().unwrap();
+    assert_eq!(record.state, SessionState::Finished);
+    assert_eq!(record.outcome, Some(outcome.clone()));
+    assert_eq!(record.updated_at, at(10));
+    assert_eq!(record.delivery.state, DeliveryState::Pending);
+    assert_eq!(record.delivery.webhook_id.as_deref(), Some("msg_f0000"));
+    assert_eq!(
+        store
+            .finish_session(&sid("f0000"), &outcome, Some("msg_x".into()), at(11))
+            .await
+            .unwrap(),
+        Finish::NotTracking
+    );
+    assert_eq!(
+        store
+            .finish_session(&sid("zz"), &outcome, None, at(11))
+            .await
+            .unwrap(),
+        Finish::Unknown
+    );
+    // The outbox insert fails (a webhook id already used): the session stays tracking.
+    let err = store
+        .finish_session(&sid("f0001"), &outcome, Some("msg_f0000".into()), at(12))
+        .await;
+    assert!(err.is_err());
+    let record = store.get_session(&sid("f0001")).await.unwrap().unwrap();
+    assert_eq!(record.state, SessionState::Tracking);
+    assert_eq!(record.outcome, None);
+    // Without delivery: finished, nothing to deliver.
+    store
+        .finish_session(&sid("f0001"), &outcome, None, at(13))
+        .await
+        .unwrap();
+    let record = store.get_session(&sid("f0001")).await.unwrap().unwrap();
+    assert_eq!(record.delivery.state, DeliveryState::None);
+}
+
+async fn each_due_delivery_goes_to_one_worker_at_a_time(fx: Fixture) {
+    let store = fx.open().await;
+    store.add_sessions(ids(40, "d"), at(0)).await.unwrap();
+    for i in 0..40 {
+        let id = sid(&format!("d{i:04}"));
+        store
+            .finish_session(&id, &json!({"i": i}), Some(format!("msg_{i}")), at(1))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for worker in 0..6 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .claim_deliveries(&format!("w{worker}"), at(2), Duration::from_secs(15), 3)
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got);
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for task in tasks {
+        for due in task.await.unwrap() {
+            assert_eq!(due.attempts, 0);
+            assert!(seen.insert(due.session_id), "one delivery, two workers");
+        }
+    }
+    assert_eq!(seen.len(), 40);
+    // Claimed: nobody else gets them until the claim lapses.
+    assert!(store
+        .claim_deliveries("late", at(3), Duration::from_secs(15), 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let d0 = sid("d0000");
+    let failed = Attempt::Failed {
+        error: "HTTP 500".into(),
+        retry_at: at(60_000),
+    };
+    assert!(store.delivery_attempted(&d0, failed, at(4)).await.unwrap());
+    let record = store.get_session(&d0).await.unwrap().unwrap();
+    assert_eq!(record.delivery.state, DeliveryState::Failing);
+    assert_eq!(record.delivery.attempts, 1);
+    assert_eq!(record.delivery.last_error.as_deref(), Some("HTTP 500"));
+    // The others' claims lapse at 15 s; d0 is due at 60 s.
+    let again = store
+        .claim_deliveries("late", at(20_000), Duration::from_secs(15), 100)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 39);
+    assert!(again.iter().all(|d| d.session_id != d0));
+    for due in &again {
+        assert!(store
+            .delivery_attempted(&due.session_id, Attempt::Delivered, at(20_001))
+            .await
+            .unwrap());
+    }
+    let retry = store
+        .claim_deliveries("late", at(60_000), Duration::from_secs(15), 100)
+        .await
+        .unwrap();
+    assert_eq!(retry.len(), 1);
+    assert_eq!(
+        (retry[0].attempts, retry[0].webhook_id.as_str()),
+        (1, "msg_0")
+    );
+    assert!(store
+        .delivery_attempted(&d0, Attempt::Delivered, at(60_001))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .delivery_attempted(&d0, Attempt::Delivered, at(60_002))
+            .await
+            .unwrap(),
+        "a delivered delivery does not change again"
+    );
+    let record = store.get_session(&d0).await.unwrap().unwrap();
+    assert_eq!(
+        (record.delivery.state, record.delivery.attempts),
+        (DeliveryState::Delivered, 2)
+    );
+    // A last failure gives up.
+    store
+        .add_session(NewSession::new(sid("g")), at(0))
+        .await
+        .unwrap();
+    store
+        .finish_session(&sid("g"), &json!({}), Some("msg_g".into()), at(60_003))
+        .await
+        .unwrap();
+    let gave_up = Attempt::GaveUp {
+        error: "timeout".into(),
+    };
+    assert!(store
+        .delivery_attempted(&sid("g"), gave_up, at(60_004))
+        .await
+        .unwrap());
+    let record = store.get_session(&sid("g")).await.unwrap().unwrap();
+    assert_eq!(record.delivery.state, DeliveryState::GivenUp);
+    assert!(store
+        .claim_deliveries("late", at(999_999_999), Duration::from_secs(15), 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn a_webhook_dedupe_key_is_recorded_once(fx: Fixture) {
+    let store = fx.open().await;
+    let event = json!({"event_name": "ENRICHMENT_NOTIFICATION", "session_id": "s"});
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        let event = event.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .record_webhook("key-1", Some(&sid("s")), &event, at(0))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut firsts = 0;
+    for task in tasks {
+        firsts += usize::from(task.await.unwrap());
+    }
+    assert_eq!(firsts, 1);
+    assert!(store
+        .record_webhook("key-2", None, &event, at(1))
+        .await
+        .unwrap());
+    assert_eq!(store.prune_webhooks(at(1)).await.unwrap(), 1);
+    assert!(store
+        .record_webhook("key-1", None, &event, at(2))
+        .await
+        .unwrap());
+}
+
+async fn pending_webhooks_are_bounded_and_applied_on_add(fx: Fixture) {
+    let store = fx.open_with(Bounds::new(2, Duration::from_secs(60))).await;
+    let hint = |n: u32| json!({"session_id": "x", "n": n});
+    store
+        .keep_pending_webhook(&sid("a"), &hint(1), false, at(0))
+        .await
+        .unwrap();
+    store
+        .keep_pending_webhook(&sid("b"), &hint(2), true, at(1))
+        .await
+        .unwrap();
+    // An unauthenticated one does not replace b's authenticated one.
+    store
+        .keep_pending_webhook(&sid("b"), &hint(3), false, at(2))
+        .await
+        .unwrap();
+    let dropped = store
+        .keep_pending_webhook(&sid("c"), &hint(4), false, at(3))
+        .await
+        .unwrap();
+    assert_eq!(dropped, 1, "a, the oldest, fell out");
+    let added = store
+        .add_sessions(
+            vec![NewSession::new(sid("a")), NewSession::new(sid("b"))],
+            at(4),
+        )
+        .await
+        .unwrap();
+    let pending: Vec<_> = added
+        .iter()
+        .map(|a| match a {
+            Added::Created {
+                pending_webhooks, ..
+            } => pending_webhooks.clone(),
+            _ => panic!("new"),
+        })
+        .collect();
+    assert_eq!(pending, [vec![], vec![hint(2)]]);
+    // c's is older than the age bound when c is added.
+    let added = store
+        .add_session(NewSession::new(sid("c")), at(61_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        added,
+        Added::Created {
+            record: added.record().clone(),
+            pending_webhooks: vec![]
+        }
+    );
+}
+
+async fn paging_skips_and_repeats_nothing_while_rows_are_added(fx: Fixture) {
+    let store = fx.open().await;
+    store.add_sessions(ids(25, "l"), at(0)).await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut extra = 0;
+    loop {
+        let page = store
+            .list_sessions(SessionState::Tracking, 10, cursor.as_deref())
+            .await
+            .unwrap();
+        seen.extend(
+            page.sessions
+                .iter()
+                .map(|r| r.session_id.as_str().to_owned()),
+        );
+        // Rows keep arriving between pages.
+        if extra < 3 {
+            store
+                .add_sessions(ids(4, &format!("m{extra}-")), at(1))
+                .await
+                .unwrap();
+            extra += 1;
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let unique: HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no row repeated");
+    assert_eq!(seen.len(), 25 + 12, "no row skipped");
+    assert_eq!(seen[0], "l0000");
+    // Other states are listed apart; bad cursors are refused.
+    store
+        .finish_session(&sid("l0003"), &json!({}), None, at(2))
+        .await
+        .unwrap();
+    let finished = store
+        .list_sessions(SessionState::Finished, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(finished.sessions.len(), 1);
+    assert_eq!(finished.next_cursor, None);
+    for bad in ["", "x", "s", "s-1", "szz", "s123456789abcdef01"] {
+        assert!(matches!(
+            store
+                .list_sessions(SessionState::Tracking, 10, Some(bad))
+                .await,
+            Err(StoreError::InvalidCursor)
+        ));
+    }
+}
+
+async fn cancelling_stops_claims_finishes_and_deliveries(fx: Fixture) {
+    let store = fx.open().await;
+    store.add_sessions(ids(2, "x"), at(0)).await.unwrap();
+    let record = store
+        .cancel_session(&sid("x0000"), at(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.state, SessionState::Cancelled);
+    assert_eq!(record.updated_at, at(5));
+    assert_eq!(
+        store
+            .finish_session(&sid("x0000"), &json!({}), Some("m".into()), at(6))
+            .await
+            .unwrap(),
+        Finish::NotTracking
+    );
+    let claimed = store.claim_sessions("A", at(7), LEASE, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(store
+        .cancel_session(&sid("nope"), at(8))
+        .await
+        .unwrap()
+        .is_none());
+    store
+        .finish_session(&sid("x0001"), &json!({}), None, at(9))
+        .await
+        .unwrap();
+    let unchanged = store
+        .cancel_session(&sid("x0001"), at(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unchanged.state, SessionState::Finished);
+    let counts = store.count_sessions().await.unwrap();
+    assert_eq!(
+        (counts.tracking, counts.finished, counts.cancelled),
+        (0, 1, 1)
+    );
+}
+
+async fn tracker_state_is_saved_and_loaded(fx: Fixture) {
+    let store = fx.open().await;
+    store.add_sessions(ids(3, "t"), at(0)).await.unwrap();
+    let state = json!({"polls": 4, "elapsed_ms": 1234});
+    let saved = store
+        .save_tracker_states(vec![
+            (sid("t0001"), state.clone()),
+            (sid("missing"), state.clone()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(saved, 1);
+    let tracking = store.tracking_sessions().await.unwrap();
+    assert_eq!(tracking.len(), 3);
+    assert_eq!(tracking[1].tracker_state, Some(state));
+    assert_eq!(tracking[0].tracker_state, None);
+}
+
+async fn schema_versions_are_recorded_and_newer_ones_refused(fx: Fixture) {
+    let store = fx.open().await;
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    drop(store);
+    // Opening again migrates nothing and keeps the data.
+    let store = fx.open().await;
+    store
+        .add_session(NewSession::new(sid("v")), at(0))
+        .await
+        .unwrap();
+    drop(store);
+    fx.set_schema_version(SCHEMA_VERSION + 1).await;
+    let err = fx.try_open().await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewerSchema { found, supported } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+        "{err}"
+    );
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+fn cases() -> Vec<(&'static str, Case)> {
+    macro_rules! case {
+        ($name:ident) => {
+            (stringify!($name), |fx| {
+                Box::pin($name(fx)) as Pin<Box<dyn Future<Output = ()> + Send>>
+            })
+        };
+    }
+    vec![
+        case!(adding_is_idempotent),
+        case!(a_batch_commits_all_or_nothing),
+        case!(claims_never_share_a_session_and_take_over_lapsed_leases),
+        case!(concurrent_claims_are_disjoint),
+        case!(finishing_enqueues_its_delivery_in_the_same_transaction),
+        case!(each_due_delivery_goes_to_one_worker_at_a_time),
+        case!(a_webhook_dedupe_key_is_recorded_once),
+        case!(pending_webhooks_are_bounded_and_applied_on_add),
+        case!(paging_skips_and_repeats_nothing_while_rows_are_added),
+        case!(cancelling_stops_claims_finishes_and_deliveries),
+        case!(tracker_state_is_saved_and_loaded),
+        case!(schema_versions_are_recorded_and_newer_ones_refused),
+    ]
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let postgres = support::postgres_url();
+    if postgres.is_none() {
+        eprintln!(
+            "conformance: the PostgreSQL half is SKIPPED (set BANKCONNECT_TEST_POSTGRES, e.g. postgres://postgres@127.0.0.1:5432/test)"
+        );
+    }
+    let mut trials = Vec::new();
+    for (name, case) in cases() {
+        trials.push(Trial::test(format!("sqlite::{name}"), move || {
+            support::run(Backend::Sqlite, case);
+            Ok(())
+        }));
+        let skip = postgres.is_none();
+        trials.push(
+            Trial::test(format!("postgres::{name}"), move || {
+                support::run(Backend::Postgres, case);
+                Ok(())
+            })
+            .with_ignored_flag(skip),
+        );
+    }
+    trials.push(Trial::test(
+        "bad_urls_name_the_accepted_forms_and_hide_passwords",
+        || {
+            support::block_on(async {
+                for url in [
+                    "mysql://root@localhost/db",
+                    "",
+                    "sqlite:",
+                    "bankconnect.db",
+                    "sqlite:x.db?mode=ro",
+                ] {
+                    let err = Store::open(url).await.unwrap_err();
+                    assert!(matches!(err, StoreError::BadUrl(_)), "{url}: {err}");
+                    assert!(err.to_string().contains("sqlite:PATH"), "{err}");
+                }
+                let url = "postgres://alice:hunter2secret@127.0.0.1:1/lenders";
+                let err = Store::open(url).await.unwrap_err();
+                let text = format!("{err} {err:?}");
+                assert!(!text.contains("hunter2secret"), "{text}");
+                assert!(text.contains("127.0.0.1:1/lenders"), "{text}");
+            });
+            Ok(())
+        },
+    ));
+    libtest_mimic::run(&args, trials).exit();
+}
