@@ -22,7 +22,6 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_state ON sessions (state, seq);
 CREATE INDEX sessions_claimable ON sessions (lease_until_ms, seq) WHERE state = 'tracking';
-CREATE INDEX sessions_by_owner ON sessions (lease_owner) WHERE state = 'tracking';
 CREATE TABLE accepted_webhooks (
     dedupe_key TEXT PRIMARY KEY,
     received_at_ms INTEGER NOT NULL,
@@ -44,7 +43,7 @@ CREATE TABLE replicas (
 );
 CREATE TABLE outbox (
     session_id TEXT PRIMARY KEY REFERENCES sessions (session_id),
-    webhook_id TEXT NOT NULL UNIQUE,
+    webhook_id TEXT NOT NULL CHECK (length(webhook_id) BETWEEN 1 AND 256),
     state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failing', 'given_up')),
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_ms INTEGER,
@@ -53,7 +52,7 @@ CREATE TABLE outbox (
     claim_until_ms INTEGER NOT NULL DEFAULT 0,
     created_at_ms INTEGER NOT NULL,
     updated_at_ms INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX outbox_due ON outbox (next_attempt_ms) WHERE state IN ('pending', 'failing');
 "];
 
@@ -96,7 +95,7 @@ CREATE TABLE replicas (
 );
 CREATE TABLE outbox (
     session_id TEXT PRIMARY KEY REFERENCES sessions (session_id),
-    webhook_id TEXT NOT NULL UNIQUE,
+    webhook_id TEXT NOT NULL CHECK (length(webhook_id) BETWEEN 1 AND 256),
     state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failing', 'given_up')),
     attempts BIGINT NOT NULL DEFAULT 0,
     next_attempt_ms BIGINT,

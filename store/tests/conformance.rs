@@ -206,9 +206,9 @@ async fn finishing_enqueues_its_delivery_in_the_same_transaction(fx: Fixture) {
             .unwrap(),
         Finish::Unknown
     );
-    // The outbox insert fails (a webhook id already used): the session stays tracking.
+    // The outbox insert fails (an empty webhook id): the session stays tracking.
     let err = store
-        .finish_session(&sid("f0001"), &outcome, Some("msg_f0000".into()), at(12))
+        .finish_session(&sid("f0001"), &outcome, Some(String::new()), at(12))
         .await;
     assert!(err.is_err());
     let record = store.get_session(&sid("f0001")).await.unwrap().unwrap();
@@ -599,6 +599,26 @@ fn main() {
             .with_ignored_flag(skip),
         );
     }
+    trials.push(Trial::test(
+        "sqlite_works_on_a_current_thread_runtime",
+        || {
+            // The store blocks in place on multi-threaded runtimes; elsewhere it uses the blocking pool.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let fixture = Fixture::new(Backend::Sqlite).await;
+                let store = fixture.open().await;
+                store
+                    .add_session(NewSession::new(sid("ct")), at(0))
+                    .await
+                    .unwrap();
+                assert!(store.get_session(&sid("ct")).await.unwrap().is_some());
+            });
+            Ok(())
+        },
+    ));
     trials.push(Trial::test(
         "bad_urls_name_the_accepted_forms_and_hide_passwords",
         || {

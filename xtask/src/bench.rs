@@ -10,6 +10,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("bankconnect-webhook-verify", "intake"),
     ("bankconnect-cli", "drivers"),
     ("bankconnect-cli", "receiver"),
+    ("bankconnect-store", "store"),
 ];
 
 /// A goal: which comparisons it covers (name prefix) and the largest ratio that meets it.
@@ -33,6 +34,26 @@ const GOALS: &[(&str, f64, &str)] = &[
         "scheduler_decision_100k_vs_1k",
         2.00,
         "scheduler cost per decision at 100 000 sessions within 2x of 1 000",
+    ),
+    (
+        "store_sqlite_finish",
+        2.00,
+        "finishing a session with its outbox row within 2x of a bare one-row commit (SQLite)",
+    ),
+    (
+        "store_postgres_finish",
+        2.00,
+        "finishing a session with its outbox row within 2x of a bare one-row commit (PostgreSQL)",
+    ),
+    (
+        "store_sqlite_claim_100k",
+        3.00,
+        "claiming 1 000 of 100 000 sessions within 3x of a bare indexed SELECT (SQLite)",
+    ),
+    (
+        "store_postgres_claim_100k",
+        3.00,
+        "claiming 1 000 of 100 000 sessions within 3x of a bare indexed SELECT (PostgreSQL)",
     ),
     (
         "scheduler_bytes_per_session",
@@ -78,6 +99,13 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
             if quick { " -- --quick" } else { "" }
         );
         let mut command = Command::new(crate::cargo());
+        if std::env::var_os("BANKCONNECT_TEST_POSTGRES").is_none() {
+            // The project's machines run PostgreSQL here; the store bench says if it is not.
+            command.env(
+                "BANKCONNECT_TEST_POSTGRES",
+                "postgres://postgres@127.0.0.1:5432/test",
+            );
+        }
         command.args(["bench", "-q", "-p", package, "--bench", bench, "--"]);
         if quick {
             command.arg("--quick");
