@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use bankconnect_cli::duration::{parse_duration, parse_size};
+use bankconnect_cli::duration::{
+    parse_duration, parse_http_path, parse_positive_duration, parse_size,
+};
 
 /// BankConnect processing status: progress, session status, waiting on many sessions, webhooks,
 /// and a local simulator.
@@ -48,7 +50,7 @@ pub(crate) struct Global {
     #[arg(long, global = true)]
     pub(crate) json: bool,
     /// Timeout of each HTTP request (with `--transport blocking`: of each phase of a request).
-    #[arg(long, global = true, value_parser = parse_duration, default_value = "30s")]
+    #[arg(long, global = true, value_parser = parse_positive_duration, default_value = "30s")]
     pub(crate) request_timeout: Duration,
 }
 
@@ -101,7 +103,7 @@ pub(crate) struct WaitArgs {
     #[arg(long, value_name = "ADDR")]
     pub(crate) webhook_listen: Option<SocketAddr>,
     /// The receiver's path.
-    #[arg(long, default_value = "/", requires = "webhook_listen")]
+    #[arg(long, default_value = "/", requires = "webhook_listen", value_parser = parse_http_path)]
     pub(crate) webhook_path: String,
     /// Poll PROCESSING_NOT_REQUESTED like processing for this long.
     #[arg(long, value_parser = parse_duration, default_value = "0s")]
@@ -149,7 +151,7 @@ pub(crate) struct ListenArgs {
     #[arg(long, default_value = "127.0.0.1:8787")]
     pub(crate) addr: SocketAddr,
     /// The path webhooks are POSTed to.
-    #[arg(long, default_value = "/")]
+    #[arg(long, default_value = "/", value_parser = parse_http_path)]
     pub(crate) path: String,
     /// Largest body accepted.
     #[arg(long, value_parser = parse_size, default_value = "1MiB")]

@@ -27,6 +27,43 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(millis))
 }
 
+/// Parses a duration that must be more than zero (timeouts, intervals).
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!(
+            "{:?} is zero: it must be more than zero (e.g. 250ms, 30s)",
+            text.trim()
+        ));
+    }
+    Ok(duration)
+}
+
+/// Parses an HTTP path a receiver listens on: it starts with `/` and has no query, fragment,
+/// spaces or control characters.
+pub fn parse_http_path(text: &str) -> Result<String, String> {
+    let shown: String = text.chars().take(64).collect();
+    if !text.starts_with('/') {
+        return Err(format!(
+            "invalid path {shown:?}: it must start with / (e.g. /webhooks/bankconnect)"
+        ));
+    }
+    if text.contains(['?', '#']) {
+        return Err(format!(
+            "invalid path {shown:?}: no query (?) or fragment (#)"
+        ));
+    }
+    if text.len() > 1024 || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "invalid path {shown:?}: no spaces or control characters, at most 1024 bytes"
+        ));
+    }
+    if text.parse::<http::uri::PathAndQuery>().is_err() {
+        return Err(format!("invalid path {shown:?}: not a valid URL path"));
+    }
+    Ok(text.to_owned())
+}
+
 /// Parses a size: `1MiB`, `512KiB`, `1048576` (bytes), `2MB`.
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();

@@ -22,15 +22,8 @@ fn main() -> ExitCode {
         Err(err) => {
             let code = u8::try_from(err.exit_code()).unwrap_or(exit::USAGE);
             if code != exit::OK && std::env::args().any(|a| a == "--json") {
-                let message = err.kind().to_string();
-                let detail = err.to_string();
-                let first = detail
-                    .lines()
-                    .next()
-                    .unwrap_or(&message)
-                    .trim_start_matches("error: ");
                 output::json_line(
-                    &serde_json::json!({"error": {"kind": "usage", "message": first}}),
+                    &serde_json::json!({"error": {"kind": "usage", "message": usage_message(&err)}}),
                 );
             } else {
                 let _ = err.print();
@@ -46,6 +39,27 @@ fn main() -> ExitCode {
             output::failure(&failure, json);
             ExitCode::from(failure.code)
         }
+    }
+}
+
+/// clap's error as one sentence, keeping what it names (e.g. the missing `<SESSION_ID>`) and
+/// dropping the usage and help hints.
+fn usage_message(err: &clap::Error) -> String {
+    let rendered = err.render().to_string();
+    let parts: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|line| {
+            !line.is_empty()
+                && !line.starts_with("Usage:")
+                && !line.starts_with("For more information")
+        })
+        .map(|line| line.trim_start_matches("error: "))
+        .collect();
+    if parts.is_empty() {
+        err.kind().to_string()
+    } else {
+        parts.join(" ")
     }
 }
 

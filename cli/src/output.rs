@@ -14,11 +14,36 @@ pub(crate) fn json_line(value: &impl serde::Serialize) {
     let _ = stdout.flush();
 }
 
-/// Prints a plain line on stdout.
+/// Prints a plain line on stdout, with control characters escaped (see [`escape`]).
 pub(crate) fn line(text: &str) {
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{text}");
+    let _ = writeln!(stdout, "{}", escape(text));
     let _ = stdout.flush();
+}
+
+/// Escapes what a terminal would act on: control characters (escape sequences, carriage
+/// returns, newlines that would forge extra lines) and Unicode bidirectional overrides, which
+/// unauthenticated fields (`account_id`, `bank_name`, `error_message`…) may carry.
+pub(crate) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Prints a line on stderr, escaped as [`line`] does.
+pub(crate) fn error_line(text: &str) {
+    eprintln!("{}", escape(text));
 }
 
 /// Reports a failure: `{"error": {"kind", "message"}}` on stdout with `--json`, else a sentence on stderr.
@@ -28,7 +53,7 @@ pub(crate) fn failure(failure: &Failure, json: bool) {
             &serde_json::json!({"error": {"kind": failure.kind, "message": failure.message}}),
         );
     } else {
-        eprintln!("bankconnect: {}", failure.message);
+        error_line(&format!("bankconnect: {}", failure.message));
     }
 }
 

@@ -8,85 +8,13 @@
 )]
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bankconnect_sim::{
-    FaultKind, FaultRates, Scenario, SessionScript, SimConfig, Simulator, Stage,
-};
-use serde_json::Value;
+use bankconnect_sim::{FaultKind, FaultRates, Scenario, SessionScript, Stage};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bankconnect");
-
-struct Sim {
-    sim: Simulator,
-    _runtime: tokio::runtime::Runtime,
-}
-
-fn sim_with(scenario: Scenario, key: &str, hash: &str) -> Sim {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let sim = runtime
-        .block_on(Simulator::start(SimConfig {
-            scenario,
-            api_key: key.into(),
-            server_hash: hash.into(),
-            ..SimConfig::default()
-        }))
-        .unwrap();
-    Sim {
-        sim,
-        _runtime: runtime,
-    }
-}
-
-fn sim(sessions: Vec<SessionScript>) -> Sim {
-    sim_with(
-        Scenario {
-            sessions,
-            ..Scenario::default()
-        },
-        "sim-api-key",
-        "sim-server-hash",
-    )
-}
-
-fn bankconnect(sim: Option<&Simulator>, args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .env_remove("BANKCONNECT_API_KEY")
-        .env_remove("BANKCONNECT_SERVER_HASH")
-        .env_remove("BANKCONNECT_BASE_URL")
-        .env_remove("RUST_LOG");
-    if let Some(sim) = sim {
-        command
-            .env("BANKCONNECT_BASE_URL", sim.base_url())
-            .env("BANKCONNECT_API_KEY", "sim-api-key")
-            .env("BANKCONNECT_SERVER_HASH", "sim-server-hash");
-    }
-    command.args(args);
-    command
-}
-
-fn run(sim: Option<&Simulator>, args: &[&str]) -> Output {
-    bankconnect(sim, args).output().unwrap()
-}
-
-fn code(output: &Output) -> i32 {
-    output.status.code().unwrap_or(-1)
-}
-
-fn json_lines(output: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| {
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"))
-        })
-        .collect()
-}
+mod common;
+use common::*;
 
 const FAST: &[&str] = &["--interval", "100ms"];
 

@@ -61,6 +61,7 @@ impl BaseUrl {
         if host.is_empty() {
             return Err(BaseUrlError::Malformed("missing host".into()));
         }
+        check_port(authority).map_err(BaseUrlError::Malformed)?;
         match scheme.as_str() {
             "https" => {}
             "http" if is_loopback_host(host) => {}
@@ -97,14 +98,31 @@ impl BaseUrl {
     }
 }
 
-/// Whether a URL host (as `http::Uri` gives it, IPv6 in brackets) is this machine.
+/// Whether a URL host (as `http::Uri` gives it, IPv6 in brackets) is this machine: exactly
+/// `localhost` or a loopback address. `localhost.` and `*.localhost` are names like any other
+/// (a resolver may send them anywhere), so plain HTTP to them is refused.
 pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_end_matches('.');
-    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
+    if host.eq_ignore_ascii_case("localhost") {
         return true;
     }
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuses a port outside 1–65535 (which `http::Uri` accepts, and some clients then replace
+/// with the scheme's default, sending the request somewhere else).
+pub fn check_port(authority: &http::uri::Authority) -> Result<(), String> {
+    match authority.as_str().rsplit_once(':') {
+        // An IPv6 address without a port ends with ']'.
+        Some((_, port)) if !port.ends_with(']') => match port.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(()),
+            _ => Err(format!(
+                "port {:?} is not between 1 and 65535",
+                port.chars().take(16).collect::<String>()
+            )),
+        },
+        _ => Ok(()),
+    }
 }
 
 impl Default for BaseUrl {
@@ -182,6 +200,32 @@ mod tests {
             Err(BaseUrlError::UserInfo)
         ));
         assert!(BaseUrl::parse("example.com/bank-connect").is_err());
+        for bad_port in [
+            "http://127.0.0.1:99999/x",
+            "http://127.0.0.1:0/x",
+            "https://example.com:65536/",
+            "http://127.0.0.1:/x",
+            "http://[::1]:70000/x",
+        ] {
+            assert!(
+                matches!(BaseUrl::parse(bad_port), Err(BaseUrlError::Malformed(_))),
+                "{bad_port} accepted"
+            );
+        }
+        assert!(BaseUrl::parse("http://127.0.0.1:65535/x").is_ok());
+        for named in [
+            "http://localhost./x",
+            "http://evil.localhost/x",
+            "http://localhost.example.com/",
+        ] {
+            assert!(
+                matches!(
+                    BaseUrl::parse(named),
+                    Err(BaseUrlError::InsecureRemote { .. })
+                ),
+                "{named} treated as loopback"
+            );
+        }
         assert!(BaseUrl::parse("https://example.com/?a=b").is_err());
         assert!(BaseUrl::parse("").is_err());
     }

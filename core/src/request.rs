@@ -104,8 +104,25 @@ impl WebhookRegistration {
                 ))
             }
         }
-        if uri.host().is_none_or(str::is_empty) {
+        let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
             return Err(RequestError::InvalidWebhookUrl("it has no host".into()));
+        };
+        if authority.as_str().contains('@') {
+            return Err(RequestError::InvalidWebhookUrl(
+                "credentials in the URL are not allowed".into(),
+            ));
+        }
+        crate::base_url::check_port(authority).map_err(RequestError::InvalidWebhookUrl)?;
+        // Account data travels in the webhook's body: never in clear beyond this machine.
+        if uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("http"))
+            && !crate::base_url::is_loopback_host(authority.host())
+        {
+            return Err(RequestError::InvalidWebhookUrl(format!(
+                "plain http:// is only allowed to loopback hosts; use https:// for {}",
+                authority.host().chars().take(253).collect::<String>()
+            )));
         }
         Ok(Self {
             webhook_url: webhook_url.to_owned(),
@@ -258,14 +275,26 @@ mod tests {
             br#"{"webhook_url":"https://example.com/hook","webhook_mode":1}"#
         );
         let zero =
-            WebhookRegistration::new("http://10.0.0.1/x", WebhookMode::NetBankingOnly).unwrap();
+            WebhookRegistration::new("http://127.0.0.1:9/x", WebhookMode::NetBankingOnly).unwrap();
         let body = api().update_webhook_request(&zero).unwrap().into_body();
         assert!(body.ends_with(br#""webhook_mode":0}"#));
     }
 
     #[test]
     fn webhook_url_checked() {
-        for bad in ["", "ftp://x/", "/relative", "https://", "not a url"] {
+        for bad in [
+            "",
+            "ftp://x/",
+            "/relative",
+            "https://",
+            "not a url",
+            "http://10.0.0.1/x",
+            "http://hooks.example.com/x",
+            "http://localhost./x",
+            "https://example.com:99999/x",
+            "https://example.com:0/x",
+            "https://user:pw@example.com/x",
+        ] {
             assert!(
                 WebhookRegistration::new(bad, WebhookMode::All).is_err(),
                 "{bad:?}"

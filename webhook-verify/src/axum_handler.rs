@@ -8,6 +8,8 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use http_body_util::BodyExt;
+use tokio::sync::Semaphore;
 
 use crate::receiver::{Receiver, Reception, Rejection};
 
@@ -15,21 +17,40 @@ use crate::receiver::{Receiver, Reception, Rejection};
 /// duplicate [`Reception`] to `on_reception` (after the status is decided, before it is sent).
 ///
 /// The body is read through a limit of `max_body + 1` bytes, so an oversized or endless body is
-/// refused with 413 without being buffered.
+/// refused with 413 without being buffered; all bodies being read at once share
+/// [`MAX_BUFFERED_BODIES`], beyond which a request is answered 503.
+///
+/// `on_reception` runs on the request's task before the answer is sent: keep it short and never
+/// block in it (hand slow work such as printing to a queue).
 pub fn router<F>(receiver: Arc<Receiver>, on_reception: F) -> Router
 where
     F: Fn(&Reception) + Send + Sync + 'static,
 {
     let on_reception = Arc::new(on_reception);
+    let budget = Arc::new(Semaphore::new(budget_units(MAX_BUFFERED_BODIES)));
     Router::new().fallback(move |request: Request| {
         let receiver = Arc::clone(&receiver);
         let on_reception = Arc::clone(&on_reception);
+        let budget = Arc::clone(&budget);
         async move {
-            let reception = receive(&receiver, request).await;
+            let reception = receive_within(&receiver, request, &budget).await;
             on_reception(&reception);
             respond(&reception)
         }
     })
+}
+
+/// Most body bytes buffered at once by one router, over all requests (64 MiB), so many slow
+/// senders cannot multiply memory.
+pub const MAX_BUFFERED_BODIES: usize = 64 * 1024 * 1024;
+/// Most connections served at once by [`serve`]; further clients wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// The budget counts KiB, which keeps it within a semaphore's permits.
+const BUDGET_UNIT: usize = 1024;
+
+fn budget_units(bytes: usize) -> usize {
+    bytes.div_ceil(BUDGET_UNIT)
 }
 
 /// Longest a client may take to send a request's head.
@@ -42,7 +63,12 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// so slow or idle clients cannot hold connections open.
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) {
     use tower::ServiceExt;
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // At the cap, stop accepting: new clients wait in the kernel's backlog, costing nothing.
+        let Ok(permit) = Arc::clone(&connections).acquire_owned().await else {
+            return;
+        };
         let Ok((stream, _peer)) = listener.accept().await else {
             // Out of file descriptors and the like: back off instead of spinning.
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -65,21 +91,76 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router) {
                 .header_read_timeout(HEAD_TIMEOUT)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
+            drop(permit);
         });
     }
 }
 
 /// Runs one request through the receiver.
 pub async fn receive(receiver: &Receiver, request: Request) -> Reception {
+    let budget = Semaphore::new(budget_units(
+        receiver.config().limits.max_body.saturating_add(1),
+    ));
+    receive_within(receiver, request, &budget).await
+}
+
+/// Why a body could not be read whole.
+enum BodyError {
+    TooLarge,
+    Unreadable(String),
+    Overloaded,
+}
+
+/// Reads at most `limit + 1` bytes, taking each chunk's size from `budget` (given back when the
+/// returned permit drops).
+async fn read_body<'a>(
+    mut body: Body,
+    limit: usize,
+    budget: &'a Semaphore,
+) -> Result<(Vec<u8>, Option<tokio::sync::SemaphorePermit<'a>>), BodyError> {
+    let mut bytes = Vec::new();
+    let mut held: Option<tokio::sync::SemaphorePermit<'a>> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| BodyError::Unreadable(err.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // Trailers carry nothing a webhook needs.
+        };
+        let total = bytes.len().saturating_add(data.len());
+        if total > limit {
+            return Err(BodyError::TooLarge);
+        }
+        let needed =
+            budget_units(total).saturating_sub(held.as_ref().map_or(0, |p| p.num_permits()));
+        if needed > 0 {
+            let more = u32::try_from(needed)
+                .ok()
+                .and_then(|n| budget.try_acquire_many(n).ok())
+                .ok_or(BodyError::Overloaded)?;
+            match &mut held {
+                Some(permit) => permit.merge(more),
+                None => held = Some(more),
+            }
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok((bytes, held))
+}
+
+async fn receive_within(receiver: &Receiver, request: Request, budget: &Semaphore) -> Reception {
     let (parts, body) = request.into_parts();
     if let Some(rejection) = receiver.precheck(&parts.method, parts.uri.path(), &parts.headers) {
         return Reception::Rejected(rejection);
     }
     let limit = receiver.config().limits.max_body;
-    let read = axum::body::to_bytes(Body::new(body), limit.saturating_add(1));
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, read).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => return Reception::Rejected(Rejection::TooLarge { limit }),
+    let read = read_body(body, limit, budget);
+    let (bytes, _permit) = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(BodyError::TooLarge)) => return Reception::Rejected(Rejection::TooLarge { limit }),
+        Ok(Err(BodyError::Overloaded)) => return Reception::Rejected(Rejection::Overloaded),
+        // A malformed or truncated body (a bad chunk, a connection closed early) is a bad request.
+        Ok(Err(BodyError::Unreadable(reason))) => {
+            return Reception::Rejected(Rejection::Unreadable(reason))
+        }
         Err(_) => {
             return Reception::Rejected(Rejection::Unreadable(format!(
                 "the body did not arrive within {} s",

@@ -60,6 +60,9 @@ pub enum Rejection {
     /// 400: the body is not a valid event.
     #[error("malformed event: {0}")]
     Malformed(#[from] ParseError),
+    /// 503: too many bodies are being read at once; try again.
+    #[error("too many webhooks in flight; try again")]
+    Overloaded,
 }
 
 impl Rejection {
@@ -72,6 +75,7 @@ impl Rejection {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unreadable(_) | Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

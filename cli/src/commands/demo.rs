@@ -47,7 +47,9 @@ pub(crate) fn run(global: &Global) -> Result<u8, Failure> {
     let json = global.json;
     let say = |text: &str| {
         if !json {
-            output::line(text);
+            for line in text.split('\n') {
+                output::line(line);
+            }
         }
     };
     runtime()?.block_on(async {

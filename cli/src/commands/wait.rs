@@ -19,20 +19,27 @@ const MAX_SESSIONS_INPUT: u64 = 64 * 1024 * 1024;
 
 fn read_sessions(source: &str, into: &mut Vec<SessionId>) -> Result<(), Failure> {
     let mut text = String::new();
+    // One byte past the limit tells an input that is too large from one that fits exactly.
     let read = if source == "-" {
         std::io::stdin()
             .lock()
-            .take(MAX_SESSIONS_INPUT)
+            .take(MAX_SESSIONS_INPUT + 1)
             .read_to_string(&mut text)
     } else {
         let file = std::fs::File::open(source).map_err(|err| {
             Failure::usage(format!("cannot open --sessions-from {source}: {err}"))
         })?;
         std::io::BufReader::new(file)
-            .take(MAX_SESSIONS_INPUT)
+            .take(MAX_SESSIONS_INPUT + 1)
             .read_to_string(&mut text)
     };
     read.map_err(|err| Failure::usage(format!("cannot read --sessions-from {source}: {err}")))?;
+    if text.len() as u64 > MAX_SESSIONS_INPUT {
+        return Err(Failure::usage(format!(
+            "--sessions-from {source} is larger than {} MiB; split it into several runs",
+            MAX_SESSIONS_INPUT / (1024 * 1024)
+        )));
+    }
     for line in text.as_bytes().lines() {
         let line = line.map_err(|err| Failure::usage(err.to_string()))?;
         let line = line.trim();

@@ -48,10 +48,12 @@ pub(crate) async fn serve_receiver(
     Ok(bound)
 }
 
-/// Feeds accepted enrichment events to `feed` and logs rejections.
+/// Feeds accepted enrichment events to `feed` and logs rejections (sampled: the 1st, 2nd, 4th,
+/// 8th… so that a flood of bad requests cannot fill an unread stderr and stall the receiver).
 pub(crate) fn hint_feeder(
     feed: impl Fn(WebhookHint) + Send + Sync + 'static,
 ) -> impl Fn(&Reception) + Send + Sync + 'static {
+    let rejected = std::sync::atomic::AtomicU64::new(0);
     move |reception| match reception {
         Reception::Accepted(delivery) => {
             if let Some(hint) = delivery.hint() {
@@ -61,7 +63,10 @@ pub(crate) fn hint_feeder(
         }
         Reception::Duplicate(_) => tracing::debug!("duplicate webhook ignored"),
         Reception::Rejected(rejection) => {
-            tracing::warn!(status = rejection.status().as_u16(), reason = %rejection, "webhook rejected");
+            let count = rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if count.is_power_of_two() {
+                tracing::warn!(status = rejection.status().as_u16(), reason = %rejection, rejected = count, "webhook rejected");
+            }
         }
     }
 }
@@ -77,10 +82,10 @@ fn print_reception(reception: &Reception, json: bool) {
             }
         }
         Reception::Rejected(rejection) => {
-            eprintln!(
+            output::error_line(&format!(
                 "bankconnect: rejected a request ({}): {rejection}",
                 rejection.status().as_u16()
-            );
+            ));
         }
     }
 }
@@ -97,6 +102,9 @@ fn print_event_human(event: &WebhookEvent, duplicate: bool) {
     }
 }
 
+/// Receptions waiting to be printed before new ones are counted as dropped.
+const PRINT_QUEUE: usize = 4096;
+
 pub(crate) fn listen(args: &ListenArgs, json: bool) -> Result<u8, Failure> {
     let config = ReceiverConfig {
         path: args.path.clone(),
@@ -106,10 +114,31 @@ pub(crate) fn listen(args: &ListenArgs, json: bool) -> Result<u8, Failure> {
         },
         auth: authenticator(&args.secrets)?,
     };
+    // Answer first, print after: receptions go to a printer thread through a bounded queue, so
+    // a stdout nobody reads never holds up the receiver; what does not fit is counted.
+    let (queue, printer) = std::sync::mpsc::sync_channel::<Reception>(PRINT_QUEUE);
+    let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    std::thread::Builder::new()
+        .name("bankconnect-printer".into())
+        .spawn(move || {
+            for reception in printer {
+                print_reception(&reception, json);
+            }
+        })
+        .map_err(|err| Failure::internal(format!("cannot start the printer: {err}")))?;
     let runtime = runtime()?;
     runtime.block_on(async {
+        let counter = Arc::clone(&dropped);
         let bound = serve_receiver(args.addr, config, move |reception| {
-            print_reception(reception, json)
+            if queue.try_send(reception.clone()).is_err() {
+                let before = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if before.is_power_of_two() || before == 0 {
+                    tracing::warn!(
+                        dropped = before + 1,
+                        "output is not being read; events not printed"
+                    );
+                }
+            }
         })
         .await?;
         eprintln!("listening on http://{bound}{}", args.path);

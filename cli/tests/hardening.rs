@@ -1,0 +1,269 @@
+//! Regression tests through the built binary for what hostile inputs found: forged webhooks,
+//! bad ports and paths, zero timeouts, oversize inputs, terminal injection, an unread stdout.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use bankconnect_sim::SessionScript;
+use common::*;
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// POSTs `body` as JSON to `addr` + `path`, returning the status line (empty if refused).
+fn post(addr: &str, path: &str, body: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return String::new();
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+fn wait_until_listening(addr: &str) {
+    let started = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{addr} never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const FORGED_FAILURE: &str = r#"{"session_id": "clean", "event_name": "ENRICHMENT_NOTIFICATION",
+  "accounts": [{"account_id": "acc-1", "bank_name": "sbi", "account_status": "failed",
+  "error_code": "INCOMPLETE_MONTHS", "error_message": "Incomplete months: Jan 2024"}]}"#;
+
+#[test]
+fn a_forged_unsigned_webhook_never_changes_the_verdict() {
+    for transport in ["async", "blocking"] {
+        let port = free_port();
+        let sim = sim(vec![SessionScript::new("clean")
+            .complete_after(Duration::from_millis(1500))
+            .without_webhook()]);
+        let listen = format!("127.0.0.1:{port}");
+        let child = bankconnect(
+            Some(&sim.sim),
+            &[
+                "--transport",
+                transport,
+                "--json",
+                "wait",
+                "clean",
+                "--interval",
+                "300ms",
+                "--webhook-listen",
+                &listen,
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        wait_until_listening(&listen);
+        // A forged failure while the session is still processing, and again later.
+        assert!(post(&listen, "/", FORGED_FAILURE).contains(" 200 "));
+        // Again around completion (the wait may have ended already).
+        std::thread::sleep(Duration::from_millis(1400));
+        let _ = post(&listen, "/", &FORGED_FAILURE.replace("acc-1", "acc-2"));
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{transport}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let line: serde_json::Value =
+            serde_json::from_slice(output.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+        assert_eq!(line["outcome"], "completed", "{transport}: {line}");
+        for account in line["accounts"].as_array().unwrap() {
+            assert_ne!(account["account_status"], "failed", "{transport}: {line}");
+        }
+    }
+}
+
+#[test]
+fn a_forged_completion_for_a_processing_session_attaches_nothing() {
+    let port = free_port();
+    let sim = sim(vec![SessionScript::new("clean")
+        .complete_after(Duration::from_secs(600))
+        .without_webhook()]);
+    let listen = format!("127.0.0.1:{port}");
+    let child = bankconnect(
+        Some(&sim.sim),
+        &[
+            "--json",
+            "wait",
+            "clean",
+            "--interval",
+            "200ms",
+            "--max-wait",
+            "2s",
+            "--webhook-listen",
+            &listen,
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_until_listening(&listen);
+    assert!(post(&listen, "/", &FORGED_FAILURE.replace("failed", "completed")).contains(" 200 "));
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(4));
+    let line: serde_json::Value =
+        serde_json::from_slice(output.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(line["outcome"], "timed_out");
+    assert_eq!(line["accounts"], serde_json::json!([]));
+}
+
+#[test]
+fn ports_outside_1_to_65535_and_cleartext_webhooks_are_refused() {
+    for (args, what) in [
+        (
+            vec!["--base-url", "http://127.0.0.1:99999/x", "progress", "s"],
+            "port",
+        ),
+        (
+            vec!["--base-url", "http://127.0.0.1:0/x", "progress", "s"],
+            "port",
+        ),
+        (
+            vec!["--base-url", "http://localhost./x", "progress", "s"],
+            "http://",
+        ),
+        (
+            vec!["webhook", "set", "https://hooks.example.com:70000/x"],
+            "port",
+        ),
+        (
+            vec!["webhook", "set", "http://hooks.example.com/x"],
+            "http://",
+        ),
+    ] {
+        let output = bankconnect(None, &args)
+            .env("BANKCONNECT_API_KEY", "k")
+            .env("BANKCONNECT_SERVER_HASH", "h")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(what), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn bad_paths_zero_timeouts_and_missing_ids_are_usage_errors() {
+    for args in [
+        vec!["webhook", "listen", "--path", "hook"],
+        vec!["webhook", "listen", "--path", ""],
+        vec!["webhook", "listen", "--path", "/hook?t=1"],
+        vec![
+            "wait",
+            "s",
+            "--webhook-listen",
+            "127.0.0.1:0",
+            "--webhook-path",
+            "x",
+        ],
+        vec!["--request-timeout", "0s", "progress", "s"],
+    ] {
+        let output = run(None, &args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+    let output = run(None, &["--json", "progress"]);
+    assert_eq!(output.status.code(), Some(2));
+    let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let message = line["error"]["message"].as_str().unwrap();
+    assert!(message.contains("SESSION_ID"), "{message}");
+}
+
+#[test]
+fn sessions_from_larger_than_the_limit_is_refused_not_cut() {
+    let dir = std::env::temp_dir().join(format!("bankconnect_big_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sessions.txt");
+    {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let line = format!("{}\n", "a".repeat(127));
+        for _ in 0..(64 * 1024 * 1024 / 128 + 1) {
+            file.write_all(line.as_bytes()).unwrap();
+        }
+    }
+    let output = run(None, &["wait", "--sessions-from", path.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("larger than"));
+}
+
+#[test]
+fn human_output_escapes_terminal_control_characters() {
+    let dir = std::env::temp_dir().join(format!("bankconnect_esc_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("event.json");
+    std::fs::write(
+        &path,
+        r#"{"session_id": "s1", "event_name": "ENRICHMENT_NOTIFICATION", "accounts": [
+          {"account_id": "a\u001b[2J\u001b]0;pwned\u0007", "bank_name": "sbi\r\nFAKE: all accounts completed",
+           "account_status": "failed", "error_code": "X", "error_message": "m\u202eevil"}]}"#,
+    )
+    .unwrap();
+    let output = run(None, &["webhook", "verify", path.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
+    assert!(!stdout.contains('\u{7}'), "{stdout:?}");
+    assert!(!stdout.contains('\r'), "{stdout:?}");
+    assert!(!stdout.contains('\u{202e}'), "{stdout:?}");
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("FAKE")),
+        "a forged line: {stdout:?}"
+    );
+}
+
+#[test]
+fn the_listener_answers_when_nobody_reads_its_stdout() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    // stdout is a pipe nobody reads: once it is full, printing would block.
+    let mut child = bankconnect(None, &["--json", "webhook", "listen", "--addr", &addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_listening(&addr);
+    let started = Instant::now();
+    for i in 0..1500 {
+        let body = format!(
+            r#"{{"session_id": "s{i}", "event_name": "ENRICHMENT_NOTIFICATION", "accounts": [{{"account_id": "{}"}}]}}"#,
+            "x".repeat(200)
+        );
+        let status = post(&addr, "/", &body);
+        assert!(status.contains(" 200 "), "event {i}: {status:?}");
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
