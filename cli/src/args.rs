@@ -105,6 +105,17 @@ pub(crate) struct WaitArgs {
     /// The receiver's path.
     #[arg(long, default_value = "/", requires = "webhook_listen", value_parser = parse_http_path)]
     pub(crate) webhook_path: String,
+    /// Standard Webhooks secret (whsec_…) incoming webhooks must be signed with; repeat for rotation.
+    #[arg(long = "secret", requires = "webhook_listen")]
+    pub(crate) secrets: Vec<String>,
+    /// A shared token webhooks must carry (query `?token=` or header `x-webhook-token`).
+    #[arg(
+        long,
+        env = "BANKCONNECT_WEBHOOK_TOKEN",
+        hide_env_values = true,
+        requires = "webhook_listen"
+    )]
+    pub(crate) webhook_token: Option<String>,
     /// Poll PROCESSING_NOT_REQUESTED like processing for this long.
     #[arg(long, value_parser = parse_duration, default_value = "0s")]
     pub(crate) not_requested_grace: Duration,
@@ -159,6 +170,9 @@ pub(crate) struct ListenArgs {
     /// Standard Webhooks secret (whsec_…); repeat for rotation. Without one, nothing is verified.
     #[arg(long = "secret")]
     pub(crate) secrets: Vec<String>,
+    /// A shared token webhooks must carry (query `?token=` or header `x-webhook-token`).
+    #[arg(long, env = "BANKCONNECT_WEBHOOK_TOKEN", hide_env_values = true)]
+    pub(crate) webhook_token: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -267,3 +267,99 @@ fn the_listener_answers_when_nobody_reads_its_stdout() {
     let _ = child.wait();
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+/// Reads stderr lines until the receiver's address shows up.
+fn bound_address(stderr: std::process::ChildStderr) -> String {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let line = lines
+        .find_map(|line| {
+            let line = line.ok()?;
+            line.contains("listening on http://").then_some(line)
+        })
+        .expect("the bound address on stderr");
+    // Keep draining stderr so the child never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    let url = line.split("http://").nth(1).unwrap();
+    url.split('/').next().unwrap().to_owned()
+}
+
+#[test]
+fn wait_prints_its_receiver_address_and_trusts_a_webhook_with_the_token() {
+    let sim = sim(vec![SessionScript::new("tok")
+        .complete_after(Duration::from_millis(300))
+        .without_webhook()]);
+    let mut child = bankconnect(
+        Some(&sim.sim),
+        &[
+            "--json",
+            "wait",
+            "tok",
+            "--interval",
+            "60s",
+            "--webhook-listen",
+            "127.0.0.1:0",
+            "--webhook-path",
+            "/hooks",
+        ],
+    )
+    .env("BANKCONNECT_WEBHOOK_TOKEN", "s3cret-token")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let addr = bound_address(child.stderr.take().unwrap());
+    assert!(!addr.ends_with(":0"), "{addr}");
+    let event = r#"{"session_id": "tok", "event_name": "ENRICHMENT_NOTIFICATION",
+      "accounts": [{"account_id": "acc-9", "bank_name": "sbi", "account_status": "completed"}]}"#;
+    assert!(post(&addr, "/hooks", event).contains(" 401 "), "no token");
+    assert!(post(&addr, "/hooks?token=wrong", event).contains(" 401 "));
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(post(&addr, "/hooks?token=s3cret-token", event).contains(" 200 "));
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let line: serde_json::Value =
+        serde_json::from_slice(output.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(line["notified_by"], "webhook");
+    // Authenticated: its accounts decide, and no session_status request was needed.
+    assert_eq!(line["accounts"][0]["account_id"], "acc-9");
+    assert!(sim
+        .sim
+        .requests_for("tok")
+        .iter()
+        .all(|r| !r.path.ends_with("/session_status/")));
+}
+
+#[test]
+fn sigterm_and_sigint_end_a_wait_with_a_line_per_pending_session() {
+    let sim = sim(vec![
+        SessionScript::new("slow-a").complete_after(Duration::from_secs(600)),
+        SessionScript::new("slow-b").complete_after(Duration::from_secs(600)),
+    ]);
+    for (signal, code) in [("-TERM", 143), ("-INT", 130)] {
+        let child = bankconnect(
+            Some(&sim.sim),
+            &["--json", "wait", "slow-a", "slow-b", "--interval", "200ms"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        let killed = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(code), "{signal}");
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        for line in &lines {
+            assert_eq!(line["outcome"], "interrupted");
+        }
+    }
+}

@@ -148,7 +148,11 @@ async fn read_body<'a>(
 
 async fn receive_within(receiver: &Receiver, request: Request, budget: &Semaphore) -> Reception {
     let (parts, body) = request.into_parts();
-    if let Some(rejection) = receiver.precheck(&parts.method, parts.uri.path(), &parts.headers) {
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
+    if let Some(rejection) = receiver.precheck(&parts.method, target, &parts.headers) {
         return Reception::Rejected(rejection);
     }
     let limit = receiver.config().limits.max_body;

@@ -37,7 +37,7 @@ mod strict_json;
 pub use dedupe::{DedupeStore, EventKey, MemoryDedupe};
 pub use event::{ParseError, WebhookEvent};
 pub use limits::Limits;
-pub use receiver::{Delivery, Receiver, ReceiverConfig, Reception, Rejection};
+pub use receiver::{Delivery, Receiver, ReceiverConfig, Reception, Rejection, TOKEN_HEADER};
 pub use signature::{
     sign_hex, sign_standard, AuthError, Authenticator, SecretError, WebhookSecret,
 };

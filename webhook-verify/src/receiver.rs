@@ -9,7 +9,7 @@ use http::{HeaderMap, Method, StatusCode};
 use crate::dedupe::{DedupeStore, EventKey, MemoryDedupe};
 use crate::event::{ParseError, WebhookEvent};
 use crate::limits::Limits;
-use crate::signature::{AuthError, Authenticator};
+use crate::signature::{AuthError, Authenticator, WebhookSecret};
 
 /// How a receiver is set up.
 #[derive(Debug, Clone)]
@@ -18,8 +18,11 @@ pub struct ReceiverConfig {
     pub path: String,
     /// Input bounds.
     pub limits: Limits,
-    /// Authenticity check (default none).
+    /// Authenticity check of the body (default none).
     pub auth: Authenticator,
+    /// A shared token the request must carry, as query `?token=` or header `x-webhook-token`
+    /// (compared in constant time): a secret URL, which is what FinBox's unsigned webhooks allow.
+    pub token: Option<WebhookSecret>,
 }
 
 impl Default for ReceiverConfig {
@@ -28,8 +31,61 @@ impl Default for ReceiverConfig {
             path: "/".into(),
             limits: Limits::default(),
             auth: Authenticator::None,
+            token: None,
         }
     }
+}
+
+impl ReceiverConfig {
+    /// Whether a request must prove itself (a token or a signature): then its accounts may
+    /// decide an outcome.
+    pub fn authenticates(&self) -> bool {
+        self.token.is_some() || self.auth.is_enabled()
+    }
+}
+
+/// The header that may carry the shared token.
+pub const TOKEN_HEADER: &str = "x-webhook-token";
+
+/// The shared token a request carries: header first, then the `token` query parameter.
+fn given_token<'a>(
+    query: Option<&'a str>,
+    headers: &'a HeaderMap,
+) -> Option<std::borrow::Cow<'a, [u8]>> {
+    if let Some(value) = headers.get(TOKEN_HEADER) {
+        return Some(std::borrow::Cow::Borrowed(value.as_bytes()));
+    }
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .map(percent_decode)
+}
+
+/// Decodes `%XX` escapes (and `+` as a space), as a form's query does.
+fn percent_decode(text: &str) -> std::borrow::Cow<'_, [u8]> {
+    if !text.contains(['%', '+']) {
+        return std::borrow::Cow::Borrowed(text.as_bytes());
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |at: usize| bytes.get(at).and_then(|c| (*c as char).to_digit(16));
+        match b {
+            b'%' => match (hex(i + 1), hex(i + 2)) {
+                (Some(hi), Some(lo)) => {
+                    out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Why a request was refused, with the HTTP status to answer.
@@ -177,12 +233,23 @@ impl Receiver {
         &self.config
     }
 
-    /// Checks what can be checked before reading the body: method, path, content type and
-    /// declared length. `None` means read the body (at most `limits.max_body + 1` bytes).
+    /// Checks what can be checked before reading the body: method, path, shared token, content
+    /// type and declared length. `path` may carry its query (`/hooks?token=…`). `None` means
+    /// read the body (at most `limits.max_body + 1` bytes).
     pub fn precheck(&self, method: &Method, path: &str, headers: &HeaderMap) -> Option<Rejection> {
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path, None),
+        };
         // A path that is not the receiver's is 404 whatever the method, as routers answer.
         if path != self.config.path {
             return Some(Rejection::NotFound);
+        }
+        if let Some(token) = &self.config.token {
+            let given = given_token(query, headers);
+            if !token.matches(given.as_deref().unwrap_or_default()) {
+                return Some(Rejection::Unauthenticated(AuthError::BadToken));
+            }
         }
         if method != Method::POST {
             return Some(Rejection::MethodNotAllowed(
@@ -255,7 +322,7 @@ impl Receiver {
             event,
             key,
             webhook_id,
-            authenticated: !matches!(self.config.auth, crate::Authenticator::None),
+            authenticated: self.config.authenticates(),
         };
         if first {
             Reception::Accepted(delivery)

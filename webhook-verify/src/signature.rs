@@ -62,6 +62,11 @@ impl WebhookSecret {
         Ok(Self(bytes))
     }
 
+    /// Whether `given` is this secret, compared in constant time (for shared tokens).
+    pub fn matches(&self, given: &[u8]) -> bool {
+        constant_time_eq(&self.0, given)
+    }
+
     fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
         // HMAC accepts keys of any length; new_from_slice cannot fail for HMAC.
         let mut mac = match Hmac::<Sha256>::new_from_slice(&self.0) {

@@ -1,15 +1,16 @@
 //! `bankconnect wait`: many sessions in one scheduler, webhooks as the fast path, polling as the backup.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, IsTerminal, Read};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bankconnect_core::scheduler::SchedulerConfig;
 use bankconnect_core::{Outcome, PollPolicy, ProgressUpdate, SessionId, TrackerEvent};
-use bankconnect_webhook_verify::ReceiverConfig;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::{Global, WaitArgs};
-use crate::commands::webhook::{hint_feeder, serve_receiver};
+use crate::commands::webhook::{hint_feeder, receiver_config, serve_receiver};
 use crate::context::{api, driver, runtime, session_id};
 use crate::failure::{exit, Failure};
 use crate::output;
@@ -134,6 +135,79 @@ struct Report {
     json: bool,
     code: u8,
     bars: Option<Bars>,
+    /// Sessions not ended yet, shared with the signal handler; an outcome is printed while
+    /// holding it, so a session never gets two final lines.
+    pending: Arc<Mutex<BTreeSet<SessionId>>>,
+}
+
+/// SIGINT and SIGTERM, registered before tracking starts so that no signal is missed.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Registers the handlers (inside the runtime).
+    fn register() -> Option<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Some(Self {
+                interrupt: signal(SignalKind::interrupt()).ok()?,
+                terminate: signal(SignalKind::terminate()).ok()?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Some(Self {})
+        }
+    }
+
+    /// The exit code of the first signal to come: 130 (SIGINT) or 143 (SIGTERM).
+    async fn next(mut self) -> Option<i32> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                Some(()) = self.interrupt.recv() => Some(130),
+                Some(()) = self.terminate.recv() => Some(143),
+                else => None,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await.ok().map(|()| 130)
+        }
+    }
+}
+
+/// On SIGINT or SIGTERM: a final `interrupted` line for every session still pending, then exit
+/// 130 or 143 (128 + the signal), as shells expect.
+async fn interrupt_on_signal(
+    signals: Signals,
+    pending: Arc<Mutex<BTreeSet<SessionId>>>,
+    json: bool,
+    started: Instant,
+) {
+    let Some(code) = signals.next().await else {
+        return;
+    };
+    let pending = pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    for id in pending.iter() {
+        if json {
+            output::json_line(&serde_json::json!({
+                "session_id": id, "outcome": "interrupted", "error": null, "statements": [],
+                "accounts": [], "notified_by": null, "polls": null, "elapsed_ms": elapsed_ms,
+            }));
+        } else {
+            output::line(&format!("{id}: interrupted"));
+        }
+    }
+    std::process::exit(code);
 }
 
 impl Report {
@@ -151,6 +225,11 @@ impl Report {
     }
 
     fn outcome(&mut self, outcome: &Outcome) {
+        let pending = Arc::clone(&self.pending);
+        let mut pending = pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pending.remove(&outcome.session_id);
         let print = || {
             if self.json {
                 output::json_line(outcome);
@@ -190,20 +269,35 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
     // The receiver (when asked for) and the async driver run on this runtime.
     let runtime = runtime()?;
     let driver = driver(global, api(global)?, policy, limits, &runtime)?;
-    let receiver = ReceiverConfig {
-        path: args.webhook_path.clone(),
-        ..ReceiverConfig::default()
-    };
+    let receiver = receiver_config(
+        &args.webhook_path,
+        None,
+        &args.secrets,
+        args.webhook_token.as_deref(),
+    )?;
+    let pending = Arc::new(Mutex::new(ids.iter().cloned().collect::<BTreeSet<_>>()));
     let mut report = Report {
         json: global.json,
         code: exit::OK,
         bars,
+        pending: Arc::clone(&pending),
     };
+    if let Some(signals) = runtime.block_on(async { Signals::register() }) {
+        runtime.spawn(interrupt_on_signal(
+            signals,
+            pending,
+            global.json,
+            Instant::now(),
+        ));
+    }
     let mut tracker = driver.track(ids)?;
     if let Some(addr) = args.webhook_listen {
         let feed = tracker.feed();
         let bound = runtime.block_on(serve_receiver(addr, receiver, hint_feeder(feed)))?;
-        tracing::info!(addr = %bound, "webhook receiver listening");
+        crate::output::error_line(&format!(
+            "webhook receiver listening on http://{bound}{}",
+            args.webhook_path
+        ));
     }
     while let Some(event) = tracker.next_event() {
         report.event(event);

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bankconnect_core::WebhookHint;
 use bankconnect_webhook_verify::{
-    Authenticator, Limits, Receiver, ReceiverConfig, Reception, WebhookEvent,
+    Authenticator, Limits, Receiver, ReceiverConfig, Reception, WebhookEvent, WebhookSecret,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -15,6 +15,31 @@ use crate::args::ListenArgs;
 use crate::context::runtime;
 use crate::failure::{exit, Failure};
 use crate::output;
+
+/// A receiver's configuration from the command line: path, body limit, secrets and token.
+pub(crate) fn receiver_config(
+    path: &str,
+    max_body: Option<usize>,
+    secrets: &[String],
+    token: Option<&str>,
+) -> Result<ReceiverConfig, Failure> {
+    let token = token
+        .map(|token| {
+            WebhookSecret::raw(token.as_bytes().to_vec())
+                .map_err(|err| Failure::usage(format!("bad --webhook-token: {err}")))
+        })
+        .transpose()?;
+    let mut limits = Limits::default();
+    if let Some(max_body) = max_body {
+        limits.max_body = max_body;
+    }
+    Ok(ReceiverConfig {
+        path: path.to_owned(),
+        limits,
+        auth: authenticator(secrets)?,
+        token,
+    })
+}
 
 fn authenticator(secrets: &[String]) -> Result<Authenticator, Failure> {
     if secrets.is_empty() {
@@ -106,14 +131,12 @@ fn print_event_human(event: &WebhookEvent, duplicate: bool) {
 const PRINT_QUEUE: usize = 4096;
 
 pub(crate) fn listen(args: &ListenArgs, json: bool) -> Result<u8, Failure> {
-    let config = ReceiverConfig {
-        path: args.path.clone(),
-        limits: Limits {
-            max_body: args.max_body,
-            ..Limits::default()
-        },
-        auth: authenticator(&args.secrets)?,
-    };
+    let config = receiver_config(
+        &args.path,
+        Some(args.max_body),
+        &args.secrets,
+        args.webhook_token.as_deref(),
+    )?;
     // Answer first, print after: receptions go to a printer thread through a bounded queue, so
     // a stdout nobody reads never holds up the receiver; what does not fit is counted.
     let (queue, printer) = std::sync::mpsc::sync_channel::<Reception>(PRINT_QUEUE);
