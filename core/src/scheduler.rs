@@ -233,6 +233,22 @@ impl Scheduler {
         self.insert(now, SessionMachine::new(session, now, self.seed))
     }
 
+    /// Starts tracking a session that has already waited `elapsed` (time before this process
+    /// counts toward its max wait), with its own `max_wait` if given; its first poll is due at once.
+    pub fn add_started(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        elapsed: std::time::Duration,
+        max_wait: Option<std::time::Duration>,
+    ) -> Result<(), TrackError> {
+        if max_wait.is_some_and(|m| m.is_zero()) {
+            return Err(TrackError::Policy(PolicyError::Zero("max_wait")));
+        }
+        let machine = SessionMachine::started_earlier(session, now, self.seed, elapsed, max_wait);
+        self.insert(now, machine)
+    }
+
     /// Resumes a saved session at `now`.
     pub fn resume(&mut self, now: Instant, snapshot: SessionSnapshot) -> Result<(), TrackError> {
         self.insert(now, SessionMachine::resume(snapshot, now))

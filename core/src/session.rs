@@ -106,6 +106,8 @@ pub(crate) struct SessionMachine {
     started: Instant,
     /// Time tracked before this process (from a resumed snapshot).
     carried: Duration,
+    /// This session's own max wait, instead of the policy's.
+    max_wait: Option<Duration>,
     phase: Phase,
     last_progress_sent: Option<Instant>,
     polls: u32,
@@ -132,6 +134,7 @@ impl SessionMachine {
             id,
             started: now,
             carried: Duration::ZERO,
+            max_wait: None,
             phase: Phase::Due(now, RequestKind::Progress),
             last_progress_sent: None,
             polls: 0,
@@ -148,12 +151,28 @@ impl SessionMachine {
         }
     }
 
+    /// A session that has already been tracked for `elapsed` (e.g. since it was added, in wall
+    /// time, before this process started), with its own max wait if given.
+    pub(crate) fn started_earlier(
+        id: SessionId,
+        now: Instant,
+        seed: u64,
+        elapsed: Duration,
+        max_wait: Option<Duration>,
+    ) -> Self {
+        let mut machine = Self::new(id, now, seed);
+        machine.carried = elapsed;
+        machine.max_wait = max_wait;
+        machine
+    }
+
     pub(crate) fn id(&self) -> &SessionId {
         &self.id
     }
 
     fn deadline(&self, policy: &PollPolicy) -> Instant {
-        self.started + policy.max_wait.saturating_sub(self.carried)
+        let max_wait = self.max_wait.unwrap_or(policy.max_wait);
+        self.started + max_wait.saturating_sub(self.carried)
     }
 
     fn elapsed(&self, now: Instant) -> Duration {
@@ -520,6 +539,7 @@ impl SessionMachine {
             last_failure: self.last_failure.clone(),
             session_progress: self.session_progress.clone(),
             statements: self.statements.clone(),
+            max_wait: self.max_wait,
             webhook_seen: self.webhook_seen,
             webhook_accounts: self.webhook_accounts.clone(),
             confirm_pending: self.confirm_pending,
@@ -533,6 +553,7 @@ impl SessionMachine {
             id: snapshot.session_id,
             started: now,
             carried: snapshot.elapsed,
+            max_wait: snapshot.max_wait,
             phase: Phase::Due(now + snapshot.due_in, snapshot.next_kind),
             last_progress_sent: snapshot
                 .since_last_poll
@@ -581,6 +602,9 @@ pub struct SessionSnapshot {
     pub session_progress: Option<SessionProgress>,
     /// The statements last seen.
     pub statements: Vec<StatementProgress>,
+    /// This session's own max wait, when not the policy's.
+    #[serde(rename = "max_wait_ms", default, with = "option_duration_ms")]
+    pub max_wait: Option<Duration>,
     /// Whether a webhook named this session.
     #[serde(default)]
     pub webhook_seen: bool,

@@ -330,6 +330,22 @@ impl Tracker {
         Ok(())
     }
 
+    /// Starts tracking a session that has already waited `elapsed` (a service restarting counts
+    /// the time since the session was added), with its own `max_wait` if given; a webhook kept
+    /// for it is applied at once.
+    pub fn add_started(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        elapsed: Duration,
+        max_wait: Option<Duration>,
+    ) -> Result<(), TrackError> {
+        self.scheduler
+            .add_started(now, session.clone(), elapsed, max_wait)?;
+        self.apply_pending(now, &session);
+        Ok(())
+    }
+
     /// Resumes a saved session at `now`; a webhook kept for it is applied at once.
     pub fn resume(&mut self, now: Instant, snapshot: SessionSnapshot) -> Result<(), TrackError> {
         let session = snapshot.session_id.clone();

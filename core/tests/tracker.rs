@@ -465,3 +465,37 @@ proptest! {
         prop_assert_eq!(world.tracker.in_flight(), 0);
     }
 }
+
+#[test]
+fn a_session_added_earlier_counts_its_wait_and_may_have_its_own_max_wait() {
+    let t0 = Instant::now();
+    let policy = PollPolicy {
+        max_wait: Duration::from_secs(100),
+        ..fast()
+    };
+    let mut tracker = Tracker::new(&settings(policy, SchedulerConfig::default())).unwrap();
+    // Added 90 s ago (before a restart): 10 s left of the policy's 100 s.
+    tracker
+        .add_started(t0, sid("old"), Duration::from_secs(90), None)
+        .unwrap();
+    // Its own 5 s max wait.
+    tracker
+        .add_started(t0, sid("short"), Duration::ZERO, Some(Duration::from_secs(5)))
+        .unwrap();
+    assert!(tracker
+        .add_started(t0, sid("zero"), Duration::ZERO, Some(Duration::ZERO))
+        .is_err());
+    let mut world = World::new(tracker, t0, completing(usize::MAX));
+    world.run(None);
+    let ended: Vec<(String, u64)> = world
+        .outcomes
+        .iter()
+        .map(|o| (o.session_id.as_str().to_owned(), o.elapsed_ms))
+        .collect();
+    assert_eq!(ended.len(), 2);
+    assert!(world.outcomes.iter().all(|o| o.outcome == OutcomeKind::TimedOut));
+    assert_eq!(ended[0].0, "short");
+    assert!((5_000..5_100).contains(&ended[0].1), "{ended:?}");
+    assert_eq!(ended[1].0, "old");
+    assert!((100_000..100_100).contains(&ended[1].1), "{ended:?}");
+}

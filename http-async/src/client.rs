@@ -234,6 +234,19 @@ impl Tracker {
         self.core.add(Instant::now(), session)
     }
 
+    /// Starts tracking a session that has already waited `elapsed` (counted toward its max
+    /// wait), with its own `max_wait` if given.
+    pub fn add_started(
+        &mut self,
+        session: SessionId,
+        elapsed: std::time::Duration,
+        max_wait: Option<std::time::Duration>,
+    ) -> Result<(), TrackError> {
+        tracing::debug!(session = %session, elapsed_ms = elapsed.as_millis() as u64, "tracking");
+        self.core
+            .add_started(Instant::now(), session, elapsed, max_wait)
+    }
+
     /// Stops tracking a session without an outcome, returning its resumable state.
     pub fn remove(&mut self, session: &SessionId) -> Option<SessionSnapshot> {
         self.core.remove(Instant::now(), session)

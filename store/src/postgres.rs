@@ -483,6 +483,25 @@ impl PostgresStore {
         Ok(inserted == 1)
     }
 
+    pub(crate) async fn tracking_webhooks(
+        &self,
+    ) -> Result<Vec<(SessionId, serde_json::Value)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT w.session_id, w.event FROM accepted_webhooks w \
+                 JOIN sessions s ON s.session_id = w.session_id \
+                 WHERE s.state = 'tracking' ORDER BY w.received_at_ms",
+                &[],
+            )
+            .await?;
+        let rows = rows
+            .iter()
+            .map(|row| Ok((col(row, 0)?, col(row, 1)?)))
+            .collect::<Result<Vec<(String, String)>, StoreError>>()?;
+        crate::store::webhook_rows(rows)
+    }
+
     pub(crate) async fn prune_webhooks(&self, before: SystemTime) -> Result<usize, StoreError> {
         let client = self.client().await?;
         let pruned = client

@@ -435,6 +435,23 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn tracking_webhooks(
+        &self,
+    ) -> Result<Vec<(SessionId, serde_json::Value)>, StoreError> {
+        self.with(|conn, _| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT w.session_id, w.event FROM accepted_webhooks w \
+                 JOIN sessions s ON s.session_id = w.session_id \
+                 WHERE s.state = 'tracking' ORDER BY w.received_at_ms",
+            )?;
+            let rows = stmt
+                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            crate::store::webhook_rows(rows)
+        })
+        .await
+    }
+
     pub(crate) async fn prune_webhooks(&self, before: SystemTime) -> Result<usize, StoreError> {
         self.with(move |conn, _| {
             Ok(conn

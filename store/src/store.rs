@@ -129,6 +129,20 @@ pub(crate) fn due_deliveries(
         .collect()
 }
 
+pub(crate) fn webhook_rows(
+    rows: Vec<(String, String)>,
+) -> Result<Vec<(SessionId, serde_json::Value)>, StoreError> {
+    rows.into_iter()
+        .map(|(session, event)| {
+            let session = SessionId::new(&session)
+                .map_err(|err| StoreError::Corrupt(format!("webhook session id: {err}")))?;
+            let event = serde_json::from_str(&event)
+                .map_err(|err| StoreError::Corrupt(format!("webhook event: {err}")))?;
+            Ok((session, event))
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 enum Backend {
     Sqlite(SqliteStore),
@@ -348,6 +362,12 @@ impl Store {
             event.to_string(),
             now
         ))
+    }
+
+    /// The accepted webhooks of sessions still tracking, oldest first (a restarting service feeds
+    /// them to its tracker again, so an accepted webhook's effect survives a crash).
+    pub async fn tracking_webhooks(&self) -> Result<Vec<(SessionId, serde_json::Value)>, StoreError> {
+        dispatch!(self.tracking_webhooks())
     }
 
     /// Forgets accepted webhooks received before `before` (their dedupe window is over).
