@@ -84,6 +84,61 @@ pub(crate) enum Command {
     Sim(SimArgs),
     /// The whole flow on the embedded simulator, with no credentials or network.
     Demo,
+    /// The status service: sessions over HTTP, FinBox webhooks in, signed deliveries out, all
+    /// in a durable store (see docs/serve.md).
+    Serve(Box<ServeArgs>),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Where to listen (port 0 picks a free one).
+    #[arg(long, env = "BANKCONNECT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: SocketAddr,
+    /// The store: sqlite:PATH (created if missing) or postgres://USER@HOST:PORT/DATABASE.
+    #[arg(long, env = "BANKCONNECT_STORE", default_value = "sqlite:bankconnect.db", hide_env_values = true)]
+    pub(crate) store: String,
+    /// Bearer token required on /v1/*; without one, serve listens on loopback only.
+    #[arg(long, env = "BANKCONNECT_SERVE_TOKEN", hide_env_values = true)]
+    pub(crate) api_token: Option<String>,
+    /// The path FinBox's webhooks are POSTed to.
+    #[arg(long, default_value = "/webhooks/bankconnect", value_parser = parse_http_path)]
+    pub(crate) webhook_path: String,
+    /// A shared token webhooks must carry (query `?token=` or header `x-webhook-token`).
+    #[arg(long, env = "BANKCONNECT_WEBHOOK_TOKEN", hide_env_values = true)]
+    pub(crate) webhook_token: Option<String>,
+    /// Standard Webhooks secret (whsec_…) incoming webhooks must be signed with; repeatable.
+    #[arg(long = "secret")]
+    pub(crate) secrets: Vec<String>,
+    /// This service's public URL: at start, registers URL + webhook path with update_webhook.
+    #[arg(long, env = "BANKCONNECT_PUBLIC_URL")]
+    pub(crate) public_url: Option<String>,
+    /// Where finished sessions are POSTed (http:// only to loopback).
+    #[arg(long, env = "BANKCONNECT_DELIVER_TO")]
+    pub(crate) deliver_to: Option<String>,
+    /// The whsec_… key that signs deliveries (required with --deliver-to).
+    #[arg(long, env = "BANKCONNECT_DELIVER_SECRET", hide_env_values = true)]
+    pub(crate) deliver_secret: Option<String>,
+    /// Delivery retry delays, comma-separated (the first attempt is after the first delay).
+    #[arg(long, default_value = "0s,5s,5m,30m,2h,5h,10h,10h")]
+    pub(crate) delivery_schedule: String,
+    /// Least time between two polls of a session.
+    #[arg(long, value_parser = parse_positive_duration, default_value = "2s")]
+    pub(crate) interval: Duration,
+    /// Most requests in flight to the API.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub(crate) concurrency: u32,
+    /// Skip the session-status request after completion learnt by polling.
+    #[arg(long)]
+    pub(crate) no_accounts: bool,
+    /// Give up on a session this long after it was added (downtime counts).
+    #[arg(long, value_parser = parse_positive_duration, default_value = "24h")]
+    pub(crate) max_wait: Duration,
+    /// Poll PROCESSING_NOT_REQUESTED like processing for this long.
+    #[arg(long, value_parser = parse_duration, default_value = "24h")]
+    pub(crate) not_requested_grace: Duration,
+    /// How long a replica's hold on a session lasts unless renewed.
+    #[arg(long, value_parser = parse_positive_duration, default_value = "30s")]
+    pub(crate) lease: Duration,
 }
 
 #[derive(Debug, Args)]

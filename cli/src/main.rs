@@ -93,5 +93,6 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
         }) => commands::webhook::verify(secrets, headers, file, global.json),
         Command::Sim(args) => commands::sim::run(global, args),
         Command::Demo => commands::demo::run(global),
+        Command::Serve(args) => commands::serve::run(global, args),
     }
 }

@@ -344,8 +344,10 @@ impl PostgresStore {
         session: &SessionId,
         outcome: String,
         webhook_id: Option<String>,
+        first_attempt: SystemTime,
         now: SystemTime,
     ) -> Result<Finish, StoreError> {
+        let first_attempt = to_ms(first_attempt);
         let now = to_ms(now);
         let id = session.as_str();
         let mut client = self.client().await?;
@@ -373,10 +375,11 @@ impl PostgresStore {
             let enqueue = tx
                 .prepare_cached(
                     "INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, created_at_ms, updated_at_ms) \
-                     VALUES ($1, $2, 'pending', 0, $3, $3, $3)",
+                     VALUES ($1, $2, 'pending', 0, $4, $3, $3)",
                 )
                 .await?;
-            tx.execute(&enqueue, &[&id, &webhook_id, &now]).await?;
+            tx.execute(&enqueue, &[&id, &webhook_id, &now, &first_attempt])
+                .await?;
         }
         tx.commit().await?;
         Ok(Finish::Finished)

@@ -285,8 +285,10 @@ impl SqliteStore {
         session: &SessionId,
         outcome: String,
         webhook_id: Option<String>,
+        first_attempt: SystemTime,
         now: SystemTime,
     ) -> Result<Finish, StoreError> {
+        let first_attempt = to_ms(first_attempt);
         let id = session.as_str().to_owned();
         self.with(move |conn, _| {
             let now = to_ms(now);
@@ -311,9 +313,9 @@ impl SqliteStore {
             if let Some(webhook_id) = webhook_id {
                 tx.prepare_cached(
                     "INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, created_at_ms, updated_at_ms) \
-                     VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?3)",
+                     VALUES (?1, ?2, 'pending', 0, ?4, ?3, ?3)",
                 )?
-                .execute(params![id, webhook_id, now])?;
+                .execute(params![id, webhook_id, now, first_attempt])?;
             }
             tx.commit()?;
             Ok(Finish::Finished)

@@ -312,7 +312,25 @@ impl Store {
         webhook_id: Option<String>,
         now: SystemTime,
     ) -> Result<Finish, StoreError> {
-        dispatch!(self.finish_session(session, outcome.to_string(), webhook_id, now))
+        dispatch!(self.finish_session(session, outcome.to_string(), webhook_id, now, now))
+    }
+
+    /// As [`Store::finish_session`], with the delivery's first attempt due at `first_attempt`.
+    pub async fn finish_session_delivering_at(
+        &self,
+        session: &SessionId,
+        outcome: &serde_json::Value,
+        webhook_id: String,
+        first_attempt: SystemTime,
+        now: SystemTime,
+    ) -> Result<Finish, StoreError> {
+        dispatch!(self.finish_session(
+            session,
+            outcome.to_string(),
+            Some(webhook_id),
+            first_attempt,
+            now
+        ))
     }
 
     /// Takes leases on up to `limit` tracking sessions that no live replica holds (never held,

@@ -1,0 +1,388 @@
+//! The HTTP API (`/v1/sessions`), FinBox's webhook intake, and the operations endpoints. What is
+//! answered 2xx is committed to the store first.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bankconnect_core::{SessionId, WebhookHint};
+use bankconnect_store::{Added, NewSession, SessionState, Store, StoreError};
+use bankconnect_webhook_verify::{Receiver, Reception, Rejection, WebhookSecret};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::metrics::{label, Metrics};
+use super::record::{record_json, ApiError};
+use super::tracking::Command;
+
+/// Largest API request body (a batch of 1 000 sessions fits many times over).
+pub(crate) const MAX_API_BODY: usize = 1024 * 1024;
+/// Most sessions in one batch.
+pub(crate) const MAX_BATCH: usize = 1000;
+/// Longest caller's reference.
+pub(crate) const MAX_REFERENCE: usize = 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct App {
+    pub(crate) store: Store,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) receiver: Arc<Receiver>,
+    pub(crate) api_token: Option<Arc<WebhookSecret>>,
+    pub(crate) replica: Arc<str>,
+}
+
+/// The whole service's router.
+pub(crate) fn router(app: App, webhook_path: &str) -> Router {
+    let v1 = Router::new()
+        .route("/v1/sessions", post(add_sessions).get(list_sessions))
+        .route("/v1/sessions/{id}", get(get_session).delete(cancel_session))
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), bearer));
+    Router::new()
+        .merge(v1)
+        .route(webhook_path, post(webhook))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "this endpoint does not take that method",
+    )
+}
+
+/// `Authorization: Bearer TOKEN` on `/v1/*` when a token is configured (constant-time compare).
+async fn bearer(State(app): State<App>, request: Request, next: Next) -> Response {
+    if let Some(token) = &app.api_token {
+        let given = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !token.matches(given.trim().as_bytes()) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "a valid Authorization: Bearer token is required",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Reads a request body of at most `limit` bytes: 413 beyond, 400 when it cannot be read.
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = body;
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ApiError::invalid("the body could not be read"))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len().saturating_add(data.len()) > limit {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    format!("the body is larger than {limit} bytes"),
+                ));
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+fn session_id(text: &str) -> Result<SessionId, ApiError> {
+    SessionId::new(text).map_err(|err| ApiError::invalid(format!("bad session_id: {err}")))
+}
+
+/// One entry of an add request.
+fn new_session(entry: &Value) -> Result<NewSession, ApiError> {
+    let Value::Object(map) = entry else {
+        return Err(ApiError::invalid("each session is an object with a session_id"));
+    };
+    if let Some(unknown) = map
+        .keys()
+        .find(|k| !matches!(k.as_str(), "session_id" | "reference" | "max_wait"))
+    {
+        let shown: String = unknown.chars().take(64).collect();
+        return Err(ApiError::invalid(format!("unknown field {shown:?}")));
+    }
+    let id = match map.get("session_id") {
+        Some(Value::String(id)) => session_id(id)?,
+        _ => return Err(ApiError::invalid("session_id (a string) is required")),
+    };
+    let mut session = NewSession::new(id);
+    match map.get("reference") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(reference)) if reference.len() <= MAX_REFERENCE => {
+            session = session.with_reference(reference.clone());
+        }
+        Some(Value::String(_)) => {
+            return Err(ApiError::invalid(format!(
+                "reference is longer than {MAX_REFERENCE} bytes"
+            )))
+        }
+        Some(_) => return Err(ApiError::invalid("reference must be a string")),
+    }
+    match map.get("max_wait") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(text)) => {
+            let max_wait = bankconnect_cli::duration::parse_positive_duration(text)
+                .map_err(|err| ApiError::invalid(format!("bad max_wait: {err}")))?;
+            if max_wait > Duration::from_secs(365 * 24 * 3600) {
+                return Err(ApiError::invalid("max_wait is longer than a year"));
+            }
+            session = session.with_max_wait(max_wait);
+        }
+        Some(_) => return Err(ApiError::invalid("max_wait must be a string such as \"30m\"")),
+    }
+    Ok(session)
+}
+
+fn hints(pending: &[Value]) -> Vec<WebhookHint> {
+    pending
+        .iter()
+        .filter_map(|value| serde_json::from_value(value.clone()).ok())
+        .collect()
+}
+
+async fn add_sessions(State(app): State<App>, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(body, MAX_API_BODY).await?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|err| ApiError::invalid(format!("the body is not JSON: {err}")))?;
+    let (batch, entries) = match &value {
+        Value::Object(map) if map.contains_key("sessions") => {
+            if map.len() != 1 {
+                return Err(ApiError::invalid("a batch is {\"sessions\": [...]} alone"));
+            }
+            match map.get("sessions") {
+                Some(Value::Array(entries)) if entries.is_empty() => {
+                    return Err(ApiError::invalid("the batch is empty"))
+                }
+                Some(Value::Array(entries)) if entries.len() > MAX_BATCH => {
+                    return Err(ApiError::invalid(format!(
+                        "a batch holds at most {MAX_BATCH} sessions"
+                    )))
+                }
+                Some(Value::Array(entries)) => (true, entries.clone()),
+                _ => return Err(ApiError::invalid("sessions must be an array")),
+            }
+        }
+        Value::Object(_) => (false, vec![value.clone()]),
+        _ => return Err(ApiError::invalid("the body must be a JSON object")),
+    };
+    let sessions = entries
+        .iter()
+        .map(new_session)
+        .collect::<Result<Vec<_>, _>>()?;
+    let added = app
+        .store
+        .add_sessions(sessions, SystemTime::now())
+        .await
+        .map_err(|err| ApiError::unavailable(&err))?;
+    let mut created_any = false;
+    for entry in &added {
+        if let Added::Created {
+            record,
+            pending_webhooks,
+        } = entry
+        {
+            created_any = true;
+            tracing::info!(session = %record.session_id, "session added");
+            let command = Command::Add(Box::new(record.clone()), hints(pending_webhooks));
+            // Committed already: if the tracker is gone (shutting down), the next start polls it.
+            let _ = app.commands.send(command).await;
+        }
+    }
+    let status = if created_any {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let body = if batch {
+        json!({"sessions": added.iter().map(|a| record_json(a.record())).collect::<Vec<_>>()})
+    } else {
+        added
+            .first()
+            .map(|a| record_json(a.record()))
+            .unwrap_or(Value::Null)
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+async fn get_session(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = session_id(&id)?;
+    match app.store.get_session(&id).await {
+        Ok(Some(record)) => Ok(Json(record_json(&record))),
+        Ok(None) => Err(ApiError::not_found(format!("no session {id}"))),
+        Err(err) => Err(ApiError::unavailable(&err)),
+    }
+}
+
+async fn cancel_session(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = session_id(&id)?;
+    match app.store.cancel_session(&id, SystemTime::now()).await {
+        Ok(Some(record)) => {
+            if record.state == SessionState::Cancelled {
+                let _ = app.commands.send(Command::Cancel(id)).await;
+            }
+            Ok(Json(record_json(&record)))
+        }
+        Ok(None) => Err(ApiError::not_found(format!("no session {id}"))),
+        Err(err) => Err(ApiError::unavailable(&err)),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn list_sessions(
+    State(app): State<App>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|err| ApiError::invalid(format!("bad query: {err}")))?;
+    let state = match query.state.as_deref() {
+        None => SessionState::Tracking,
+        Some(text) => SessionState::parse(text).ok_or_else(|| {
+            ApiError::invalid("state must be tracking, finished or cancelled")
+        })?,
+    };
+    let limit = match query.limit.as_deref() {
+        None => 100,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::invalid("limit must be between 1 and 1000"))?,
+    };
+    match app
+        .store
+        .list_sessions(state, limit, query.cursor.as_deref())
+        .await
+    {
+        Ok(page) => Ok(Json(json!({
+            "sessions": page.sessions.iter().map(record_json).collect::<Vec<_>>(),
+            "next_cursor": page.next_cursor,
+        }))),
+        Err(StoreError::InvalidCursor) => Err(ApiError::invalid("invalid cursor")),
+        Err(err) => Err(ApiError::unavailable(&err)),
+    }
+}
+
+/// FinBox's webhook: the receiver's rules and status codes, with dedupe and the event's effect
+/// committed to the store before the 200.
+async fn webhook(State(app): State<App>, request: Request) -> Response {
+    let reception = bankconnect_webhook_verify::axum_handler::receive(&app.receiver, request).await;
+    let result = match &reception {
+        Reception::Accepted(delivery) | Reception::Duplicate(delivery) => {
+            match accept(&app, delivery).await {
+                Ok(true) => "accepted",
+                Ok(false) => "duplicate",
+                Err(err) => {
+                    app.metrics
+                        .webhooks
+                        .get_or_create(&label("result", "unavailable"))
+                        .inc();
+                    return ApiError::unavailable(&err).into_response();
+                }
+            }
+        }
+        Reception::Rejected(Rejection::Unauthenticated(_)) => "unauthorized",
+        Reception::Rejected(_) => "rejected",
+    };
+    app.metrics
+        .webhooks
+        .get_or_create(&label("result", result))
+        .inc();
+    let reception = match (result, reception) {
+        ("duplicate", Reception::Accepted(delivery)) => Reception::Duplicate(delivery),
+        (_, reception) => reception,
+    };
+    bankconnect_webhook_verify::axum_handler::respond(&reception)
+}
+
+/// Records an accepted event once (shared dedupe) and routes its hint; `false` for a duplicate.
+async fn accept(app: &App, delivery: &bankconnect_webhook_verify::Delivery) -> Result<bool, StoreError> {
+    let hint = delivery.hint();
+    let session = delivery.event.session_id();
+    let event = match &hint {
+        Some(hint) => serde_json::to_value(hint).unwrap_or(Value::Null),
+        None => delivery.event.to_json(false),
+    };
+    let first = app
+        .store
+        .record_webhook(&delivery.key.to_hex(), session, &event, SystemTime::now())
+        .await?;
+    if !first {
+        return Ok(false);
+    }
+    let Some(hint) = hint else {
+        return Ok(true); // Not an end-of-processing event: nothing to act on.
+    };
+    tracing::info!(session = %hint.session_id, authenticated = hint.authenticated, "webhook accepted");
+    match app.store.get_session(&hint.session_id).await? {
+        Some(record) if record.state == SessionState::Tracking => {
+            let _ = app.commands.send(Command::Webhook(hint)).await;
+        }
+        Some(_) => {} // Already ended: nothing to do.
+        None => {
+            let authenticated = hint.authenticated;
+            let value = serde_json::to_value(&hint).unwrap_or(Value::Null);
+            app.store
+                .keep_pending_webhook(&hint.session_id, &value, authenticated, SystemTime::now())
+                .await?;
+        }
+    }
+    Ok(true)
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(app): State<App>) -> Response {
+    match app.store.ping().await {
+        Ok(()) => Json(json!({"status": "ready", "replica": &*app.replica, "store": app.store.engine()}))
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "replica": &*app.replica, "store": app.store.engine()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(app): State<App>, _headers: HeaderMap) -> Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}

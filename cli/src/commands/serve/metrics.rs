@@ -1,0 +1,122 @@
+//! The service's Prometheus metrics (prometheus-client): names and labels as docs/serve.md lists.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Every metric the service exports.
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub(crate) sessions: Family<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>,
+    pub(crate) api_requests: Family<Labels, Counter<u64, AtomicU64>>,
+    pub(crate) webhooks: Family<Labels, Counter<u64, AtomicU64>>,
+    pub(crate) outcomes: Family<Labels, Counter<u64, AtomicU64>>,
+    pub(crate) deliveries: Family<Labels, Counter<u64, AtomicU64>>,
+    pub(crate) outcome_latency: Histogram,
+}
+
+impl Metrics {
+    pub(crate) fn new(replica: &str) -> Self {
+        let mut registry = Registry::with_labels(
+            [(
+                std::borrow::Cow::Borrowed("replica"),
+                std::borrow::Cow::Owned(replica.to_owned()),
+            )]
+            .into_iter(),
+        );
+        let sessions = Family::<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
+        let api_requests = Family::<Labels, Counter<u64, AtomicU64>>::default();
+        let webhooks = Family::<Labels, Counter<u64, AtomicU64>>::default();
+        let outcomes = Family::<Labels, Counter<u64, AtomicU64>>::default();
+        let deliveries = Family::<Labels, Counter<u64, AtomicU64>>::default();
+        let outcome_latency = Histogram::new(exponential_buckets(0.005, 2.0, 16));
+        registry.register("bankconnect_sessions", "Sessions by state", sessions.clone());
+        registry.register(
+            "bankconnect_api_requests",
+            "Requests to the BankConnect API by endpoint and status",
+            api_requests.clone(),
+        );
+        registry.register(
+            "bankconnect_webhooks",
+            "FinBox webhooks received by result",
+            webhooks.clone(),
+        );
+        registry.register(
+            "bankconnect_outcomes",
+            "Sessions finished by outcome and how the end was learnt",
+            outcomes.clone(),
+        );
+        registry.register(
+            "bankconnect_deliveries",
+            "Delivery attempts to the lender's back end by result",
+            deliveries.clone(),
+        );
+        registry.register(
+            "bankconnect_outcome_latency_seconds",
+            "From the first sign of a session's end (a webhook or a polled completion) to its outcome committed",
+            outcome_latency.clone(),
+        );
+        Self {
+            registry,
+            sessions,
+            api_requests,
+            webhooks,
+            outcomes,
+            deliveries,
+            outcome_latency,
+        }
+    }
+
+    /// The text exposition format.
+    pub(crate) fn render(&self) -> String {
+        let mut text = String::new();
+        if encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}
+
+/// One label pair.
+pub(crate) fn label(name: &'static str, value: &str) -> Labels {
+    vec![(name, value.to_owned())]
+}
+
+/// The reqwest transport, counting each request by endpoint and status.
+pub(crate) struct CountingTransport {
+    pub(crate) inner: bankconnect_http_async::ReqwestTransport,
+    pub(crate) metrics: std::sync::Arc<Metrics>,
+}
+
+#[async_trait::async_trait]
+impl bankconnect_http_async::AsyncTransport for CountingTransport {
+    async fn send(&self, request: http::Request<Vec<u8>>) -> bankconnect_core::HttpResult {
+        let path = request.uri().path();
+        let endpoint = if path.ends_with("/progress/") {
+            "progress"
+        } else if path.ends_with("/session_status/") {
+            "session_status"
+        } else if path.ends_with("/update_webhook/") {
+            "update_webhook"
+        } else {
+            "other"
+        };
+        let result = self.inner.send(request).await;
+        let status = match &result {
+            Ok(response) => response.status().as_u16().to_string(),
+            Err(err) => err.kind.as_str().to_owned(),
+        };
+        self.metrics
+            .api_requests
+            .get_or_create(&vec![("endpoint", endpoint.to_owned()), ("status", status)])
+            .inc();
+        result
+    }
+}
