@@ -95,7 +95,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "BANKCONNECT_LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,
     /// The store: sqlite:PATH (created if missing) or postgres://USER@HOST:PORT/DATABASE.
-    #[arg(long, env = "BANKCONNECT_STORE", default_value = "sqlite:bankconnect.db", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BANKCONNECT_STORE",
+        default_value = "sqlite:bankconnect.db",
+        hide_env_values = true
+    )]
     pub(crate) store: String,
     /// Bearer token required on /v1/*; without one, serve listens on loopback only.
     #[arg(long, env = "BANKCONNECT_SERVE_TOKEN", hide_env_values = true)]

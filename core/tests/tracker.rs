@@ -480,7 +480,12 @@ fn a_session_added_earlier_counts_its_wait_and_may_have_its_own_max_wait() {
         .unwrap();
     // Its own 5 s max wait.
     tracker
-        .add_started(t0, sid("short"), Duration::ZERO, Some(Duration::from_secs(5)))
+        .add_started(
+            t0,
+            sid("short"),
+            Duration::ZERO,
+            Some(Duration::from_secs(5)),
+        )
         .unwrap();
     assert!(tracker
         .add_started(t0, sid("zero"), Duration::ZERO, Some(Duration::ZERO))
@@ -493,7 +498,10 @@ fn a_session_added_earlier_counts_its_wait_and_may_have_its_own_max_wait() {
         .map(|o| (o.session_id.as_str().to_owned(), o.elapsed_ms))
         .collect();
     assert_eq!(ended.len(), 2);
-    assert!(world.outcomes.iter().all(|o| o.outcome == OutcomeKind::TimedOut));
+    assert!(world
+        .outcomes
+        .iter()
+        .all(|o| o.outcome == OutcomeKind::TimedOut));
     assert_eq!(ended[0].0, "short");
     assert!((5_000..5_100).contains(&ended[0].1), "{ended:?}");
     assert_eq!(ended[1].0, "old");

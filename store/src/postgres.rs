@@ -454,6 +454,17 @@ impl PostgresStore {
         Ok(usize::try_from(released).unwrap_or(usize::MAX))
     }
 
+    pub(crate) async fn release_all_leases(&self) -> Result<usize, StoreError> {
+        let client = self.client().await?;
+        let released = client
+            .execute(
+                "UPDATE sessions SET lease_owner = NULL, lease_until_ms = 0 WHERE state = 'tracking' AND lease_owner IS NOT NULL",
+                &[],
+            )
+            .await?;
+        Ok(usize::try_from(released).unwrap_or(usize::MAX))
+    }
+
     pub(crate) async fn live_replicas(&self, since: SystemTime) -> Result<Vec<String>, StoreError> {
         let client = self.client().await?;
         let rows = client

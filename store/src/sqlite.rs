@@ -400,6 +400,17 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn release_all_leases(&self) -> Result<usize, StoreError> {
+        self.with(|conn, _| {
+            Ok(conn
+                .prepare_cached(
+                    "UPDATE sessions SET lease_owner = NULL, lease_until_ms = 0 WHERE state = 'tracking' AND lease_owner IS NOT NULL",
+                )?
+                .execute([])?)
+        })
+        .await
+    }
+
     pub(crate) async fn live_replicas(&self, since: SystemTime) -> Result<Vec<String>, StoreError> {
         self.with(move |conn, _| {
             let mut stmt = conn.prepare_cached(
@@ -447,7 +458,9 @@ impl SqliteStore {
                  WHERE s.state = 'tracking' ORDER BY w.received_at_ms",
             )?;
             let rows = stmt
-                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?
+                .query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             crate::store::webhook_rows(rows)
         })

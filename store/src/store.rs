@@ -360,6 +360,13 @@ impl Store {
         dispatch!(self.release_leases(replica))
     }
 
+    /// Frees every lease, whoever holds it. For a store only one process uses (SQLite: one
+    /// node), so that a process restarted after a crash takes its sessions back at once instead
+    /// of waiting for its old leases to lapse. Returns how many were freed.
+    pub async fn release_all_leases(&self) -> Result<usize, StoreError> {
+        dispatch!(self.release_all_leases())
+    }
+
     /// Replicas whose heartbeat is at or after `since`.
     pub async fn live_replicas(&self, since: SystemTime) -> Result<Vec<String>, StoreError> {
         dispatch!(self.live_replicas(since))
@@ -384,7 +391,9 @@ impl Store {
 
     /// The accepted webhooks of sessions still tracking, oldest first (a restarting service feeds
     /// them to its tracker again, so an accepted webhook's effect survives a crash).
-    pub async fn tracking_webhooks(&self) -> Result<Vec<(SessionId, serde_json::Value)>, StoreError> {
+    pub async fn tracking_webhooks(
+        &self,
+    ) -> Result<Vec<(SessionId, serde_json::Value)>, StoreError> {
         dispatch!(self.tracking_webhooks())
     }
 

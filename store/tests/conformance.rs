@@ -132,6 +132,25 @@ async fn claims_never_share_a_session_and_take_over_lapsed_leases(fx: Fixture) {
     let taken: HashSet<_> = taken.into_iter().map(|r| r.session_id).collect();
     let from_b: HashSet<_> = b.into_iter().map(|r| r.session_id).collect();
     assert_eq!(taken, from_b);
+    // A single-node store freed of every lease after a crash: all claimable again at once.
+    assert_eq!(store.release_all_leases().await.unwrap(), 25);
+    assert_eq!(
+        store
+            .claim_sessions("A", at(20_001), LEASE, 100)
+            .await
+            .unwrap()
+            .len(),
+        25
+    );
+    store.release_leases("A").await.unwrap();
+    store
+        .claim_sessions("A", at(20_002), LEASE, 15)
+        .await
+        .unwrap();
+    store
+        .claim_sessions("C", at(31_000), LEASE, 10)
+        .await
+        .unwrap();
     // A shuts down: its leases are free at once.
     assert_eq!(store.release_leases("A").await.unwrap(), 15);
     let freed = store

@@ -117,7 +117,9 @@ fn session_id(text: &str) -> Result<SessionId, ApiError> {
 /// One entry of an add request.
 fn new_session(entry: &Value) -> Result<NewSession, ApiError> {
     let Value::Object(map) = entry else {
-        return Err(ApiError::invalid("each session is an object with a session_id"));
+        return Err(ApiError::invalid(
+            "each session is an object with a session_id",
+        ));
     };
     if let Some(unknown) = map
         .keys()
@@ -153,7 +155,11 @@ fn new_session(entry: &Value) -> Result<NewSession, ApiError> {
             }
             session = session.with_max_wait(max_wait);
         }
-        Some(_) => return Err(ApiError::invalid("max_wait must be a string such as \"30m\"")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "max_wait must be a string such as \"30m\"",
+            ))
+        }
     }
     Ok(session)
 }
@@ -229,7 +235,10 @@ async fn add_sessions(State(app): State<App>, body: Body) -> Result<Response, Ap
     Ok((status, Json(body)).into_response())
 }
 
-async fn get_session(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_session(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = session_id(&id)?;
     match app.store.get_session(&id).await {
         Ok(Some(record)) => Ok(Json(record_json(&record))),
@@ -238,7 +247,10 @@ async fn get_session(State(app): State<App>, Path(id): Path<String>) -> Result<J
     }
 }
 
-async fn cancel_session(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn cancel_session(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = session_id(&id)?;
     match app.store.cancel_session(&id, SystemTime::now()).await {
         Ok(Some(record)) => {
@@ -267,9 +279,8 @@ async fn list_sessions(
     let Query(query) = query.map_err(|err| ApiError::invalid(format!("bad query: {err}")))?;
     let state = match query.state.as_deref() {
         None => SessionState::Tracking,
-        Some(text) => SessionState::parse(text).ok_or_else(|| {
-            ApiError::invalid("state must be tracking, finished or cancelled")
-        })?,
+        Some(text) => SessionState::parse(text)
+            .ok_or_else(|| ApiError::invalid("state must be tracking, finished or cancelled"))?,
     };
     let limit = match query.limit.as_deref() {
         None => 100,
@@ -326,7 +337,10 @@ async fn webhook(State(app): State<App>, request: Request) -> Response {
 }
 
 /// Records an accepted event once (shared dedupe) and routes its hint; `false` for a duplicate.
-async fn accept(app: &App, delivery: &bankconnect_webhook_verify::Delivery) -> Result<bool, StoreError> {
+async fn accept(
+    app: &App,
+    delivery: &bankconnect_webhook_verify::Delivery,
+) -> Result<bool, StoreError> {
     let hint = delivery.hint();
     let session = delivery.event.session_id();
     let event = match &hint {

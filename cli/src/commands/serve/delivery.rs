@@ -93,12 +93,19 @@ impl Delivery {
     }
 
     /// What the attempt's result makes of the delivery.
-    fn next_step(&self, delivery: &DueDelivery, result: Result<(), String>, rng: &mut JitterRng) -> Attempt {
+    fn next_step(
+        &self,
+        delivery: &DueDelivery,
+        result: Result<(), String>,
+        rng: &mut JitterRng,
+    ) -> Attempt {
         let error = match result {
             Ok(()) => return Attempt::Delivered,
             Err(error) => error,
         };
-        let made = usize::try_from(delivery.attempts).unwrap_or(usize::MAX).saturating_add(1);
+        let made = usize::try_from(delivery.attempts)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
         match self.schedule.get(made) {
             Some(delay) => {
                 // ±20 % jitter, so that a back end coming back is not hit by every retry at once.
@@ -149,7 +156,9 @@ impl Delivery {
         let result = match sent {
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => Err(format!("HTTP {}", response.status().as_u16())),
-            Err(err) if err.is_timeout() => Err(format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs())),
+            Err(err) if err.is_timeout() => {
+                Err(format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs()))
+            }
             Err(err) if err.is_connect() => Err("cannot connect".into()),
             Err(_) => Err("the request failed".into()),
         };
@@ -157,4 +166,3 @@ impl Delivery {
         (delivery, result)
     }
 }
-

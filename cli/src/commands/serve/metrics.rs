@@ -37,7 +37,11 @@ impl Metrics {
         let outcomes = Family::<Labels, Counter<u64, AtomicU64>>::default();
         let deliveries = Family::<Labels, Counter<u64, AtomicU64>>::default();
         let outcome_latency = Histogram::new(exponential_buckets(0.005, 2.0, 16));
-        registry.register("bankconnect_sessions", "Sessions by state", sessions.clone());
+        registry.register(
+            "bankconnect_sessions",
+            "Sessions by state",
+            sessions.clone(),
+        );
         registry.register(
             "bankconnect_api_requests",
             "Requests to the BankConnect API by endpoint and status",

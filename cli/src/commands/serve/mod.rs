@@ -121,20 +121,19 @@ pub(crate) fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
         args.webhook_token.as_deref(),
     )?;
     let schedule = parse_schedule(&args.delivery_schedule)?;
-    let delivery = match (&args.deliver_to, &args.deliver_secret) {
-        (Some(url), Some(secret)) => Some((
-            delivery_target(url)?,
-            WebhookSecret::standard(secret).map_err(|err| {
-                Failure::usage(format!("bad --deliver-secret: {err}; use whsec_<base64>"))
-            })?,
-        )),
-        (Some(_), None) => {
-            return Err(Failure::usage(
+    let delivery =
+        match (&args.deliver_to, &args.deliver_secret) {
+            (Some(url), Some(secret)) => Some((
+                delivery_target(url)?,
+                WebhookSecret::standard(secret).map_err(|err| {
+                    Failure::usage(format!("bad --deliver-secret: {err}; use whsec_<base64>"))
+                })?,
+            )),
+            (Some(_), None) => return Err(Failure::usage(
                 "--deliver-to needs --deliver-secret (BANKCONNECT_DELIVER_SECRET), a whsec_… key",
-            ))
-        }
-        (None, _) => None,
-    };
+            )),
+            (None, _) => None,
+        };
     let registration = match &args.public_url {
         Some(url) => {
             let mut webhook_url = format!("{}{}", url.trim_end_matches('/'), args.webhook_path);
@@ -182,6 +181,13 @@ pub(crate) fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
         .map_err(|err| Failure::internal(format!("cannot start the async runtime: {err}")))?;
     runtime.block_on(async move {
         let store = Store::open(&args.store).await.map_err(store_failure)?;
+        if store.engine() == "sqlite" {
+            // One node: whatever a crashed predecessor held is ours again at once.
+            store
+                .release_all_leases()
+                .await
+                .map_err(|err| Failure::internal(err.to_string()))?;
+        }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|err| Failure::usage(format!("cannot listen on {}: {err}", args.listen)))?;
@@ -197,7 +203,9 @@ pub(crate) fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
             client: client.clone(),
             replica: replica.clone(),
             lease: args.lease,
-            deliver_first: delivery.as_ref().map(|_| schedule.first().copied().unwrap_or_default()),
+            deliver_first: delivery
+                .as_ref()
+                .map(|_| schedule.first().copied().unwrap_or_default()),
             delivery_wake: Arc::clone(&delivery_wake),
             metrics: Arc::clone(&metrics),
         };
