@@ -498,8 +498,19 @@ fn bad_input_gets_the_documented_4xx_and_changes_nothing() {
     // Nothing of that was stored.
     let (_, page) = serve.request("GET", "/v1/sessions?state=tracking", None, &[auth]);
     assert_eq!(page["sessions"], json!([]));
-    // Health needs no token.
+    // Health and the OpenAPI document need no token.
     assert_eq!(serve.request("GET", "/healthz", None, &[]).0, 200);
+    let (status, doc) = serve.request("GET", "/openapi.json", None, &[]);
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/v1/sessions",
+        "/v1/sessions/{id}",
+        "/webhooks/bankconnect",
+        "/readyz",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} undocumented");
+    }
     drop(serve);
     // Without a token, serve refuses a non-loopback address.
     let output = bankconnect(

@@ -15,11 +15,11 @@ use bankconnect_core::{SessionId, WebhookHint};
 use bankconnect_store::{Added, NewSession, SessionState, Store, StoreError};
 use bankconnect_webhook_verify::{Receiver, Reception, Rejection, WebhookSecret};
 use http_body_util::BodyExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::metrics::{label, Metrics};
-use super::record::{record_json, ApiError};
+use super::record::{record_body, record_json, ApiError, ErrorBody, RecordBody, StateBody};
 use super::tracking::Command;
 
 /// Largest API request body (a batch of 1 000 sessions fits many times over).
@@ -28,6 +28,90 @@ pub(crate) const MAX_API_BODY: usize = 1024 * 1024;
 pub(crate) const MAX_BATCH: usize = 1000;
 /// Longest caller's reference.
 pub(crate) const MAX_REFERENCE: usize = 1024;
+
+/// One session to add.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Documents the body; the handler parses it itself for precise errors.
+pub(crate) struct NewSessionBody {
+    session_id: String,
+    #[schema(max_length = 1024)]
+    reference: Option<String>,
+    /// e.g. "30m"; the service's --max-wait otherwise.
+    max_wait: Option<String>,
+}
+
+/// A batch of sessions to add.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Documents the body.
+pub(crate) struct BatchBody {
+    #[schema(min_items = 1, max_items = 1000)]
+    sessions: Vec<NewSessionBody>,
+}
+
+/// One session or a batch.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Documents the body.
+pub(crate) enum AddBody {
+    One(NewSessionBody),
+    Batch(BatchBody),
+}
+
+/// The records of a batch.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct BatchAnswer {
+    sessions: Vec<RecordBody>,
+}
+
+/// The record, or the records of a batch.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(crate) enum AddAnswer {
+    One(RecordBody),
+    Batch(BatchAnswer),
+}
+
+/// A page of records.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct PageBody {
+    sessions: Vec<RecordBody>,
+    next_cursor: Option<String>,
+}
+
+/// What the webhook intake answers (built by the receiver's `respond`).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Documents the answer.
+pub(crate) struct WebhookAnswer {
+    /// accepted, duplicate or rejected.
+    status: String,
+    error: Option<String>,
+}
+
+/// The intake's 503: busy (a webhook answer) or the store down (an API error).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Documents the answer.
+#[serde(untagged)]
+pub(crate) enum WebhookOrError {
+    Webhook(WebhookAnswer),
+    Error(ErrorBody),
+}
+
+/// `/healthz`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct HealthBody {
+    status: String,
+}
+
+/// `/readyz`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ReadyBody {
+    /// ready or unavailable.
+    status: String,
+    replica: String,
+    store: String,
+}
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -42,6 +126,11 @@ pub(crate) struct App {
 
 /// The whole service's router.
 pub(crate) fn router(app: App, webhook_path: &str) -> Router {
+    let document = Arc::new(super::openapi::document(webhook_path));
+    let openapi_json = move || {
+        let document = Arc::clone(&document);
+        async move { Json((*document).clone()) }
+    };
     let v1 = Router::new()
         .route("/v1/sessions", post(add_sessions).get(list_sessions))
         .route("/v1/sessions/{id}", get(get_session).delete(cancel_session))
@@ -52,6 +141,7 @@ pub(crate) fn router(app: App, webhook_path: &str) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
@@ -171,7 +261,22 @@ fn hints(pending: &[Value]) -> Vec<WebhookHint> {
         .collect()
 }
 
-async fn add_sessions(State(app): State<App>, body: Body) -> Result<Response, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    tag = "sessions",
+    request_body(content = AddBody, description = "one session, or {\"sessions\": [...]} (at most 1 000)"),
+    responses(
+        (status = 202, description = "committed; the record, or {\"sessions\": [records]} for a batch", body = AddAnswer),
+        (status = 200, description = "already known: the stored record(s), unchanged", body = AddAnswer),
+        (status = 400, description = "bad body or id", body = ErrorBody),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+        (status = 413, description = "body over 1 MiB", body = ErrorBody),
+        (status = 503, description = "the store did not answer", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn add_sessions(State(app): State<App>, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(body, MAX_API_BODY).await?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|err| ApiError::invalid(format!("the body is not JSON: {err}")))?;
@@ -224,18 +329,35 @@ async fn add_sessions(State(app): State<App>, body: Body) -> Result<Response, Ap
     } else {
         StatusCode::OK
     };
+    let mut records = added.iter().map(|a| record_body(a.record()));
     let body = if batch {
-        json!({"sessions": added.iter().map(|a| record_json(a.record())).collect::<Vec<_>>()})
+        AddAnswer::Batch(BatchAnswer {
+            sessions: records.collect(),
+        })
     } else {
-        added
-            .first()
-            .map(|a| record_json(a.record()))
-            .unwrap_or(Value::Null)
+        match records.next() {
+            Some(record) => AddAnswer::One(record),
+            None => return Err(ApiError::invalid("nothing to add")),
+        }
     };
     Ok((status, Json(body)).into_response())
 }
 
-async fn get_session(
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}",
+    tag = "sessions",
+    params(("id" = String, Path, description = "the session id")),
+    responses(
+        (status = 200, description = "the record", body = RecordBody),
+        (status = 400, description = "bad id", body = ErrorBody),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "unknown", body = ErrorBody),
+        (status = 503, description = "the store did not answer", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_session(
     State(app): State<App>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -247,7 +369,21 @@ async fn get_session(
     }
 }
 
-async fn cancel_session(
+#[utoipa::path(
+    delete,
+    path = "/v1/sessions/{id}",
+    tag = "sessions",
+    params(("id" = String, Path, description = "the session id")),
+    responses(
+        (status = 200, description = "the record, cancelled (or unchanged if it had ended)", body = RecordBody),
+        (status = 400, description = "bad id", body = ErrorBody),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "unknown", body = ErrorBody),
+        (status = 503, description = "the store did not answer", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn cancel_session(
     State(app): State<App>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -266,16 +402,33 @@ async fn cancel_session(
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     state: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
 
-async fn list_sessions(
+#[utoipa::path(
+    get,
+    path = "/v1/sessions",
+    tag = "sessions",
+    params(
+        ("state" = Option<StateBody>, Query, description = "tracking (default), finished or cancelled"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, default 100"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "a page, in the order sessions were added", body = PageBody),
+        (status = 400, description = "bad query", body = ErrorBody),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+        (status = 503, description = "the store did not answer", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list_sessions(
     State(app): State<App>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PageBody>, ApiError> {
     let Query(query) = query.map_err(|err| ApiError::invalid(format!("bad query: {err}")))?;
     let state = match query.state.as_deref() {
         None => SessionState::Tracking,
@@ -295,10 +448,10 @@ async fn list_sessions(
         .list_sessions(state, limit, query.cursor.as_deref())
         .await
     {
-        Ok(page) => Ok(Json(json!({
-            "sessions": page.sessions.iter().map(record_json).collect::<Vec<_>>(),
-            "next_cursor": page.next_cursor,
-        }))),
+        Ok(page) => Ok(Json(PageBody {
+            sessions: page.sessions.iter().map(record_body).collect(),
+            next_cursor: page.next_cursor,
+        })),
         Err(StoreError::InvalidCursor) => Err(ApiError::invalid("invalid cursor")),
         Err(err) => Err(ApiError::unavailable(&err)),
     }
@@ -306,7 +459,21 @@ async fn list_sessions(
 
 /// FinBox's webhook: the receiver's rules and status codes, with dedupe and the event's effect
 /// committed to the store before the 200.
-async fn webhook(State(app): State<App>, request: Request) -> Response {
+#[utoipa::path(
+    post,
+    path = "/webhooks/bankconnect",
+    tag = "webhooks",
+    request_body(content = Object, description = "a FinBox webhook event", content_type = "application/json"),
+    responses(
+        (status = 200, description = "accepted or duplicate (committed first)", body = WebhookAnswer),
+        (status = 400, description = "malformed or unreadable", body = WebhookAnswer),
+        (status = 401, description = "bad or missing token or signature", body = WebhookAnswer),
+        (status = 413, description = "too large", body = WebhookAnswer),
+        (status = 415, description = "not JSON", body = WebhookAnswer),
+        (status = 503, description = "busy, or the store did not answer", body = WebhookOrError),
+    )
+)]
+pub(crate) async fn webhook(State(app): State<App>, request: Request) -> Response {
     let reception = bankconnect_webhook_verify::axum_handler::receive(&app.receiver, request).await;
     let result = match &reception {
         Reception::Accepted(delivery) | Reception::Duplicate(delivery) => {
@@ -374,23 +541,37 @@ async fn accept(
     Ok(true)
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "the process runs", body = HealthBody)))]
+pub(crate) async fn healthz() -> Json<HealthBody> {
+    Json(HealthBody {
+        status: "ok".into(),
+    })
 }
 
-async fn readyz(State(app): State<App>) -> Response {
-    match app.store.ping().await {
-        Ok(()) => Json(json!({"status": "ready", "replica": &*app.replica, "store": app.store.engine()}))
-            .into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "replica": &*app.replica, "store": app.store.engine()})),
-        )
-            .into_response(),
-    }
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "the store answers", body = ReadyBody),
+        (status = 503, description = "the store does not answer", body = ReadyBody),
+    ))]
+pub(crate) async fn readyz(State(app): State<App>) -> Response {
+    let ready = app.store.ping().await.is_ok();
+    let body = ReadyBody {
+        status: if ready { "ready" } else { "unavailable" }.into(),
+        replica: app.replica.to_string(),
+        store: app.store.engine().into(),
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
-async fn metrics(State(app): State<App>, _headers: HeaderMap) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+pub(crate) async fn metrics(State(app): State<App>, _headers: HeaderMap) -> Response {
     (
         [(
             http::header::CONTENT_TYPE,

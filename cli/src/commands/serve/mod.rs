@@ -6,6 +6,7 @@
 mod api;
 mod delivery;
 mod metrics;
+mod openapi;
 mod record;
 mod tracking;
 
