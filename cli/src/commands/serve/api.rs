@@ -69,7 +69,7 @@ pub(crate) struct BatchAnswer {
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub(crate) enum AddAnswer {
-    One(RecordBody),
+    One(Box<RecordBody>),
     Batch(BatchAnswer),
 }
 
@@ -336,7 +336,7 @@ pub(crate) async fn add_sessions(State(app): State<App>, body: Body) -> Result<R
         })
     } else {
         match records.next() {
-            Some(record) => AddAnswer::One(record),
+            Some(record) => AddAnswer::One(Box::new(record)),
             None => return Err(ApiError::invalid("nothing to add")),
         }
     };
