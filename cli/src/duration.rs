@@ -2,29 +2,49 @@
 
 use std::time::Duration;
 
-/// Parses a duration; the error says what is accepted.
+/// Longest duration accepted anywhere (timeouts, max waits): ten years.
+const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+
+/// Parses a duration as people type it: `250ms`, `90s`, `5m`, `1h30m`, `1h 30m`, `2days` (via
+/// humantime), or one decimal number with a unit (`1.5m`, `0.5s`); the error says what is
+/// accepted.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
+    let shown: String = text.chars().take(40).collect();
     let help = || {
-        format!("invalid duration {text:?}: use a whole number with ms, s, m or h (e.g. 250ms, 2s, 5m, 1h)")
+        format!(
+            "invalid duration {shown:?}: use a number with a unit, e.g. 250ms, 90s, 1.5m, 1h30m"
+        )
     };
-    if number.is_empty() || number.len() > 12 {
+    if text.is_empty() || text.len() > 64 {
         return Err(help());
     }
-    let value: u64 = number.parse().map_err(|_| help())?;
-    let millis = match unit {
-        "ms" => Some(value),
-        "s" => value.checked_mul(1_000),
-        "m" => value.checked_mul(60_000),
-        "h" => value.checked_mul(3_600_000),
-        _ => None,
+    let duration = match humantime::parse_duration(text) {
+        Ok(duration) => duration,
+        Err(_) => decimal(text).ok_or_else(help)?,
+    };
+    if duration > MAX_DURATION {
+        return Err(format!("invalid duration {shown:?}: longer than ten years"));
     }
-    .ok_or_else(help)?;
-    Ok(Duration::from_millis(millis))
+    Ok(duration)
+}
+
+/// `1.5m`, `0.25s`: one decimal number and one unit of ms, s, m or h.
+fn decimal(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() || number.starts_with('.') || number.ends_with('.') || number.len() > 20 {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "ms" => value / 1_000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3_600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 /// Parses a duration that must be more than zero (timeouts, intervals).
@@ -98,16 +118,26 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0.25s"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2days"), Ok(Duration::from_secs(2 * 86400)));
         for bad in [
             "",
             "2",
             "s",
             "2x",
             "-1s",
-            "1.5s",
-            "2 s",
+            ".5s",
+            "1.s",
+            "1.5.5s",
+            "1.5x",
             "99999999999999h",
-            "1h30m",
+            "11years",
+            "NaNs",
+            "infs",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }

@@ -16,7 +16,12 @@ pub(crate) mod exit {
 pub(crate) struct Failure {
     pub(crate) kind: &'static str,
     pub(crate) message: String,
+    /// The exit code.
     pub(crate) code: u8,
+    /// The API's error code (SESSION_NOT_FOUND…), when the API refused.
+    pub(crate) api_code: Option<String>,
+    /// The HTTP status of the API's answer, when there was one.
+    pub(crate) http_status: Option<u16>,
 }
 
 impl Failure {
@@ -26,6 +31,8 @@ impl Failure {
             kind: "usage",
             message: message.into(),
             code: exit::USAGE,
+            api_code: None,
+            http_status: None,
         }
     }
 
@@ -35,6 +42,8 @@ impl Failure {
             kind: "invalid_input",
             message: message.into(),
             code: exit::INVALID_INPUT,
+            api_code: None,
+            http_status: None,
         }
     }
 
@@ -44,6 +53,8 @@ impl Failure {
             kind: "internal",
             message: message.into(),
             code: exit::INVALID_INPUT,
+            api_code: None,
+            http_status: None,
         }
     }
 
@@ -54,11 +65,22 @@ impl Failure {
                 kind: "api_error",
                 message: api.to_string(),
                 code: exit::API,
+                api_code: Some(api.code.as_str().to_owned()),
+                http_status: Some(api.http_status),
+            },
+            bankconnect_core::CallError::Transient { last, .. } => Self {
+                kind: "transport_error",
+                message: err.to_string(),
+                code: exit::TRANSPORT,
+                api_code: None,
+                http_status: last.http_status(),
             },
             other => Self {
                 kind: "transport_error",
                 message: other.to_string(),
                 code: exit::TRANSPORT,
+                api_code: None,
+                http_status: None,
             },
         }
     }

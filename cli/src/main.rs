@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             let code = u8::try_from(err.exit_code()).unwrap_or(exit::USAGE);
             if code != exit::OK && std::env::args().any(|a| a == "--json") {
                 output::json_line(
-                    &serde_json::json!({"error": {"kind": "usage", "message": usage_message(&err)}}),
+                    &serde_json::json!({"error": {"kind": "usage", "code": null, "status": null, "message": usage_message(&err)}}),
                 );
             } else {
                 let _ = err.print();

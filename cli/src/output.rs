@@ -49,9 +49,12 @@ pub(crate) fn error_line(text: &str) {
 /// Reports a failure: `{"error": {"kind", "message"}}` on stdout with `--json`, else a sentence on stderr.
 pub(crate) fn failure(failure: &Failure, json: bool) {
     if json {
-        json_line(
-            &serde_json::json!({"error": {"kind": failure.kind, "message": failure.message}}),
-        );
+        json_line(&serde_json::json!({"error": {
+            "kind": failure.kind,
+            "code": failure.api_code,
+            "status": failure.http_status,
+            "message": failure.message,
+        }}));
     } else {
         error_line(&format!("bankconnect: {}", failure.message));
     }

@@ -363,3 +363,42 @@ fn sigterm_and_sigint_end_a_wait_with_a_line_per_pending_session() {
         }
     }
 }
+
+#[test]
+fn json_errors_carry_kind_code_status_and_message() {
+    let sim = sim(vec![]);
+    let output = run(Some(&sim.sim), &["--json", "progress", "nobody"]);
+    assert_eq!(output.status.code(), Some(5));
+    let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let error = &line["error"];
+    assert_eq!(error["kind"], "api_error");
+    assert_eq!(error["code"], "SESSION_NOT_FOUND");
+    assert_eq!(error["status"], 404);
+    assert!(error["message"].is_string());
+    let output = run(None, &["--json", "progress"]);
+    let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(line["error"]["kind"], "usage");
+    assert!(line["error"].as_object().unwrap().contains_key("code"));
+}
+
+#[test]
+fn listen_reports_rejections_as_json_lines_on_stderr() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = bankconnect(None, &["--json", "webhook", "listen", "--addr", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_listening(&addr);
+    assert!(post(&addr, "/", "{not json").contains(" 400 "));
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("rejected"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let value: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(value["rejected"]["status"], 400);
+}

@@ -112,6 +112,17 @@ pub enum TransientFailure {
 }
 
 impl TransientFailure {
+    /// The HTTP status of the answer, when there was one.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Self::Transport(_) => None,
+            Self::ServerError { http_status, .. } | Self::UnparsableBody { http_status, .. } => {
+                Some(*http_status)
+            }
+            Self::RateLimited { .. } => Some(429),
+        }
+    }
+
     /// The delay the server asked for, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

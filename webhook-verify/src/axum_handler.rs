@@ -22,8 +22,11 @@ use crate::receiver::{Receiver, Reception, Rejection};
 ///
 /// `on_reception` runs on the request's task before the answer is sent: keep it short and never
 /// block in it (hand slow work such as printing to a queue).
-pub fn router<F>(receiver: Arc<Receiver>, on_reception: F) -> Router
+///
+/// The router is generic over the state `S` of the app it is merged or nested into.
+pub fn router<S, F>(receiver: Arc<Receiver>, on_reception: F) -> Router<S>
 where
+    S: Clone + Send + Sync + 'static,
     F: Fn(&Reception) + Send + Sync + 'static,
 {
     let on_reception = Arc::new(on_reception);

@@ -290,13 +290,15 @@ fn enrichment(
     {
         let account = Obj::item(item, "accounts", i)?;
         let mut result = AccountResult::new(
-            account.opt_str("account_id")?.map(Into::into),
-            account.opt_str("bank_name")?.map(Into::into),
+            account.opt_text("account_id")?,
+            account.opt_text("bank_name")?,
             account.opt_str("account_status")?.map(AccountStatus::parse),
             account.opt_str("error_code")?.map(Into::into),
             account.opt_str("error_message")?.map(Into::into),
         );
-        result.account_number = account.opt_nonempty("account_number")?;
+        result.account_number = account
+            .opt_text("account_number")?
+            .filter(|t| !t.is_empty());
         let attempt_types = match account.get("attempt_types") {
             None | Some(Json::Null) => None,
             Some(_) => Some(
@@ -374,9 +376,11 @@ fn session_event(
             });
         }
         accounts.push(UploadAccount {
-            account_id: account.opt_nonempty("account_id")?,
-            account_number: account.opt_nonempty("account_number")?,
-            bank_name: account.opt_nonempty("bank_name")?,
+            account_id: account.opt_text("account_id")?.filter(|t| !t.is_empty()),
+            account_number: account
+                .opt_text("account_number")?
+                .filter(|t| !t.is_empty()),
+            bank_name: account.opt_text("bank_name")?.filter(|t| !t.is_empty()),
             account_status: account.opt_str("account_status")?.map(AccountStatus::parse),
             months,
             missing_data,
@@ -500,6 +504,25 @@ impl<'a> Obj<'a> {
     fn opt_str(&self, key: &str) -> Result<Option<&'a str>, ParseError> {
         match self.get(key) {
             Some(Json::String(text)) => Ok(Some(text)),
+            Some(Json::Null) | None => Ok(None),
+            Some(other) => Err(field_error(
+                &self.field(key),
+                format!("expected a string or null, found {}", other.kind()),
+            )),
+        }
+    }
+
+    /// A pass-through field kept as text whatever scalar type it drifts to (a numeric
+    /// `account_id`): a string as is, a number or boolean as written; `null` is none.
+    /// Arrays and objects are still refused: that is structure, not drift.
+    fn opt_text(&self, key: &str) -> Result<Option<String>, ParseError> {
+        match self.get(key) {
+            Some(Json::String(text)) => Ok(Some(text.to_string())),
+            Some(Json::Number(n)) if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 => {
+                Ok(Some(format!("{}", *n as i64)))
+            }
+            Some(Json::Number(n)) => Ok(Some(n.to_string())),
+            Some(Json::Bool(b)) => Ok(Some(b.to_string())),
             Some(Json::Null) | None => Ok(None),
             Some(other) => Err(field_error(
                 &self.field(key),

@@ -227,6 +227,19 @@ fn wrong_types_and_missing_fields_name_the_field() {
     assert!(parse(body).is_ok());
 }
 
+#[test]
+fn pass_through_fields_that_drift_to_numbers_are_kept_as_text() {
+    let body = br#"{"session_id": "s", "event_name": "ENRICHMENT_NOTIFICATION", "accounts": [
+        {"account_id": 123456789, "bank_name": "sbi", "account_number": 4242, "account_status": "completed"}]}"#;
+    let event = parse(body).unwrap();
+    let accounts = event.account_results();
+    assert_eq!(accounts[0].account_id.as_deref(), Some("123456789"));
+    assert_eq!(accounts[0].account_number.as_deref(), Some("4242"));
+    // Structure is still refused.
+    let body = br#"{"session_id": "s", "event_name": "ENRICHMENT_NOTIFICATION", "accounts": [{"account_id": {"x": 1}}]}"#;
+    assert_eq!(field_of(parse(body).unwrap_err()), "accounts[0].account_id");
+}
+
 fn json_headers() -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", "application/json".parse().unwrap());

@@ -52,6 +52,8 @@ pub(crate) fn status(global: &Global, id: &str) -> Result<u8, Failure> {
             kind: "api_error",
             message: format!("{err} (processing has not finished; try again later)"),
             code: exit::API,
+            api_code: Some(err.code.as_str().to_owned()),
+            http_status: Some(err.http_status),
         }),
     }
 }

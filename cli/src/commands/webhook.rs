@@ -106,6 +106,13 @@ fn print_reception(reception: &Reception, json: bool) {
                 print_event_human(&delivery.event, duplicate);
             }
         }
+        Reception::Rejected(rejection) if json => {
+            let line = serde_json::json!({"rejected": {
+                "status": rejection.status().as_u16(),
+                "reason": rejection.to_string(),
+            }});
+            eprintln!("{line}");
+        }
         Reception::Rejected(rejection) => {
             output::error_line(&format!(
                 "bankconnect: rejected a request ({}): {rejection}",
