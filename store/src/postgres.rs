@@ -454,6 +454,38 @@ impl PostgresStore {
         Ok(usize::try_from(released).unwrap_or(usize::MAX))
     }
 
+    pub(crate) async fn release_sessions(
+        &self,
+        replica: &str,
+        sessions: Vec<SessionId>,
+    ) -> Result<usize, StoreError> {
+        let ids: Vec<&str> = sessions.iter().map(SessionId::as_str).collect();
+        let client = self.client().await?;
+        let released = client
+            .execute(
+                "UPDATE sessions SET lease_owner = NULL, lease_until_ms = 0 \
+                 WHERE session_id = ANY($1) AND lease_owner = $2 AND state = 'tracking'",
+                &[&ids, &replica],
+            )
+            .await?;
+        Ok(usize::try_from(released).unwrap_or(usize::MAX))
+    }
+
+    pub(crate) async fn held_sessions(&self, replica: &str) -> Result<Vec<SessionId>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT session_id FROM sessions WHERE state = 'tracking' AND lease_owner = $1",
+                &[&replica],
+            )
+            .await?;
+        let ids = rows
+            .iter()
+            .map(|row| col(row, 0))
+            .collect::<Result<Vec<String>, StoreError>>()?;
+        crate::store::session_ids(ids)
+    }
+
     pub(crate) async fn release_all_leases(&self) -> Result<usize, StoreError> {
         let client = self.client().await?;
         let released = client

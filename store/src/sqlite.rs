@@ -400,6 +400,44 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn release_sessions(
+        &self,
+        replica: &str,
+        sessions: Vec<SessionId>,
+    ) -> Result<usize, StoreError> {
+        let replica = replica.to_owned();
+        self.with(move |conn, _| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut released = 0;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE sessions SET lease_owner = NULL, lease_until_ms = 0 \
+                     WHERE session_id = ?1 AND lease_owner = ?2 AND state = 'tracking'",
+                )?;
+                for id in &sessions {
+                    released += stmt.execute(params![id.as_str(), replica])?;
+                }
+            }
+            tx.commit()?;
+            Ok(released)
+        })
+        .await
+    }
+
+    pub(crate) async fn held_sessions(&self, replica: &str) -> Result<Vec<SessionId>, StoreError> {
+        let replica = replica.to_owned();
+        self.with(move |conn, _| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT session_id FROM sessions WHERE state = 'tracking' AND lease_owner = ?1",
+            )?;
+            let ids = stmt
+                .query_map(params![replica], |row| row.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            crate::store::session_ids(ids)
+        })
+        .await
+    }
+
     pub(crate) async fn release_all_leases(&self) -> Result<usize, StoreError> {
         self.with(|conn, _| {
             Ok(conn

@@ -129,6 +129,14 @@ pub(crate) fn due_deliveries(
         .collect()
 }
 
+pub(crate) fn session_ids(ids: Vec<String>) -> Result<Vec<SessionId>, StoreError> {
+    ids.iter()
+        .map(|id| {
+            SessionId::new(id).map_err(|err| StoreError::Corrupt(format!("session id: {err}")))
+        })
+        .collect()
+}
+
 pub(crate) fn webhook_rows(
     rows: Vec<(String, String)>,
 ) -> Result<Vec<(SessionId, serde_json::Value)>, StoreError> {
@@ -353,6 +361,21 @@ impl Store {
         lease: Duration,
     ) -> Result<usize, StoreError> {
         dispatch!(self.renew_leases(replica, now, lease))
+    }
+
+    /// Frees `replica`'s leases on these sessions (to hand them to less busy replicas).
+    pub async fn release_sessions(
+        &self,
+        replica: &str,
+        sessions: Vec<SessionId>,
+    ) -> Result<usize, StoreError> {
+        dispatch!(self.release_sessions(replica, sessions))
+    }
+
+    /// The tracking sessions `replica` holds a lease on (a replica compares them with what it
+    /// polls, and stops polling what another replica took over).
+    pub async fn held_sessions(&self, replica: &str) -> Result<Vec<SessionId>, StoreError> {
+        dispatch!(self.held_sessions(replica))
     }
 
     /// Frees every lease `replica` holds at once (graceful shutdown); returns how many.

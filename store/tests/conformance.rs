@@ -120,6 +120,18 @@ async fn claims_never_share_a_session_and_take_over_lapsed_leases(fx: Fixture) {
         .await
         .unwrap()
         .is_empty());
+    let held: HashSet<_> = store
+        .held_sessions("B")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        held,
+        b.iter()
+            .map(|r| r.session_id.clone())
+            .collect::<HashSet<_>>()
+    );
     // A renews; B does not. After B's lease lapses, C takes B's sessions and none of A's.
     assert_eq!(
         store.renew_leases("A", at(20_000), LEASE).await.unwrap(),
@@ -132,6 +144,23 @@ async fn claims_never_share_a_session_and_take_over_lapsed_leases(fx: Fixture) {
     let taken: HashSet<_> = taken.into_iter().map(|r| r.session_id).collect();
     let from_b: HashSet<_> = b.into_iter().map(|r| r.session_id).collect();
     assert_eq!(taken, from_b);
+    assert!(
+        store.held_sessions("B").await.unwrap().is_empty(),
+        "B lost them to C"
+    );
+    // C hands two back; only its own leases are released.
+    let two: Vec<_> = from_b.iter().take(2).cloned().collect();
+    assert_eq!(store.release_sessions("A", two.clone()).await.unwrap(), 0);
+    assert_eq!(store.release_sessions("C", two).await.unwrap(), 2);
+    assert_eq!(store.held_sessions("C").await.unwrap().len(), 8);
+    assert_eq!(
+        store
+            .claim_sessions("C", at(31_000), LEASE, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     // A single-node store freed of every lease after a crash: all claimable again at once.
     assert_eq!(store.release_all_leases().await.unwrap(), 25);
     assert_eq!(

@@ -311,6 +311,7 @@ pub(crate) async fn add_sessions(State(app): State<App>, body: Body) -> Result<R
         .await
         .map_err(|err| ApiError::unavailable(&err))?;
     let mut created_any = false;
+    let mut kept = Vec::new();
     for entry in &added {
         if let Added::Created {
             record,
@@ -319,10 +320,12 @@ pub(crate) async fn add_sessions(State(app): State<App>, body: Body) -> Result<R
         {
             created_any = true;
             tracing::info!(session = %record.session_id, "session added");
-            let command = Command::Add(Box::new(record.clone()), hints(pending_webhooks));
-            // Committed already: if the tracker is gone (shutting down), the next start polls it.
-            let _ = app.commands.send(command).await;
+            kept.extend(hints(pending_webhooks));
         }
+    }
+    if created_any {
+        // Committed already: if the tracker is gone (shutting down), the next start polls them.
+        let _ = app.commands.send(Command::Added(kept)).await;
     }
     let status = if created_any {
         StatusCode::ACCEPTED

@@ -2,7 +2,7 @@
 //! on, fed by the API (adds, cancels) and the webhook intake, committing each outcome with its
 //! delivery in one transaction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,8 +16,8 @@ use super::metrics::{label, Metrics};
 /// What the API and the intake ask of the tracking task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// A session committed to the store: track it (with the webhooks kept for it).
-    Add(Box<SessionRecord>, Vec<WebhookHint>),
+    /// Sessions committed to the store, with the webhooks kept for them: claim and track.
+    Added(Vec<WebhookHint>),
     /// A session cancelled in the store: stop polling it.
     Cancel(SessionId),
     /// A webhook committed to the store for a session that may be tracked here.
@@ -38,6 +38,8 @@ pub(crate) struct Tracking {
 
 /// Largest batch of sessions claimed at once.
 const CLAIM_BATCH: usize = 1000;
+/// Sessions a replica may hold beyond an even share before it hands some back.
+const SHARE_SLACK: usize = 8;
 
 impl Tracking {
     /// Runs until `shutdown` turns true, then releases this replica's leases.
@@ -55,7 +57,11 @@ impl Tracking {
         };
         // When a session's end was first signalled (a webhook), for the latency histogram.
         let mut first_sign: HashMap<SessionId, Instant> = HashMap::new();
-        self.claim(&mut tracker).await;
+        // The sessions this replica polls (it holds their leases).
+        let mut polled: HashSet<SessionId> = HashSet::new();
+        // Heartbeat first, so that the fair share counts this replica.
+        self.heartbeat().await;
+        self.claim(&mut tracker, &mut polled).await;
         self.replay_webhooks(&mut tracker).await;
         let mut renew = tokio::time::interval(self.lease / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -67,15 +73,18 @@ impl Tracking {
                 biased;
                 _ = shutdown.changed() => break,
                 Some(command) = commands.recv() => match command {
-                    Command::Add(record, hints) => {
-                        self.track(&mut tracker, &record);
+                    Command::Added(hints) => {
+                        // Kept by the tracker until the session is claimed, here or elsewhere.
                         for hint in hints {
                             first_sign.entry(hint.session_id.clone()).or_insert_with(Instant::now);
                             tracker.handle_webhook(hint);
                         }
+                        // Polled once leased (at once here, if this replica has room).
+                        self.claim(&mut tracker, &mut polled).await;
                     }
                     Command::Cancel(session) => {
                         let _ = tracker.remove(&session);
+                        polled.remove(&session);
                         first_sign.remove(&session);
                     }
                     Command::Webhook(hint) => {
@@ -84,14 +93,16 @@ impl Tracking {
                     }
                 },
                 _ = renew.tick() => {
-                    if let Err(err) = self.store.renew_leases(&self.replica, SystemTime::now(), self.lease).await {
-                        tracing::warn!(error = %err, "cannot renew leases");
+                    if self.heartbeat().await {
+                        self.drop_lost(&mut tracker, &mut polled).await;
+                        self.rebalance(&mut tracker, &mut polled).await;
+                        self.claim(&mut tracker, &mut polled).await;
                     }
-                    self.claim(&mut tracker).await;
                     self.count_sessions().await;
                 }
                 event = tracker.next_event(), if !tracker.is_empty() => {
                     if let Some(TrackerEvent::Outcome(outcome)) = event {
+                        polled.remove(&outcome.session_id);
                         let sign = first_sign.remove(&outcome.session_id);
                         self.finish(outcome, sign, &mut shutdown).await;
                     }
@@ -104,23 +115,65 @@ impl Tracking {
         }
     }
 
+    /// Renews this replica's leases and heartbeat; `false` if the store did not answer (then
+    /// nothing is claimed or dropped on stale information).
+    async fn heartbeat(&self) -> bool {
+        match self
+            .store
+            .renew_leases(&self.replica, SystemTime::now(), self.lease)
+            .await
+        {
+            Ok(_) => true,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot renew leases");
+                false
+            }
+        }
+    }
+
     /// Starts polling a stored session, counting the time since it was added.
-    fn track(&self, tracker: &mut Tracker, record: &SessionRecord) {
+    fn track(
+        &self,
+        tracker: &mut Tracker,
+        polled: &mut HashSet<SessionId>,
+        record: &SessionRecord,
+    ) {
         let elapsed = SystemTime::now()
             .duration_since(record.added_at)
             .unwrap_or_default();
         match tracker.add_started(record.session_id.clone(), elapsed, record.max_wait) {
-            Ok(()) | Err(TrackError::Duplicate(_)) => {}
+            Ok(()) | Err(TrackError::Duplicate(_)) => {
+                polled.insert(record.session_id.clone());
+            }
             Err(err) => tracing::warn!(session = %record.session_id, error = %err, "cannot track"),
         }
     }
 
-    /// Takes leases on unheld tracking sessions and tracks them.
-    async fn claim(&self, tracker: &mut Tracker) {
+    /// This replica's fair share of the tracking sessions: all of them alone, an even part of
+    /// them (plus a little slack) among live replicas.
+    async fn share(&self) -> Option<usize> {
+        let since = SystemTime::now().checked_sub(self.lease)?;
+        let live = self.store.live_replicas(since).await.ok()?.len().max(1);
+        let tracking = usize::try_from(self.store.count_sessions().await.ok()?.tracking).ok()?;
+        if live == 1 {
+            return Some(usize::MAX);
+        }
+        Some(tracking.div_ceil(live) + SHARE_SLACK)
+    }
+
+    /// Takes leases on unheld tracking sessions, up to the fair share, and tracks them.
+    async fn claim(&self, tracker: &mut Tracker, polled: &mut HashSet<SessionId>) {
+        let Some(share) = self.share().await else {
+            return;
+        };
         loop {
+            let room = share.saturating_sub(polled.len()).min(CLAIM_BATCH);
+            if room == 0 {
+                return;
+            }
             let claimed = match self
                 .store
-                .claim_sessions(&self.replica, SystemTime::now(), self.lease, CLAIM_BATCH)
+                .claim_sessions(&self.replica, SystemTime::now(), self.lease, room)
                 .await
             {
                 Ok(claimed) => claimed,
@@ -129,13 +182,54 @@ impl Tracking {
                     return;
                 }
             };
-            let full = claimed.len() == CLAIM_BATCH;
+            let full = claimed.len() == room;
             for record in &claimed {
-                self.track(tracker, record);
+                self.track(tracker, polled, record);
             }
             if !full {
                 return;
             }
+        }
+    }
+
+    /// Stops polling the sessions whose lease this replica lost (it lapsed and another took it).
+    async fn drop_lost(&self, tracker: &mut Tracker, polled: &mut HashSet<SessionId>) {
+        let Ok(held) = self.store.held_sessions(&self.replica).await else {
+            return;
+        };
+        let held: HashSet<SessionId> = held.into_iter().collect();
+        let lost: Vec<SessionId> = polled.difference(&held).cloned().collect();
+        for session in lost {
+            tracing::info!(session = %session, "lease lost; another replica polls it");
+            let _ = tracker.remove(&session);
+            polled.remove(&session);
+        }
+    }
+
+    /// Hands back what this replica holds beyond its fair share, so that a replica that joined
+    /// later gets work.
+    async fn rebalance(&self, tracker: &mut Tracker, polled: &mut HashSet<SessionId>) {
+        let Some(share) = self.share().await else {
+            return;
+        };
+        let excess = polled.len().saturating_sub(share);
+        if excess == 0 {
+            return;
+        }
+        let handed: Vec<SessionId> = polled.iter().take(excess).cloned().collect();
+        match self
+            .store
+            .release_sessions(&self.replica, handed.clone())
+            .await
+        {
+            Ok(released) => {
+                tracing::info!(released, "handed sessions to other replicas");
+                for session in handed {
+                    let _ = tracker.remove(&session);
+                    polled.remove(&session);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot hand sessions over"),
         }
     }
 
