@@ -13,6 +13,10 @@ use crate::args::Transport;
 /// A callback that hands an accepted webhook to a running tracker.
 pub(crate) type Feed = Box<dyn Fn(WebhookHint) + Send + Sync>;
 
+/// A callback that adds a session to a running tracker (`false` once it is gone); while one
+/// lives, the tracker waits for more sessions.
+pub(crate) type SessionFeed = Box<dyn Fn(SessionId) -> bool + Send>;
+
 /// The operations the command uses, whichever driver runs them.
 pub(crate) trait Driver {
     /// One progress report.
@@ -32,6 +36,8 @@ pub(crate) trait Driver {
 pub(crate) trait Tracking {
     /// A callback feeding webhooks to this tracker from any thread.
     fn feed(&self) -> Feed;
+    /// A callback adding sessions to this tracker from any thread.
+    fn session_feed(&mut self) -> SessionFeed;
     /// The next event; `None` once nothing is tracked.
     fn next_event(&mut self) -> Option<TrackerEvent>;
 }
@@ -102,6 +108,11 @@ impl Tracking for AsyncTracking {
         })
     }
 
+    fn session_feed(&mut self) -> SessionFeed {
+        let feed = self.tracker.session_feed();
+        Box::new(move |session| feed.send(session))
+    }
+
     fn next_event(&mut self) -> Option<TrackerEvent> {
         // The requests in flight keep running on the runtime's workers between calls.
         self.runtime.block_on(self.tracker.next_event())
@@ -135,6 +146,11 @@ impl Tracking for bankconnect_http_blocking::Tracker {
         Box::new(move |hint| {
             feed.send(hint);
         })
+    }
+
+    fn session_feed(&mut self) -> SessionFeed {
+        let feed = bankconnect_http_blocking::Tracker::session_feed(self);
+        Box::new(move |session| feed.send(session))
     }
 
     fn next_event(&mut self) -> Option<TrackerEvent> {

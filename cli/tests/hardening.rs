@@ -402,3 +402,47 @@ fn listen_reports_rejections_as_json_lines_on_stderr() {
     let value: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(value["rejected"]["status"], 400);
 }
+
+#[test]
+fn sessions_from_stdin_are_tracked_as_lines_arrive() {
+    use std::io::BufRead;
+    for transport in ["async", "blocking"] {
+        let sim = sim(vec![
+            SessionScript::new("first").complete_after(Duration::from_millis(100)),
+            SessionScript::new("second").complete_after(Duration::from_millis(100)),
+        ]);
+        let mut child = bankconnect(
+            Some(&sim.sim),
+            &[
+                "--transport",
+                transport,
+                "--json",
+                "wait",
+                "--sessions-from",
+                "-",
+                "--interval",
+                "100ms",
+            ],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        writeln!(stdin, "first").unwrap();
+        stdin.flush().unwrap();
+        // The first outcome comes while stdin is still open.
+        let line: serde_json::Value =
+            serde_json::from_str(&stdout.next().unwrap().unwrap()).unwrap();
+        assert_eq!(line["session_id"], "first", "{transport}");
+        writeln!(stdin, "# a comment\nfirst\nsecond").unwrap();
+        drop(stdin);
+        let line: serde_json::Value =
+            serde_json::from_str(&stdout.next().unwrap().unwrap()).unwrap();
+        assert_eq!(line["session_id"], "second", "{transport}");
+        assert!(stdout.next().is_none(), "no duplicate for the repeated id");
+        assert_eq!(child.wait().unwrap().code(), Some(0), "{transport}");
+    }
+}

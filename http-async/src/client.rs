@@ -185,6 +185,8 @@ impl Client {
             tasks: HashMap::new(),
             webhooks_tx,
             webhooks,
+            adds_tx: None,
+            adds: None,
         }
     }
 }
@@ -216,6 +218,27 @@ pub struct Tracker {
     tasks: HashMap<tokio::task::Id, RequestId>,
     webhooks_tx: mpsc::UnboundedSender<WebhookHint>,
     webhooks: mpsc::UnboundedReceiver<WebhookHint>,
+    /// Sessions fed while tracking; weak, so the channel closes with the last [`SessionFeed`].
+    adds_tx: Option<mpsc::WeakUnboundedSender<SessionId>>,
+    adds: Option<mpsc::UnboundedReceiver<SessionId>>,
+}
+
+/// Adds sessions to a running [`Tracker`] from any task or thread. While one lives, the
+/// tracker waits for more sessions instead of ending when it runs out.
+#[derive(Clone)]
+pub struct SessionFeed(mpsc::UnboundedSender<SessionId>);
+
+impl std::fmt::Debug for SessionFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionFeed")
+    }
+}
+
+impl SessionFeed {
+    /// Hands a session to the tracker; `false` if the tracker is gone.
+    pub fn send(&self, session: SessionId) -> bool {
+        self.0.send(session).is_ok()
+    }
 }
 
 impl std::fmt::Debug for Tracker {
@@ -267,6 +290,28 @@ impl Tracker {
         WebhookFeed(self.webhooks_tx.clone())
     }
 
+    /// A handle to add sessions while tracking (e.g. as lines arrive on stdin); the tracker
+    /// goes on waiting for sessions until every feed is dropped.
+    pub fn session_feed(&mut self) -> SessionFeed {
+        if let Some(tx) = self
+            .adds_tx
+            .as_ref()
+            .and_then(mpsc::WeakUnboundedSender::upgrade)
+        {
+            return SessionFeed(tx);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.adds_tx = Some(tx.downgrade());
+        self.adds = Some(rx);
+        SessionFeed(tx)
+    }
+
+    fn add_fed(&mut self, session: SessionId) {
+        if let Err(err) = self.add(session) {
+            tracing::warn!(error = %err, "cannot track a fed session");
+        }
+    }
+
     /// Feeds a webhook directly. One for a session not tracked yet is kept (bounded) and
     /// applied when the session is added.
     pub fn handle_webhook(&mut self, hint: WebhookHint) {
@@ -310,7 +355,20 @@ impl Tracker {
                     continue;
                 }
                 Output::Event(event) => return Some(event),
-                Output::Idle => return None,
+                Output::Idle => match self.adds.as_mut() {
+                    // Nothing left, but a feed may bring more.
+                    Some(adds) => match adds.recv().await {
+                        Some(session) => {
+                            self.add_fed(session);
+                            continue;
+                        }
+                        None => {
+                            self.adds = None;
+                            return None;
+                        }
+                    },
+                    None => return None,
+                },
                 Output::WaitUntil(at) => Some(at),
                 _ => None,
             };
@@ -327,9 +385,21 @@ impl Tracker {
                     }
                 }
                 Some(hint) = self.webhooks.recv() => self.handle_webhook(hint),
+                Some(session) = recv_fed(&mut self.adds) => self.add_fed(session),
                 () = sleep_until(wake) => {}
             }
         }
+    }
+}
+
+/// The next fed session; pending forever without a feed (or once every feed is gone).
+async fn recv_fed(adds: &mut Option<mpsc::UnboundedReceiver<SessionId>>) -> Option<SessionId> {
+    match adds {
+        Some(rx) => match rx.recv().await {
+            Some(session) => Some(session),
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 

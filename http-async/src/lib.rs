@@ -27,5 +27,5 @@ mod client;
 mod transport;
 
 pub use bankconnect_core::TrackerEvent;
-pub use client::{Client, Error, Tracker, WebhookFeed};
+pub use client::{Client, Error, SessionFeed, Tracker, WebhookFeed};
 pub use transport::{AsyncTransport, ReqwestTransport};

@@ -184,6 +184,7 @@ impl Client {
             queue: Arc::new(Mutex::new(work_rx)),
             events_tx,
             events,
+            feeds: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 }
@@ -201,6 +202,46 @@ fn send_guarded(transport: &dyn BlockingTransport, request: http::Request<Vec<u8
 enum Event {
     Response(RequestId, HttpResult),
     Webhook(WebhookHint),
+    Add(SessionId),
+    /// A [`SessionFeed`] was dropped: the tracker rechecks whether any is left.
+    FeedClosed,
+}
+
+/// Adds sessions to a running [`Tracker`] from any thread. While one lives, the tracker waits
+/// for more sessions instead of ending when it runs out.
+pub struct SessionFeed {
+    events: Sender<Event>,
+    alive: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Clone for SessionFeed {
+    fn clone(&self) -> Self {
+        self.alive.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self {
+            events: self.events.clone(),
+            alive: Arc::clone(&self.alive),
+        }
+    }
+}
+
+impl Drop for SessionFeed {
+    fn drop(&mut self) {
+        self.alive.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.events.send(Event::FeedClosed);
+    }
+}
+
+impl std::fmt::Debug for SessionFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionFeed")
+    }
+}
+
+impl SessionFeed {
+    /// Hands a session to the tracker; `false` if the tracker is gone.
+    pub fn send(&self, session: SessionId) -> bool {
+        self.events.send(Event::Add(session)).is_ok()
+    }
 }
 
 /// Feeds accepted webhooks to a running [`Tracker`] from any thread.
@@ -233,6 +274,8 @@ pub struct Tracker {
     queue: Arc<Mutex<Receiver<Job>>>,
     events_tx: Sender<Event>,
     events: Receiver<Event>,
+    /// Live [`SessionFeed`]s: while any lives, running out of sessions is not the end.
+    feeds: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Tracker {
@@ -282,6 +325,16 @@ impl Tracker {
     /// A handle to feed webhooks in while tracking.
     pub fn webhook_feed(&self) -> WebhookFeed {
         WebhookFeed(self.events_tx.clone())
+    }
+
+    /// A handle to add sessions while tracking (e.g. as lines arrive on stdin); the tracker
+    /// goes on waiting for sessions until every feed is dropped.
+    pub fn session_feed(&self) -> SessionFeed {
+        self.feeds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        SessionFeed {
+            events: self.events_tx.clone(),
+            alive: Arc::clone(&self.feeds),
+        }
     }
 
     /// Feeds a webhook directly (same thread). One for a session not tracked yet is kept
@@ -344,7 +397,14 @@ impl Tracker {
                     continue;
                 }
                 Output::Event(event) => return Some(event),
-                Output::Idle => return None,
+                Output::Idle if self.feeds.load(std::sync::atomic::Ordering::SeqCst) == 0 => {
+                    return None
+                }
+                // Nothing left, but a feed may bring more.
+                Output::Idle => match self.events.recv() {
+                    Ok(event) => event,
+                    Err(_) => return None,
+                },
                 Output::WaitUntil(at) => {
                     match self
                         .events
@@ -366,6 +426,12 @@ impl Tracker {
                     self.core.handle_response(Instant::now(), id, result);
                 }
                 Event::Webhook(hint) => self.handle_webhook(hint),
+                Event::Add(session) => {
+                    if let Err(err) = self.add(session) {
+                        tracing::warn!(error = %err, "cannot track a fed session");
+                    }
+                }
+                Event::FeedClosed => {}
             }
         }
     }

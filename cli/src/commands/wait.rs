@@ -52,22 +52,78 @@ fn read_sessions(source: &str, into: &mut Vec<SessionId>) -> Result<(), Failure>
     Ok(())
 }
 
+/// The sessions known before tracking starts: the arguments and a `--sessions-from FILE`
+/// (`-`, stdin, is streamed while tracking instead).
 fn sessions(args: &WaitArgs) -> Result<Vec<SessionId>, Failure> {
     let mut ids = Vec::new();
     for id in &args.session_ids {
         ids.push(session_id(id)?);
     }
-    if let Some(source) = &args.sessions_from {
+    if let Some(source) = args.sessions_from.as_deref().filter(|s| *s != "-") {
         read_sessions(source, &mut ids)?;
     }
     let mut seen = std::collections::HashSet::new();
     ids.retain(|id| seen.insert(id.clone()));
-    if ids.is_empty() {
+    if ids.is_empty() && args.sessions_from.as_deref() != Some("-") {
         return Err(Failure::usage(
             "no session ids: pass them as arguments or with --sessions-from FILE|-",
         ));
     }
     Ok(ids)
+}
+
+/// Streams session ids from stdin to the tracker as lines arrive (duplicates and ids already
+/// given skipped, bad lines reported and skipped), then drops the feed at EOF. Returns how many
+/// sessions it fed.
+fn stream_stdin(
+    feed: crate::driver::SessionFeed,
+    known: Vec<SessionId>,
+    pending: Arc<Mutex<BTreeSet<SessionId>>>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut seen: std::collections::HashSet<SessionId> = known.into_iter().collect();
+        let mut fed = 0;
+        let stdin = std::io::stdin();
+        let mut reader = stdin.lock();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            // Lines are bounded, so one endless line cannot exhaust memory.
+            match (&mut reader).take(4096).read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if line.len() >= 4096 && !line.ends_with(b"\n") {
+                output::error_line("bankconnect: skipped a --sessions-from line longer than 4 KiB");
+                // Skip the rest of that line.
+                let mut rest = Vec::new();
+                if reader.read_until(b'\n', &mut rest).is_err() {
+                    break;
+                }
+                continue;
+            }
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim();
+            if text.is_empty() || text.starts_with('#') {
+                continue;
+            }
+            match session_id(text) {
+                Ok(id) if seen.insert(id.clone()) => {
+                    pending
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(id.clone());
+                    if !feed(id) {
+                        break;
+                    }
+                    fed += 1;
+                }
+                Ok(_) => {}
+                Err(failure) => output::error_line(&format!("bankconnect: skipped: {failure}")),
+            }
+        }
+        fed
+    })
 }
 
 /// Most sessions that get a bar of their own; beyond, only the overall bar.
@@ -265,6 +321,8 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
         progress_updates: live,
         ..SchedulerConfig::default()
     };
+    // Sessions streamed from stdin are not known up front: then only plain lines.
+    let live = live && args.sessions_from.as_deref() != Some("-");
     let bars = live.then(|| Bars::new(&ids));
     // The receiver (when asked for) and the async driver run on this runtime.
     let runtime = runtime()?;
@@ -290,7 +348,11 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
             Instant::now(),
         ));
     }
+    let streaming = args.sessions_from.as_deref() == Some("-");
+    let known = ids.clone();
     let mut tracker = driver.track(ids)?;
+    let reader =
+        streaming.then(|| stream_stdin(tracker.session_feed(), known, Arc::clone(&report.pending)));
     if let Some(addr) = args.webhook_listen {
         let feed = tracker.feed();
         let bound = runtime.block_on(serve_receiver(addr, receiver, hint_feeder(feed)))?;
@@ -299,8 +361,20 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
             args.webhook_path
         ));
     }
+    let mut ended = 0usize;
     while let Some(event) = tracker.next_event() {
+        if matches!(event, TrackerEvent::Outcome(_)) {
+            ended += 1;
+        }
         report.event(event);
+    }
+    if let Some(reader) = reader {
+        let fed = reader.join().unwrap_or(0);
+        if ended == 0 && fed == 0 {
+            return Err(Failure::usage(
+                "no session ids: pass them as arguments or with --sessions-from FILE|-",
+            ));
+        }
     }
     Ok(report.code)
 }
