@@ -25,12 +25,13 @@ pub(crate) struct Cli {
 #[derive(Debug, Args)]
 pub(crate) struct Global {
     /// API base URL (https://, or http:// to loopback only).
-    #[arg(long, global = true, env = "BANKCONNECT_BASE_URL", default_value = bankconnect_core::base_url::PRODUCTION_BASE_URL)]
+    #[arg(long, global = true, help_heading = "Global options", env = "BANKCONNECT_BASE_URL", default_value = bankconnect_core::base_url::PRODUCTION_BASE_URL)]
     pub(crate) base_url: String,
     /// API key (x-api-key). Prefer the environment variable: flags show up in process lists.
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "BANKCONNECT_API_KEY",
         hide_env_values = true
     )]
@@ -39,18 +40,19 @@ pub(crate) struct Global {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "BANKCONNECT_SERVER_HASH",
         hide_env_values = true
     )]
     pub(crate) server_hash: Option<String>,
     /// HTTP driver: async (reqwest + tokio) or blocking (ureq, no tokio).
-    #[arg(long, global = true, env = "BANKCONNECT_TRANSPORT", value_enum, default_value_t = Transport::Async)]
+    #[arg(long, global = true, help_heading = "Global options", env = "BANKCONNECT_TRANSPORT", value_enum, default_value_t = Transport::Async)]
     pub(crate) transport: Transport,
     /// One JSON object per line on stdout.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub(crate) json: bool,
     /// Timeout of each HTTP request (with `--transport blocking`: of each phase of a request).
-    #[arg(long, global = true, value_parser = parse_positive_duration, default_value = "30s")]
+    #[arg(long, global = true, help_heading = "Global options", value_parser = parse_positive_duration, default_value = "30s")]
     pub(crate) request_timeout: Duration,
 }
 

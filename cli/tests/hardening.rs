@@ -446,3 +446,54 @@ fn sessions_from_stdin_are_tracked_as_lines_arrive() {
         assert_eq!(child.wait().unwrap().code(), Some(0), "{transport}");
     }
 }
+
+/// Peak resident memory of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn many_slow_large_bodies_do_not_multiply_memory() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = bankconnect(None, &["webhook", "listen", "--addr", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_listening(&addr);
+    // 300 senders, each with almost 1 MiB of an unfinished body: 300 MiB if all were buffered.
+    let chunk = vec![b' '; 64 * 1024];
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let Ok(mut stream) = TcpStream::connect(&addr) else {
+            continue;
+        };
+        stream
+            .set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let head = "POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1048000\r\n\r\n";
+        if stream.write_all(head.as_bytes()).is_err() {
+            continue;
+        }
+        for _ in 0..15 {
+            if stream.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        held.push(stream);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let peak = peak_rss_kib(child.id());
+    drop(held);
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(peak > 0, "no /proc reading");
+    assert!(peak < 200 * 1024, "peak RSS {peak} KiB for 300 slow bodies");
+}

@@ -14,6 +14,7 @@ use bankconnect_core::{
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::transport::{AsyncTransport, ReqwestTransport};
 
@@ -345,12 +346,24 @@ impl Tracker {
         loop {
             let wake = match self.core.poll_output(Instant::now()) {
                 Output::Send(transmit) => {
-                    tracing::debug!(session = %transmit.session_id, kind = transmit.kind.as_str(), "send");
+                    // One span per request, carrying the session (never a secret).
+                    let span = tracing::debug_span!(
+                        "bankconnect_request",
+                        session = %transmit.session_id,
+                        kind = transmit.kind.as_str(),
+                        request = transmit.id.get()
+                    );
+                    tracing::debug!(parent: &span, "send");
                     let transport = Arc::clone(&self.transport);
                     let (id, request) = (transmit.id, transmit.request);
-                    let handle = self
-                        .in_flight
-                        .spawn(async move { (id, transport.send(request).await) });
+                    let handle = self.in_flight.spawn(
+                        async move {
+                            let result = transport.send(request).await;
+                            tracing::debug!(status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "response");
+                            (id, result)
+                        }
+                        .instrument(span),
+                    );
                     self.tasks.insert(handle.id(), id);
                     continue;
                 }

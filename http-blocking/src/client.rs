@@ -261,7 +261,7 @@ impl WebhookFeed {
     }
 }
 
-type Job = (RequestId, http::Request<Vec<u8>>);
+type Job = (RequestId, http::Request<Vec<u8>>, tracing::Span);
 
 /// Many sessions tracked on the calling thread over the core [`bankconnect_core::Tracker`];
 /// requests run on up to `max_in_flight` worker threads.
@@ -392,8 +392,15 @@ impl Tracker {
         loop {
             let event = match self.core.poll_output(Instant::now()) {
                 Output::Send(transmit) => {
-                    tracing::debug!(session = %transmit.session_id, kind = transmit.kind.as_str(), "send");
-                    self.dispatch((transmit.id, transmit.request));
+                    // One span per request, carrying the session (never a secret).
+                    let span = tracing::debug_span!(
+                        "bankconnect_request",
+                        session = %transmit.session_id,
+                        kind = transmit.kind.as_str(),
+                        request = transmit.id.get()
+                    );
+                    tracing::debug!(parent: &span, "send");
+                    self.dispatch((transmit.id, transmit.request, span));
                     continue;
                 }
                 Output::Event(event) => return Some(event),
@@ -443,10 +450,14 @@ fn worker(queue: &Mutex<Receiver<Job>>, transport: &dyn BlockingTransport, event
             Ok(receiver) => receiver.recv(),
             Err(_) => return,
         };
-        let Ok((id, request)) = job else {
+        let Ok((id, request, span)) = job else {
             return; // The tracker is gone.
         };
-        let result = send_guarded(transport, request);
+        let result = span.in_scope(|| {
+            let result = send_guarded(transport, request);
+            tracing::debug!(status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "response");
+            result
+        });
         if events.send(Event::Response(id, result)).is_err() {
             return;
         }

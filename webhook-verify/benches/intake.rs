@@ -92,14 +92,16 @@ fn main() {
         line(&format!("webhook_parse_{name}"), ours, baseline);
     }
 
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
     let key = WebhookSecret::standard(SECRET).unwrap();
     let ours_auth = Authenticator::standard_webhooks(&[SECRET]).unwrap();
     let theirs = standardwebhooks::Webhook::new(SECRET).unwrap();
     for (name, body) in payloads() {
+        // Signed now, per payload: the baseline checks the timestamp against its own clock
+        // (5 minutes' tolerance), so a long run must not reuse an old one.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
         let signature = sign_standard(&key, "msg_bench", now, &body);
         let mut headers = http::HeaderMap::new();
         headers.insert("webhook-id", "msg_bench".parse().unwrap());
@@ -109,7 +111,8 @@ fn main() {
             theirs.verify(&body, &headers).is_ok(),
             "the baseline must accept the same message"
         );
-        let iterations = if quick { 5_000 } else { 50_000 };
+        let iterations =
+            if quick { 5_000 } else { 50_000 } / if name == "200_accounts" { 20 } else { 1 };
         let (ours, baseline) = compare(
             iterations,
             || {

@@ -103,7 +103,18 @@ pub(crate) fn run(global: &Global) -> Result<u8, Failure> {
             }
             code = code.max(outcome.outcome.exit_code());
         }
-        let attempts = sim.webhook_attempts();
+        // Webhooks may still be on their way (delays, duplicates): count once they stop coming.
+        let mut attempts = sim.webhook_attempts();
+        let settle = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = sim.webhook_attempts();
+            if now.len() == attempts.len() || settle.elapsed() > Duration::from_secs(5) {
+                attempts = now;
+                break;
+            }
+            attempts = now;
+        }
         say(&format!(
             "\n{} API requests served, {} webhook deliveries ({} answered 200)",
             sim.requests().len(),
