@@ -29,6 +29,9 @@ pub(crate) fn run(global: &Global, args: &SimArgs) -> Result<u8, Failure> {
             .await
             .map_err(|err| Failure::usage(err.to_string()))?;
         output::line(&format!("listening on {}", sim.base_url()));
+        for id in sim.session_ids() {
+            output::line(&format!("session {id}"));
+        }
         // The built-in credentials are public test values; credentials given are never shown.
         if global.api_key.is_none() && global.server_hash.is_none() {
             output::line(&format!(
@@ -37,9 +40,7 @@ pub(crate) fn run(global: &Global, args: &SimArgs) -> Result<u8, Failure> {
         } else {
             output::line("credentials: the --api-key and --server-hash given");
         }
-        for id in sim.session_ids() {
-            output::line(&format!("session {id}"));
-        }
+
         tokio::signal::ctrl_c()
             .await
             .map_err(|err| Failure::internal(format!("cannot wait for ctrl-c: {err}")))?;
