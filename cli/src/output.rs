@@ -41,7 +41,7 @@ pub(crate) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// Prints a line on stderr, escaped as [`line`] does.
+/// Prints a line on stderr, escaped as [`line()`] does.
 pub(crate) fn error_line(text: &str) {
     eprintln!("{}", escape(text));
 }

@@ -1,5 +1,5 @@
 //! Typed statuses as FinBox sends them: session progress, per-stage statement status, source,
-//! account status. Unknown values are kept (see [`crate::upstream_enum`]).
+//! account status. Unknown values are kept as their text.
 
 use crate::upstream_enum::upstream_enum;
 

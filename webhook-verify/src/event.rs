@@ -1,4 +1,4 @@
-//! Typed webhook events, read strictly from the [`Json`] tree with errors that name the field.
+//! Typed webhook events, read strictly from the JSON tree (`strict_json`) with errors that name the field.
 
 use std::borrow::Cow;
 
