@@ -129,7 +129,10 @@ impl Serve {
     fn start_delivering(sim: &Sim, db: &Path, deliver_to: Option<String>, extra: &[&str]) -> Self {
         let mut command = bankconnect(Some(&sim.sim), &[]);
         let store = format!("sqlite:{}", db.display());
-        command.args(["serve", "--store", &store, "--interval", "300ms"]);
+        command.args(["serve", "--store", &store]);
+        if !extra.contains(&"--interval") {
+            command.args(["--interval", "300ms"]);
+        }
         if !extra.contains(&"--delivery-schedule") {
             command.args(["--delivery-schedule", "0s,200ms,400ms"]);
         }
@@ -561,7 +564,7 @@ fn sigkill_at_any_point_loses_no_session_webhook_outcome_or_delivery() {
             .without_webhook(),
     ]);
     let (db, dir) = temp_db("kill");
-    // The back end is down until the last restart; its retries wait 1 s, then 30 s.
+    // The back end is down until the last restart; retries every second or two meanwhile.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -572,7 +575,7 @@ fn sigkill_at_any_point_loses_no_session_webhook_outcome_or_delivery() {
             sim,
             &db,
             Some(deliver_to.clone()),
-            &["--delivery-schedule", "0s,1s,30s,30s"],
+            &["--delivery-schedule", "0s,1s,2s,2s,2s,2s,2s,2s,2s,2s,2s,2s"],
         )
     };
     // 1. Killed right after the add's 202.
@@ -644,6 +647,37 @@ fn max_wait_counts_the_downtime() {
     );
     let elapsed = records["slow"]["outcome"]["elapsed_ms"].as_u64().unwrap();
     assert!(elapsed >= 4000, "{elapsed}");
+    drop(serve);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_authenticated_but_malformed_webhook_makes_its_session_poll_at_once() {
+    let sim = scenario_sim(vec![SessionScript::new("slowpoke")
+        .complete_after(Duration::from_millis(800))
+        .without_webhook()]);
+    let (db, dir) = temp_db("malformed");
+    let serve = Serve::start(
+        &sim,
+        &db,
+        None,
+        &["--interval", "60s", "--webhook-token", "tok-1"],
+    );
+    assert_eq!(serve.add(json!({"session_id": "slowpoke"})).0, 202);
+    std::thread::sleep(Duration::from_millis(1200));
+    let malformed = r#"{"session_id": "slowpoke", "event_name": "ENRICHMENT_NOTIFICATION", "accounts": "oops"}"#;
+    // Without the token: 401 and no effect; with it: 400, and the session polls at once.
+    let (status, _) = serve.request("POST", "/webhooks/bankconnect", Some(malformed), &[]);
+    assert_eq!(status, 401);
+    let (status, _) = serve.request(
+        "POST",
+        "/webhooks/bankconnect?token=tok-1",
+        Some(malformed),
+        &[],
+    );
+    assert_eq!(status, 400);
+    let records = serve.wait_finished(&["slowpoke"], false, Duration::from_secs(10));
+    assert_eq!(records["slowpoke"]["outcome"]["outcome"], "completed");
     drop(serve);
     let _ = std::fs::remove_dir_all(dir);
 }

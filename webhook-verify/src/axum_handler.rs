@@ -36,7 +36,7 @@ where
         let on_reception = Arc::clone(&on_reception);
         let budget = Arc::clone(&budget);
         async move {
-            let reception = receive_within(&receiver, request, &budget).await;
+            let (reception, _) = receive_within(&receiver, request, &budget).await;
             on_reception(&reception);
             respond(&reception)
         }
@@ -104,6 +104,16 @@ pub async fn receive(receiver: &Receiver, request: Request) -> Reception {
     let budget = Semaphore::new(budget_units(
         receiver.config().limits.max_body.saturating_add(1),
     ));
+    receive_within(receiver, request, &budget).await.0
+}
+
+/// Runs one request through the receiver, also handing back the body as read (empty when it
+/// was refused before reading), e.g. to find the session a malformed but authenticated webhook
+/// names ([`Receiver::named_session`]).
+pub async fn receive_keeping_body(receiver: &Receiver, request: Request) -> (Reception, Vec<u8>) {
+    let budget = Semaphore::new(budget_units(
+        receiver.config().limits.max_body.saturating_add(1),
+    ));
     receive_within(receiver, request, &budget).await
 }
 
@@ -149,27 +159,30 @@ async fn read_body<'a>(
     Ok((bytes, held))
 }
 
-async fn receive_within(receiver: &Receiver, request: Request, budget: &Semaphore) -> Reception {
+async fn receive_within(
+    receiver: &Receiver,
+    request: Request,
+    budget: &Semaphore,
+) -> (Reception, Vec<u8>) {
     let (parts, body) = request.into_parts();
     let target = parts
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
+    let rejected = |rejection| (Reception::Rejected(rejection), Vec::new());
     if let Some(rejection) = receiver.precheck(&parts.method, target, &parts.headers) {
-        return Reception::Rejected(rejection);
+        return rejected(rejection);
     }
     let limit = receiver.config().limits.max_body;
     let read = read_body(body, limit, budget);
     let (bytes, _permit) = match tokio::time::timeout(BODY_TIMEOUT, read).await {
         Ok(Ok(read)) => read,
-        Ok(Err(BodyError::TooLarge)) => return Reception::Rejected(Rejection::TooLarge { limit }),
-        Ok(Err(BodyError::Overloaded)) => return Reception::Rejected(Rejection::Overloaded),
+        Ok(Err(BodyError::TooLarge)) => return rejected(Rejection::TooLarge { limit }),
+        Ok(Err(BodyError::Overloaded)) => return rejected(Rejection::Overloaded),
         // A malformed or truncated body (a bad chunk, a connection closed early) is a bad request.
-        Ok(Err(BodyError::Unreadable(reason))) => {
-            return Reception::Rejected(Rejection::Unreadable(reason))
-        }
+        Ok(Err(BodyError::Unreadable(reason))) => return rejected(Rejection::Unreadable(reason)),
         Err(_) => {
-            return Reception::Rejected(Rejection::Unreadable(format!(
+            return rejected(Rejection::Unreadable(format!(
                 "the body did not arrive within {} s",
                 BODY_TIMEOUT.as_secs()
             )))
@@ -179,7 +192,8 @@ async fn receive_within(receiver: &Receiver, request: Request, budget: &Semaphor
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or_default();
-    receiver.receive_body(&parts.headers, &bytes, now)
+    let reception = receiver.receive_body(&parts.headers, &bytes, now);
+    (reception, bytes)
 }
 
 /// The HTTP answer for a reception: its status and a short JSON body.

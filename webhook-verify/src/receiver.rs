@@ -292,6 +292,20 @@ impl Receiver {
         self.receive_body(headers, &bytes, now_unix)
     }
 
+    /// The session a body names at its top level (`"session_id": "…"`), read leniently, for a
+    /// webhook that passed authentication but failed strict parsing: a reason to poll that
+    /// session at once, never a verdict. `None` unless the receiver authenticates requests
+    /// (token or signature), since an unauthenticated body proves nothing.
+    pub fn named_session(&self, body: &[u8]) -> Option<bankconnect_core::SessionId> {
+        if !self.config.authenticates() || body.len() > self.config.limits.max_body {
+            return None;
+        }
+        // serde_json bounds its own recursion (128 levels), so any body is safe to read here.
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let id = value.get("session_id")?.as_str()?;
+        bankconnect_core::SessionId::new(id).ok()
+    }
+
     /// Handles a body already read (by a framework that bounded it to at most limit + 1 bytes),
     /// after [`Receiver::precheck`] passed.
     pub fn receive_body(&self, headers: &HeaderMap, body: &[u8], now_unix: i64) -> Reception {

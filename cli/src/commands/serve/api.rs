@@ -477,7 +477,17 @@ pub(crate) async fn list_sessions(
     )
 )]
 pub(crate) async fn webhook(State(app): State<App>, request: Request) -> Response {
-    let reception = bankconnect_webhook_verify::axum_handler::receive(&app.receiver, request).await;
+    let (reception, body) =
+        bankconnect_webhook_verify::axum_handler::receive_keeping_body(&app.receiver, request)
+            .await;
+    // Authenticated but not strictly parsable, yet naming a session: poll it at once.
+    if let Reception::Rejected(Rejection::Malformed(_)) = &reception {
+        if let Some(session) = app.receiver.named_session(&body) {
+            tracing::info!(session = %session, "malformed authenticated webhook; polling at once");
+            let hint = WebhookHint::unauthenticated(session);
+            let _ = app.commands.send(Command::Webhook(hint)).await;
+        }
+    }
     let result = match &reception {
         Reception::Accepted(delivery) | Reception::Duplicate(delivery) => {
             match accept(&app, delivery).await {
