@@ -144,7 +144,24 @@ pub(crate) fn router(app: App, webhook_path: &str) -> Router {
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(request_span))
         .with_state(app)
+}
+
+/// One span per HTTP request (method and path: a session's path carries its id, never a
+/// secret; query strings, which may carry a webhook token, are left out).
+async fn request_span(request: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "http_request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        status = tracing::field::Empty,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    tracing::debug!(parent: &span, "answered");
+    response
 }
 
 async fn not_found() -> ApiError {
@@ -360,6 +377,7 @@ pub(crate) async fn add_sessions(State(app): State<App>, body: Body) -> Result<R
     ),
     security(("bearer" = []))
 )]
+#[tracing::instrument(name = "get_session", skip_all, fields(session = %id))]
 pub(crate) async fn get_session(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -386,6 +404,7 @@ pub(crate) async fn get_session(
     ),
     security(("bearer" = []))
 )]
+#[tracing::instrument(name = "cancel_session", skip_all, fields(session = %id))]
 pub(crate) async fn cancel_session(
     State(app): State<App>,
     Path(id): Path<String>,
