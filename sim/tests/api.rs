@@ -441,6 +441,9 @@ async fn webhooks_are_delivered_signed_duplicated_and_recorded() {
         timed.2 - first_request >= Duration::from_millis(500),
         "completed by time, then delayed"
     );
+    // The simulator records an attempt once the receiver's answer is back, which may be a
+    // moment after the receiver saw the request.
+    wait_for(|| (sim.webhook_attempts().len() >= 3).then_some(())).await;
     let attempts = sim.webhook_attempts();
     assert_eq!(attempts.len(), 3);
     assert!(attempts
