@@ -61,7 +61,9 @@ impl Tracking {
         let mut polled: HashSet<SessionId> = HashSet::new();
         // Heartbeat first, so that the fair share counts this replica.
         self.heartbeat().await;
-        self.claim(&mut tracker, &mut polled).await;
+        // The fair share is computed on each renewal, not on each add (it counts every session).
+        let mut share = self.share().await;
+        self.claim(&mut tracker, &mut polled, share).await;
         self.replay_webhooks(&mut tracker).await;
         let mut renew = tokio::time::interval(self.lease / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -80,7 +82,7 @@ impl Tracking {
                             tracker.handle_webhook(hint);
                         }
                         // Polled once leased (at once here, if this replica has room).
-                        self.claim(&mut tracker, &mut polled).await;
+                        self.claim(&mut tracker, &mut polled, share).await;
                     }
                     Command::Cancel(session) => {
                         let _ = tracker.remove(&session);
@@ -94,9 +96,10 @@ impl Tracking {
                 },
                 _ = renew.tick() => {
                     if self.heartbeat().await {
+                        share = self.share().await;
                         self.drop_lost(&mut tracker, &mut polled).await;
-                        self.rebalance(&mut tracker, &mut polled).await;
-                        self.claim(&mut tracker, &mut polled).await;
+                        self.rebalance(&mut tracker, &mut polled, share).await;
+                        self.claim(&mut tracker, &mut polled, share).await;
                     }
                     self.count_sessions().await;
                 }
@@ -162,8 +165,13 @@ impl Tracking {
     }
 
     /// Takes leases on unheld tracking sessions, up to the fair share, and tracks them.
-    async fn claim(&self, tracker: &mut Tracker, polled: &mut HashSet<SessionId>) {
-        let Some(share) = self.share().await else {
+    async fn claim(
+        &self,
+        tracker: &mut Tracker,
+        polled: &mut HashSet<SessionId>,
+        share: Option<usize>,
+    ) {
+        let Some(share) = share else {
             return;
         };
         loop {
@@ -208,8 +216,13 @@ impl Tracking {
 
     /// Hands back what this replica holds beyond its fair share, so that a replica that joined
     /// later gets work.
-    async fn rebalance(&self, tracker: &mut Tracker, polled: &mut HashSet<SessionId>) {
-        let Some(share) = self.share().await else {
+    async fn rebalance(
+        &self,
+        tracker: &mut Tracker,
+        polled: &mut HashSet<SessionId>,
+        share: Option<usize>,
+    ) {
+        let Some(share) = share else {
             return;
         };
         let excess = polled.len().saturating_sub(share);
