@@ -246,3 +246,84 @@ pub(crate) struct SimArgs {
     #[arg(long)]
     pub(crate) scenario: Option<PathBuf>,
 }
+
+/// Global options a command ignores, by the command's path: its help leaves them out.
+///
+/// They stay accepted (globals can come before the command name, and scripts pass one set of
+/// options to every call), only unadvertised.
+const IGNORED_GLOBALS: &[(&[&str], &[&str])] = &[
+    (
+        &["sim"],
+        &["base_url", "transport", "request_timeout", "json"],
+    ),
+    (
+        &["demo"],
+        &[
+            "base_url",
+            "api_key",
+            "server_hash",
+            "transport",
+            "request_timeout",
+        ],
+    ),
+    (
+        &["webhook", "listen"],
+        &[
+            "base_url",
+            "api_key",
+            "server_hash",
+            "transport",
+            "request_timeout",
+        ],
+    ),
+    (
+        &["webhook", "verify"],
+        &[
+            "base_url",
+            "api_key",
+            "server_hash",
+            "transport",
+            "request_timeout",
+        ],
+    ),
+];
+
+/// The help of the command `args` ask help for, without the global options it ignores; `None`
+/// when it is not one of those (clap's own help is right then).
+///
+/// Only for rendering: a propagated global can be hidden only after `build()`, and matches of
+/// a command changed that way would lose the globals' defaults.
+pub(crate) fn help_without_ignored_globals(args: &[String]) -> Option<String> {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    // The command path: the words naming subcommands, in order (`help` names the rest).
+    let mut path: Vec<String> = Vec::new();
+    let mut current = &command;
+    for arg in args.iter().skip(1) {
+        if arg == "help" && path.is_empty() {
+            continue;
+        }
+        if let Some(sub) = current.find_subcommand(arg) {
+            path.push(sub.get_name().to_owned());
+            current = sub;
+        }
+    }
+    let (_, ignored) = IGNORED_GLOBALS
+        .iter()
+        .find(|(ignoring, _)| ignoring.iter().eq(path.iter()))?;
+    let mut target = &mut command;
+    for name in &path {
+        target = target.find_subcommand_mut(name)?;
+    }
+    let mut shown = std::mem::take(target);
+    for id in *ignored {
+        shown = shown.mut_arg(*id, |arg| arg.hide(true));
+    }
+    let long = !args.iter().any(|arg| arg == "-h");
+    let help = if long {
+        shown.render_long_help()
+    } else {
+        shown.render_help()
+    };
+    Some(help.to_string())
+}

@@ -25,6 +25,18 @@ fn main() -> ExitCode {
                 output::json_line(
                     &serde_json::json!({"error": {"kind": "usage", "code": null, "status": null, "message": usage_message(&err)}}),
                 );
+            } else if err.kind() == clap::error::ErrorKind::DisplayHelp {
+                // Render help again from the command that leaves out the globals a command ignores.
+                let args: Vec<String> = std::env::args().collect();
+                match args::help_without_ignored_globals(&args) {
+                    Some(help) => {
+                        use std::io::Write;
+                        let _ = writeln!(std::io::stdout().lock(), "{}", help.trim_end());
+                    }
+                    None => {
+                        let _ = err.print();
+                    }
+                }
             } else {
                 let _ = err.print();
             }

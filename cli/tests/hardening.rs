@@ -497,3 +497,63 @@ fn many_slow_large_bodies_do_not_multiply_memory() {
     assert!(peak > 0, "no /proc reading");
     assert!(peak < 200 * 1024, "peak RSS {peak} KiB for 300 slow bodies");
 }
+
+#[test]
+fn help_leaves_out_the_global_options_a_command_ignores() {
+    let help = |args: &[&str]| {
+        let out = run(None, args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for args in [
+        &["sim", "--help"][..],
+        &["help", "sim"],
+        &["demo", "--help"],
+        &["webhook", "listen", "--help"],
+        &["webhook", "verify", "-h"],
+    ] {
+        let text = help(args);
+        assert!(
+            !text.contains("--base-url"),
+            "{args:?} shows --base-url:\n{text}"
+        );
+        assert!(
+            !text.contains("--transport"),
+            "{args:?} shows --transport:\n{text}"
+        );
+        assert!(
+            !text.contains("--request-timeout"),
+            "{args:?} shows --request-timeout:\n{text}"
+        );
+    }
+    // What a command does use stays, under its own heading.
+    let sim = help(&["sim", "--help"]);
+    assert!(sim.contains("--api-key") && sim.contains("--addr"), "{sim}");
+    assert!(help(&["webhook", "listen", "--help"]).contains("--json"));
+    for args in [
+        &["wait", "--help"][..],
+        &["progress", "--help"],
+        &["serve", "--help"],
+    ] {
+        let text = help(args);
+        assert!(
+            text.contains("Global options") && text.contains("--base-url"),
+            "{args:?}:\n{text}"
+        );
+    }
+    // Still accepted where ignored, and the defaults of the globals still hold when running.
+    let out = bankconnect(
+        None,
+        &[
+            "--base-url",
+            "https://example.test",
+            "webhook",
+            "verify",
+            "-",
+        ],
+    )
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
