@@ -85,24 +85,17 @@ struct Replica {
 
 impl Replica {
     fn start(sim: &Sim, store: &str) -> Self {
-        let mut child = bankconnect(
-            Some(&sim.sim),
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--store",
-                store,
-                "--interval",
-                "300ms",
-                "--lease",
-                "3s",
-            ],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        Self::start_with(sim, store, &["--interval", "300ms", "--lease", "3s"])
+    }
+
+    fn start_with(sim: &Sim, store: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--store", store];
+        args.extend_from_slice(extra);
+        let mut child = bankconnect(Some(&sim.sim), &args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().unwrap().unwrap();
         let addr = first
@@ -232,4 +225,216 @@ fn replicas_share_the_sessions_and_take_over_a_killed_one() {
         assert_eq!(too_close(&sim, id, 200), None, "{id} polled twice at once");
     }
     drop((a, b));
+}
+
+#[test]
+fn a_webhook_at_any_replica_wakes_the_one_polling_the_session() {
+    let Some(base) = postgres() else {
+        eprintln!("SKIPPED: set BANKCONNECT_TEST_POSTGRES to run the fleet tests");
+        return;
+    };
+    let ids: Vec<String> = (0..6).map(|i| format!("w{i:02}")).collect();
+    let sim = sim(ids
+        .iter()
+        .map(|id| {
+            SessionScript::new(id)
+                .complete_after(Duration::from_millis(500))
+                .without_webhook()
+        })
+        .collect());
+    let schema = Schema::new(&base);
+    let store = schema.url();
+    // A long interval and lease: neither the next poll nor the store scan on lease renewal
+    // (every 10 s) comes within the 4 s the sessions have to end.
+    let slow = ["--interval", "60s", "--lease", "30s"];
+    let a = Replica::start_with(&sim, &store, &slow);
+    let b = Replica::start_with(&sim, &store, &slow);
+    let ids_of = |replica: &Replica| replica.request("GET", "/readyz", "").1["replica"].clone();
+    let (a_id, b_id) = (ids_of(&a), ids_of(&b));
+    assert_ne!(a_id, b_id);
+    for id in &ids {
+        let (status, _) = a.request(
+            "POST",
+            "/v1/sessions",
+            &json!({"session_id": id}).to_string(),
+        );
+        assert_eq!(status, 202);
+    }
+    // Each session's first poll (still processing) is done; then they complete.
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent_at = Instant::now();
+    for id in &ids {
+        let record = a.request("GET", &format!("/v1/sessions/{id}"), "").1;
+        let owner = record["lease"]["replica"].clone();
+        assert!(owner == a_id || owner == b_id, "{record}");
+        // The webhook goes to the replica that does not poll the session.
+        let other = if owner == a_id { &b } else { &a };
+        let event =
+            json!({"session_id": id, "event_name": "ENRICHMENT_NOTIFICATION", "accounts": []});
+        let (status, _) = other.request("POST", "/webhooks/bankconnect", &event.to_string());
+        assert_eq!(status, 200);
+    }
+    let records = wait_all_finished(&b, &ids, Duration::from_secs(4));
+    for record in &records {
+        assert_eq!(record["outcome"]["outcome"], "completed", "{record}");
+        assert_eq!(record["outcome"]["notified_by"], "webhook", "{record}");
+    }
+    assert!(sent_at.elapsed() < Duration::from_secs(4));
+    drop((a, b));
+}
+
+/// A TCP proxy to PostgreSQL that the test can cut (every connection closed, new ones refused)
+/// and restore.
+struct Proxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::<TcpStream>::new()));
+        let (cut2, open2, upstream) = (cut.clone(), open.clone(), upstream.to_owned());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if cut2.load(Ordering::SeqCst) {
+                    drop(client); // refused, in effect
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                {
+                    let mut open = open2.lock().unwrap();
+                    open.push(client.try_clone().unwrap());
+                    open.push(server.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { port, cut, open }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `base` (postgres://USER@HOST:PORT/DB…) with HOST:PORT replaced by the proxy's.
+fn through(base: &str, port: u16) -> (String, String) {
+    let (scheme, rest) = base.split_once("://").unwrap();
+    let (authority, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let (user, hostport) = match authority.rsplit_once('@') {
+        Some((user, hostport)) => (format!("{user}@"), hostport),
+        None => (String::new(), authority),
+    };
+    let upstream = if hostport.contains(':') {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:5432")
+    };
+    (
+        format!("{scheme}://{user}127.0.0.1:{port}/{tail}"),
+        upstream,
+    )
+}
+
+fn wait_for_status(replica: &Replica, path: &str, want: u16, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let (status, body) = replica.request("GET", path, "");
+        if status == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{path} still {status} {body} after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn postgres_unreachable_means_not_ready_nothing_half_done_and_work_resumes() {
+    let Some(base) = postgres() else {
+        eprintln!("SKIPPED: set BANKCONNECT_TEST_POSTGRES to run the fleet tests");
+        return;
+    };
+    let ids: Vec<String> = (0..6).map(|i| format!("p{i:02}")).collect();
+    let sim = sim(ids
+        .iter()
+        .map(|id| {
+            SessionScript::new(id)
+                .complete_after(Duration::from_secs(3))
+                .without_webhook()
+        })
+        .collect());
+    let schema = Schema::new(&base);
+    let (_, upstream) = through(&base, 0);
+    let proxy = Proxy::start(&upstream);
+    let (proxied, _) = through(&schema.url(), proxy.port);
+    let replica = Replica::start(&sim, &proxied);
+    wait_for_status(&replica, "/readyz", 200, Duration::from_secs(5));
+    for id in &ids {
+        let (status, _) = replica.request(
+            "POST",
+            "/v1/sessions",
+            &json!({"session_id": id}).to_string(),
+        );
+        assert_eq!(status, 202);
+    }
+    // PostgreSQL goes away (the sessions complete at the API meanwhile).
+    proxy.cut();
+    wait_for_status(&replica, "/readyz", 503, Duration::from_secs(10));
+    assert_eq!(replica.request("GET", "/healthz", "").0, 200);
+    let (status, body) = replica.request(
+        "POST",
+        "/v1/sessions",
+        &json!({"session_id": "during-outage"}).to_string(),
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "STORE_UNAVAILABLE", "{body}");
+    let event =
+        json!({"session_id": "p00", "event_name": "ENRICHMENT_NOTIFICATION", "accounts": []});
+    let (status, _) = replica.request("POST", "/webhooks/bankconnect", &event.to_string());
+    assert_eq!(status, 503, "a webhook not committed is not acknowledged");
+    std::thread::sleep(Duration::from_secs(4));
+    // It comes back: ready again, and every session ends right; nothing of the refused add.
+    proxy.restore();
+    wait_for_status(&replica, "/readyz", 200, Duration::from_secs(15));
+    let records = wait_all_finished(&replica, &ids, Duration::from_secs(30));
+    for record in &records {
+        assert_eq!(record["outcome"]["outcome"], "completed", "{record}");
+    }
+    assert_eq!(
+        replica.request("GET", "/v1/sessions/during-outage", "").0,
+        404
+    );
+    // Still serving: a new session is taken and ends.
+    let (status, _) = replica.request(
+        "POST",
+        "/v1/sessions",
+        &json!({"session_id": "p00"}).to_string(),
+    );
+    assert_eq!(status, 200, "known already");
 }

@@ -24,6 +24,7 @@
 
 mod error;
 mod model;
+mod notices;
 mod postgres;
 mod row;
 mod schema;
@@ -33,9 +34,10 @@ mod url;
 
 pub use error::StoreError;
 pub use model::{
-    Added, DeliveryState, DeliveryStatus, DueDelivery, Finish, Lease, NewSession, Page,
-    SessionRecord, SessionState,
+    Added, DeliveryState, DeliveryStatus, DueDelivery, Finish, Lease, NewSession, Page, Route,
+    SessionRecord, SessionState, StoredWebhook, WebhookFate,
 };
+pub use notices::{WebhookNotice, WebhookNotices};
 pub use schema::LATEST as SCHEMA_VERSION;
 pub use store::{Attempt, Bounds, StateCounts, Store};
 pub use url::StoreUrl;

@@ -267,3 +267,48 @@ pub(crate) fn decode_cursor(cursor: &str) -> Result<i64, crate::StoreError> {
         .filter(|seq| *seq >= 0)
         .ok_or(crate::StoreError::InvalidCursor)
 }
+
+/// How an accepted webhook is to be acted on (see [`crate::Store::accept_webhook`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Route {
+    /// Only recorded (for dedupe): it is not an end-of-processing event.
+    RecordOnly,
+    /// An end-of-processing hint for the session it names: acted on by whoever polls it, or
+    /// kept until that session is added.
+    Hint {
+        /// Whether it came with a valid token or signature (then it outranks an
+        /// unauthenticated one kept for the same session).
+        authenticated: bool,
+    },
+}
+
+/// What accepting a webhook did, all in one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WebhookFate {
+    /// Seen before by some process sharing the store: nothing changed.
+    Duplicate,
+    /// Recorded; nothing to act on.
+    Recorded,
+    /// Recorded for a session being tracked; on PostgreSQL every process listening through
+    /// [`crate::Store::listen_webhooks`] hears of it at commit.
+    Tracking,
+    /// Recorded; the session has ended already.
+    Ended,
+    /// Recorded and kept for a session not added yet.
+    Kept {
+        /// Older kept webhooks that fell out of the bounds to make room.
+        dropped: usize,
+    },
+}
+
+/// An accepted webhook as stored: what feeds a tracker again after a claim or a restart.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StoredWebhook {
+    /// The session it names.
+    pub session_id: SessionId,
+    /// The event as recorded (a serialized hint for end-of-processing events).
+    pub event: serde_json::Value,
+}

@@ -9,11 +9,14 @@ use std::time::{Duration, SystemTime};
 use bankconnect_core::SessionId;
 use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::sync::mpsc;
 use tokio_postgres::{NoTls, Row};
 
 use crate::model::{
-    duration_ms, to_ms, Added, DueDelivery, Finish, NewSession, Page, SessionRecord, SessionState,
+    duration_ms, to_ms, Added, DueDelivery, Finish, NewSession, Page, Route, SessionRecord,
+    SessionState, StoredWebhook, WebhookFate,
 };
+use crate::notices::{WebhookNotice, WebhookNotices};
 use crate::row::{RawRecord, COLUMNS, FROM};
 use crate::schema;
 use crate::store::{Bounds, StateCounts};
@@ -23,10 +26,176 @@ use crate::StoreError;
 const MIGRATION_LOCK: i64 = 0x6261_6e6b_0001;
 const ADD_LOCK: i64 = 0x6261_6e6b_0002;
 
+/// The channel of webhook notices; the payload is `schema\norigin\nsession_id`.
+const NOTIFY_CHANNEL: &str = "bankconnect_webhook";
+/// Notices queued for a slow reader before they are replaced by one [`WebhookNotice::Missed`].
+const NOTICE_QUEUE: usize = 4096;
+/// How often the listening connection is checked (a cut network may not close it).
+const LISTEN_PING: Duration = Duration::from_secs(5);
+
+fn stored(rows: &[Row]) -> Result<Vec<StoredWebhook>, StoreError> {
+    let rows = rows
+        .iter()
+        .map(|row| Ok((col(row, 0)?, col(row, 1)?)))
+        .collect::<Result<Vec<(String, String)>, StoreError>>()?;
+    crate::store::stored_webhooks(rows)
+}
+
+/// Keeps a webhook for a session not added yet, inside the caller's transaction: one per
+/// session (an unauthenticated one never replaces an authenticated one), bounded by age and
+/// count. Returns how many fell out of the bounds.
+async fn keep_pending(
+    tx: &deadpool_postgres::Transaction<'_>,
+    bounds: &Bounds,
+    session: &str,
+    hint: &str,
+    authenticated: bool,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let mut dropped = tx
+        .execute(
+            "DELETE FROM pending_webhooks WHERE received_at_ms < $1",
+            &[&now.saturating_sub(duration_ms(bounds.pending_max_age))],
+        )
+        .await?;
+    tx.execute(
+        "INSERT INTO pending_webhooks (session_id, received_at_ms, authenticated, hint) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (session_id) DO UPDATE SET received_at_ms = excluded.received_at_ms, \
+         authenticated = excluded.authenticated, hint = excluded.hint \
+         WHERE excluded.authenticated OR NOT pending_webhooks.authenticated",
+        &[&session, &now, &authenticated, &hint],
+    )
+    .await?;
+    let count: i64 = col(
+        &tx.query_one("SELECT count(*) FROM pending_webhooks", &[])
+            .await?,
+        0,
+    )?;
+    let max = i64::try_from(bounds.pending_max_count).unwrap_or(i64::MAX);
+    if count > max {
+        dropped += tx
+            .execute(
+                "DELETE FROM pending_webhooks WHERE session_id IN ( \
+                 SELECT session_id FROM pending_webhooks ORDER BY received_at_ms, session_id LIMIT $1)",
+                &[&(count - max)],
+            )
+            .await?;
+    }
+    Ok(usize::try_from(dropped).unwrap_or(usize::MAX))
+}
+
+type Connection =
+    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
+
+/// The next message of a connection (`None` once it is closed or failed).
+async fn next_message(connection: &mut Connection) -> Option<tokio_postgres::AsyncMessage> {
+    match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+        Some(Ok(message)) => Some(message),
+        _ => None,
+    }
+}
+
+/// Runs `work` on a client while driving its connection (whose messages meanwhile are dropped:
+/// a [`WebhookNotice::Missed`] follows every setup). `None` if the connection ended first.
+async fn driving<T>(
+    connection: &mut Connection,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return Some(out),
+            message = next_message(connection) => message?,
+        };
+    }
+}
+
+/// Listens on its own connection, forwarding this schema's notices from other origins, and
+/// reconnects (with a capped backoff) whenever the connection fails or stops answering.
+async fn listen(
+    config: std::sync::Arc<tokio_postgres::Config>,
+    replica: String,
+    notices: mpsc::Sender<WebhookNotice>,
+) {
+    let mut delay = Duration::from_millis(100);
+    while !notices.is_closed() {
+        if let Ok((client, mut connection)) = config.connect(NoTls).await {
+            let setup = async {
+                client
+                    .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+                    .await?;
+                let row = client.query_one("SELECT current_schema()", &[]).await?;
+                row.try_get::<_, String>(0)
+            };
+            if let Some(Ok(schema)) = driving(&mut connection, setup).await {
+                delay = Duration::from_millis(100);
+                forward(&client, &mut connection, &schema, &replica, &notices).await;
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Forwards notices until the connection fails, stops answering pings, or the reader is gone.
+async fn forward(
+    client: &tokio_postgres::Client,
+    connection: &mut Connection,
+    schema: &str,
+    replica: &str,
+    notices: &mpsc::Sender<WebhookNotice>,
+) {
+    let mut missed = true;
+    let mut ping = tokio::time::interval(LISTEN_PING);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if missed {
+            match notices.try_send(WebhookNotice::Missed) {
+                Ok(()) => missed = false,
+                Err(mpsc::error::TrySendError::Full(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+        tokio::select! {
+            message = next_message(connection) => {
+                let Some(message) = message else { return };
+                let tokio_postgres::AsyncMessage::Notification(note) = message else { continue };
+                let mut parts = note.payload().splitn(3, '\n');
+                let (Some(from_schema), Some(origin), Some(session)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    continue;
+                };
+                if note.channel() != NOTIFY_CHANNEL || from_schema != schema || origin == replica {
+                    continue;
+                }
+                let Ok(session) = SessionId::new(session) else { continue };
+                match notices.try_send(WebhookNotice::Webhook(session)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => missed = true,
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+            _ = ping.tick() => {
+                let alive = tokio::time::timeout(
+                    LISTEN_PING,
+                    driving(connection, client.simple_query("")),
+                )
+                .await;
+                if !matches!(alive, Ok(Some(Ok(_)))) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// A store in a PostgreSQL database (or the schema its `search_path` names).
 #[derive(Clone)]
 pub(crate) struct PostgresStore {
     pool: Pool,
+    /// For the listening connection, which lives outside the pool.
+    config: std::sync::Arc<tokio_postgres::Config>,
     target: String,
     bounds: Bounds,
 }
@@ -116,7 +285,7 @@ impl PostgresStore {
         config.application_name("bankconnect");
         let target = describe(&config);
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -134,6 +303,7 @@ impl PostgresStore {
             })?;
         let store = Self {
             pool,
+            config: std::sync::Arc::new(config),
             target: target.clone(),
             bounds: Bounds::default(),
         };
@@ -566,41 +736,112 @@ impl PostgresStore {
         authenticated: bool,
         now: SystemTime,
     ) -> Result<usize, StoreError> {
-        let now = to_ms(now);
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let mut dropped = tx
-            .execute(
-                "DELETE FROM pending_webhooks WHERE received_at_ms < $1",
-                &[&now.saturating_sub(duration_ms(self.bounds.pending_max_age))],
-            )
-            .await?;
-        // An unauthenticated webhook never replaces an authenticated one.
-        tx.execute(
-            "INSERT INTO pending_webhooks (session_id, received_at_ms, authenticated, hint) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (session_id) DO UPDATE SET received_at_ms = excluded.received_at_ms, \
-             authenticated = excluded.authenticated, hint = excluded.hint \
-             WHERE excluded.authenticated OR NOT pending_webhooks.authenticated",
-            &[&session.as_str(), &now, &authenticated, &hint],
+        let dropped = keep_pending(
+            &tx,
+            &self.bounds,
+            session.as_str(),
+            &hint,
+            authenticated,
+            to_ms(now),
         )
         .await?;
-        let count: i64 = col(
-            &tx.query_one("SELECT count(*) FROM pending_webhooks", &[])
-                .await?,
-            0,
-        )?;
-        let max = i64::try_from(self.bounds.pending_max_count).unwrap_or(i64::MAX);
-        if count > max {
-            dropped += tx
-                .execute(
-                    "DELETE FROM pending_webhooks WHERE session_id IN ( \
-                     SELECT session_id FROM pending_webhooks ORDER BY received_at_ms, session_id LIMIT $1)",
-                    &[&(count - max)],
-                )
-                .await?;
-        }
         tx.commit().await?;
-        Ok(usize::try_from(dropped).unwrap_or(usize::MAX))
+        Ok(dropped)
+    }
+
+    pub(crate) async fn accept_webhook(
+        &self,
+        dedupe_key: String,
+        session: Option<SessionId>,
+        event: String,
+        route: Route,
+        origin: String,
+        now: SystemTime,
+    ) -> Result<WebhookFate, StoreError> {
+        let now = to_ms(now);
+        let id = session.as_ref().map(SessionId::as_str);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO accepted_webhooks (dedupe_key, received_at_ms, session_id, event) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (dedupe_key) DO NOTHING",
+            )
+            .await?;
+        let inserted = tx
+            .execute(&insert, &[&dedupe_key, &now, &id, &event])
+            .await?;
+        let fate = match (inserted, route, id) {
+            (0, _, _) => WebhookFate::Duplicate,
+            (_, Route::Hint { authenticated }, Some(id)) => {
+                let state = tx
+                    .query_opt("SELECT state FROM sessions WHERE session_id = $1", &[&id])
+                    .await?
+                    .map(|row| col::<String>(&row, 0))
+                    .transpose()?;
+                match state.as_deref() {
+                    Some("tracking") => {
+                        // Delivered to listeners at commit, and only if it commits.
+                        tx.execute(
+                            "SELECT pg_notify($1, current_schema() || E'\\n' || $2 || E'\\n' || $3)",
+                            &[&NOTIFY_CHANNEL, &origin, &id],
+                        )
+                        .await?;
+                        WebhookFate::Tracking
+                    }
+                    Some(_) => WebhookFate::Ended,
+                    None => WebhookFate::Kept {
+                        dropped: keep_pending(&tx, &self.bounds, id, &event, authenticated, now)
+                            .await?,
+                    },
+                }
+            }
+            _ => WebhookFate::Recorded,
+        };
+        tx.commit().await?;
+        Ok(fate)
+    }
+
+    pub(crate) async fn webhooks_of(
+        &self,
+        sessions: Vec<SessionId>,
+    ) -> Result<Vec<StoredWebhook>, StoreError> {
+        let ids: Vec<&str> = sessions.iter().map(SessionId::as_str).collect();
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT session_id, event FROM accepted_webhooks WHERE session_id = ANY($1) \
+                 ORDER BY received_at_ms",
+                &[&ids],
+            )
+            .await?;
+        stored(&rows)
+    }
+
+    pub(crate) async fn leased_webhooks(
+        &self,
+        replica: String,
+        since: SystemTime,
+    ) -> Result<Vec<StoredWebhook>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT w.session_id, w.event FROM accepted_webhooks w \
+                 JOIN sessions s ON s.session_id = w.session_id \
+                 WHERE w.received_at_ms >= $2 AND s.state = 'tracking' AND s.lease_owner = $1 \
+                 ORDER BY w.received_at_ms",
+                &[&replica, &to_ms(since)],
+            )
+            .await?;
+        stored(&rows)
+    }
+
+    pub(crate) fn listen_webhooks(&self, replica: String) -> WebhookNotices {
+        let (notices, receiver) = mpsc::channel(NOTICE_QUEUE);
+        let task = tokio::spawn(listen(std::sync::Arc::clone(&self.config), replica, notices));
+        WebhookNotices::new(receiver, task)
     }
 
     pub(crate) async fn claim_deliveries(

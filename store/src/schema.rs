@@ -3,10 +3,11 @@
 //! version is newer than [`LATEST`] is refused.
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 1;
+pub const LATEST: i64 = 2;
 
 /// SQLite migrations: index 0 brings an empty database to version 1, and so on.
-pub(crate) const SQLITE: &[&str] = &[r"
+pub(crate) const SQLITE: &[&str] = &[
+    r"
 CREATE TABLE sessions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     session_id TEXT NOT NULL UNIQUE,
@@ -54,10 +55,16 @@ CREATE TABLE outbox (
     updated_at_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX outbox_due ON outbox (next_attempt_ms) WHERE state IN ('pending', 'failing');
-"];
+",
+    r"
+-- 2: a replica that takes a session over reads its accepted webhooks.
+CREATE INDEX accepted_webhooks_by_session ON accepted_webhooks (session_id);
+",
+];
 
 /// PostgreSQL migrations, in step with [`SQLITE`].
-pub(crate) const POSTGRES: &[&str] = &[r"
+pub(crate) const POSTGRES: &[&str] = &[
+    r"
 CREATE TABLE sessions (
     seq BIGSERIAL PRIMARY KEY,
     session_id TEXT NOT NULL UNIQUE,
@@ -106,4 +113,9 @@ CREATE TABLE outbox (
     updated_at_ms BIGINT NOT NULL
 );
 CREATE INDEX outbox_due ON outbox (next_attempt_ms) WHERE state IN ('pending', 'failing');
-"];
+",
+    r"
+-- 2: a replica that takes a session over reads its accepted webhooks.
+CREATE INDEX accepted_webhooks_by_session ON accepted_webhooks (session_id);
+",
+];

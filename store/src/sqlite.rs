@@ -14,12 +14,51 @@ use bankconnect_core::SessionId;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::model::{
-    duration_ms, to_ms, Added, DueDelivery, Finish, NewSession, Page, SessionRecord, SessionState,
+    duration_ms, to_ms, Added, DueDelivery, Finish, NewSession, Page, Route, SessionRecord,
+    SessionState, StoredWebhook, WebhookFate,
 };
 use crate::row::{RawRecord, COLUMNS, FROM};
 use crate::schema;
 use crate::store::{Bounds, StateCounts};
 use crate::StoreError;
+
+/// Keeps a webhook for a session not added yet, inside the caller's transaction: one per
+/// session (an unauthenticated one never replaces an authenticated one), bounded by age and
+/// count. Returns how many fell out of the bounds.
+fn keep_pending(
+    tx: &rusqlite::Transaction<'_>,
+    bounds: &Bounds,
+    session: &str,
+    hint: &str,
+    authenticated: bool,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let mut dropped = tx
+        .prepare_cached("DELETE FROM pending_webhooks WHERE received_at_ms < ?1")?
+        .execute(params![
+            now.saturating_sub(duration_ms(bounds.pending_max_age))
+        ])?;
+    tx.prepare_cached(
+        "INSERT INTO pending_webhooks (session_id, received_at_ms, authenticated, hint) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (session_id) DO UPDATE SET received_at_ms = excluded.received_at_ms, \
+         authenticated = excluded.authenticated, hint = excluded.hint \
+         WHERE excluded.authenticated OR NOT pending_webhooks.authenticated",
+    )?
+    .execute(params![session, now, authenticated, hint])?;
+    let count: i64 = tx.query_row("SELECT count(*) FROM pending_webhooks", [], |row| {
+        row.get(0)
+    })?;
+    let max = i64::try_from(bounds.pending_max_count).unwrap_or(i64::MAX);
+    if count > max {
+        dropped += tx
+            .prepare_cached(
+                "DELETE FROM pending_webhooks WHERE session_id IN ( \
+                 SELECT session_id FROM pending_webhooks ORDER BY received_at_ms, session_id LIMIT ?1)",
+            )?
+            .execute(params![count - max])?;
+    }
+    Ok(dropped)
+}
 
 /// A store in one SQLite file.
 #[derive(Clone)]
@@ -523,32 +562,95 @@ impl SqliteStore {
     ) -> Result<usize, StoreError> {
         let id = session.as_str().to_owned();
         self.with(move |conn, bounds| {
-            let now = to_ms(now);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut dropped = tx
-                .prepare_cached("DELETE FROM pending_webhooks WHERE received_at_ms < ?1")?
-                .execute(params![now.saturating_sub(duration_ms(bounds.pending_max_age))])?;
-            // An unauthenticated webhook never replaces an authenticated one.
-            tx.prepare_cached(
-                "INSERT INTO pending_webhooks (session_id, received_at_ms, authenticated, hint) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (session_id) DO UPDATE SET received_at_ms = excluded.received_at_ms, \
-                 authenticated = excluded.authenticated, hint = excluded.hint \
-                 WHERE excluded.authenticated OR NOT pending_webhooks.authenticated",
-            )?
-            .execute(params![id, now, authenticated, hint])?;
-            let count: i64 =
-                tx.query_row("SELECT count(*) FROM pending_webhooks", [], |row| row.get(0))?;
-            let max = i64::try_from(bounds.pending_max_count).unwrap_or(i64::MAX);
-            if count > max {
-                dropped += tx
-                    .prepare_cached(
-                        "DELETE FROM pending_webhooks WHERE session_id IN ( \
-                         SELECT session_id FROM pending_webhooks ORDER BY received_at_ms, session_id LIMIT ?1)",
-                    )?
-                    .execute(params![count - max])?;
-            }
+            let dropped = keep_pending(&tx, &bounds, &id, &hint, authenticated, to_ms(now))?;
             tx.commit()?;
             Ok(dropped)
+        })
+        .await
+    }
+
+    pub(crate) async fn accept_webhook(
+        &self,
+        dedupe_key: String,
+        session: Option<SessionId>,
+        event: String,
+        route: Route,
+        now: SystemTime,
+    ) -> Result<WebhookFate, StoreError> {
+        self.with(move |conn, bounds| {
+            let now = to_ms(now);
+            let id = session.as_ref().map(SessionId::as_str);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO accepted_webhooks (dedupe_key, received_at_ms, session_id, event) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (dedupe_key) DO NOTHING",
+                )?
+                .execute(params![dedupe_key, now, id, event])?;
+            let fate = match (inserted, route, id) {
+                (0, _, _) => WebhookFate::Duplicate,
+                (_, Route::Hint { authenticated }, Some(id)) => {
+                    let state: Option<String> = tx
+                        .prepare_cached("SELECT state FROM sessions WHERE session_id = ?1")?
+                        .query_row(params![id], |row| row.get(0))
+                        .optional()?;
+                    match state.as_deref() {
+                        Some("tracking") => WebhookFate::Tracking,
+                        Some(_) => WebhookFate::Ended,
+                        None => WebhookFate::Kept {
+                            dropped: keep_pending(&tx, &bounds, id, &event, authenticated, now)?,
+                        },
+                    }
+                }
+                _ => WebhookFate::Recorded,
+            };
+            tx.commit()?;
+            Ok(fate)
+        })
+        .await
+    }
+
+    pub(crate) async fn webhooks_of(
+        &self,
+        sessions: Vec<SessionId>,
+    ) -> Result<Vec<StoredWebhook>, StoreError> {
+        self.with(move |conn, _| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT session_id, event FROM accepted_webhooks WHERE session_id = ?1 \
+                 ORDER BY received_at_ms",
+            )?;
+            let mut rows = Vec::new();
+            for session in &sessions {
+                for row in stmt.query_map(params![session.as_str()], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })? {
+                    rows.push(row?);
+                }
+            }
+            crate::store::stored_webhooks(rows)
+        })
+        .await
+    }
+
+    pub(crate) async fn leased_webhooks(
+        &self,
+        replica: String,
+        since: SystemTime,
+    ) -> Result<Vec<StoredWebhook>, StoreError> {
+        self.with(move |conn, _| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT w.session_id, w.event FROM accepted_webhooks w \
+                 JOIN sessions s ON s.session_id = w.session_id \
+                 WHERE w.received_at_ms >= ?2 AND s.state = 'tracking' AND s.lease_owner = ?1 \
+                 ORDER BY w.received_at_ms",
+            )?;
+            let rows = stmt
+                .query_map(params![replica, to_ms(since)], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            crate::store::stored_webhooks(rows)
         })
         .await
     }

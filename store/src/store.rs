@@ -5,9 +5,10 @@ use std::time::{Duration, SystemTime};
 use bankconnect_core::SessionId;
 
 use crate::model::{
-    decode_cursor, encode_cursor, Added, DueDelivery, Finish, NewSession, Page, SessionRecord,
-    SessionState,
+    decode_cursor, encode_cursor, Added, DueDelivery, Finish, NewSession, Page, Route,
+    SessionRecord, SessionState, StoredWebhook, WebhookFate,
 };
+use crate::notices::WebhookNotices;
 use crate::postgres::PostgresStore;
 use crate::sqlite::SqliteStore;
 use crate::url::StoreUrl;
@@ -149,6 +150,16 @@ pub(crate) fn webhook_rows(
             Ok((session, event))
         })
         .collect()
+}
+
+/// Stored webhook rows (session id, event text) as [`StoredWebhook`]s.
+pub(crate) fn stored_webhooks(
+    rows: Vec<(String, String)>,
+) -> Result<Vec<StoredWebhook>, StoreError> {
+    Ok(webhook_rows(rows)?
+        .into_iter()
+        .map(|(session_id, event)| StoredWebhook { session_id, event })
+        .collect())
 }
 
 #[derive(Debug, Clone)]
@@ -418,6 +429,60 @@ impl Store {
         &self,
     ) -> Result<Vec<(SessionId, serde_json::Value)>, StoreError> {
         dispatch!(self.tracking_webhooks())
+    }
+
+    /// Accepts a webhook in one transaction: records it by its dedupe key (once across every
+    /// process sharing the store), then, for a [`Route::Hint`] naming a session, finds where that
+    /// session stands and keeps the webhook for it if it is not added yet. On PostgreSQL a
+    /// webhook for a tracking session notifies every listener ([`Store::listen_webhooks`]) at
+    /// commit, tagged with `origin` (the accepting process) so that it can skip its own.
+    pub async fn accept_webhook(
+        &self,
+        dedupe_key: &str,
+        session: Option<&SessionId>,
+        event: &serde_json::Value,
+        route: Route,
+        origin: &str,
+        now: SystemTime,
+    ) -> Result<WebhookFate, StoreError> {
+        let (key, session, event) = (dedupe_key.to_owned(), session.cloned(), event.to_string());
+        match &self.backend {
+            Backend::Sqlite(store) => store.accept_webhook(key, session, event, route, now).await,
+            Backend::Postgres(store) => {
+                store
+                    .accept_webhook(key, session, event, route, origin.to_owned(), now)
+                    .await
+            }
+        }
+    }
+
+    /// The accepted webhooks of these sessions, oldest first (fed to a tracker when it takes
+    /// the sessions over, so that a webhook accepted anywhere keeps its effect).
+    pub async fn webhooks_of(
+        &self,
+        sessions: &[SessionId],
+    ) -> Result<Vec<StoredWebhook>, StoreError> {
+        dispatch!(self.webhooks_of(sessions.to_vec()))
+    }
+
+    /// The webhooks accepted since `since` for tracking sessions `replica` holds: the fallback
+    /// for a notification missed while the listening connection was down.
+    pub async fn leased_webhooks(
+        &self,
+        replica: &str,
+        since: SystemTime,
+    ) -> Result<Vec<StoredWebhook>, StoreError> {
+        dispatch!(self.leased_webhooks(replica.to_owned(), since))
+    }
+
+    /// Listens for webhooks accepted for tracking sessions by other processes (PostgreSQL
+    /// `LISTEN`/`NOTIFY`, on a connection of its own that reconnects by itself); `None` on
+    /// SQLite, where one process does everything. Must be called within a tokio runtime.
+    pub fn listen_webhooks(&self, replica: &str) -> Option<WebhookNotices> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(store) => Some(store.listen_webhooks(replica.to_owned())),
+        }
     }
 
     /// Forgets accepted webhooks received before `before` (their dedupe window is over).

@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime};
 
 use bankconnect_core::SessionId;
 use bankconnect_store::{
-    Added, Attempt, Bounds, DeliveryState, Finish, NewSession, SessionState, Store, StoreError,
-    SCHEMA_VERSION,
+    Added, Attempt, Bounds, DeliveryState, Finish, NewSession, Route, SessionState, Store,
+    StoreError, WebhookFate, WebhookNotice, SCHEMA_VERSION,
 };
 use libtest_mimic::{Arguments, Trial};
 use serde_json::json;
@@ -415,6 +415,186 @@ async fn a_webhook_dedupe_key_is_recorded_once(fx: Fixture) {
         .unwrap());
 }
 
+async fn accepting_a_webhook_records_and_routes_it_in_one_transaction(fx: Fixture) {
+    let store = fx.open_with(Bounds::new(1, Duration::from_secs(60))).await;
+    let hint = |id: &str, n: u32| json!({"session_id": id, "n": n});
+    let hinted = Route::Hint {
+        authenticated: false,
+    };
+    store
+        .add_sessions(
+            vec![NewSession::new(sid("t")), NewSession::new(sid("e"))],
+            at(0),
+        )
+        .await
+        .unwrap();
+    store
+        .finish_session(&sid("e"), &json!({"outcome": "completed"}), None, at(1))
+        .await
+        .unwrap();
+    let accept = |key: &'static str, id: Option<&'static str>, n: u32, route: Route, ms: u64| {
+        let store = store.clone();
+        async move {
+            let session = id.map(sid);
+            store
+                .accept_webhook(
+                    key,
+                    session.as_ref(),
+                    &hint(id.unwrap_or("-"), n),
+                    route,
+                    "r1",
+                    at(ms),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        accept("k1", Some("t"), 1, hinted, 2).await,
+        WebhookFate::Tracking
+    );
+    assert_eq!(
+        accept("k1", Some("t"), 9, hinted, 3).await,
+        WebhookFate::Duplicate
+    );
+    assert_eq!(
+        accept("k2", Some("e"), 2, hinted, 4).await,
+        WebhookFate::Ended
+    );
+    assert_eq!(
+        accept("k3", Some("t"), 3, Route::RecordOnly, 5).await,
+        WebhookFate::Recorded
+    );
+    assert_eq!(
+        accept("k4", None, 4, hinted, 6).await,
+        WebhookFate::Recorded
+    );
+    assert_eq!(
+        accept("k5", Some("later-1"), 5, hinted, 7).await,
+        WebhookFate::Kept { dropped: 0 }
+    );
+    // The bound is one kept webhook: the older falls out, counted.
+    assert_eq!(
+        accept("k6", Some("later-2"), 6, hinted, 8).await,
+        WebhookFate::Kept { dropped: 1 }
+    );
+    // The session's accepted webhooks, oldest first, duplicates not recorded twice.
+    let of_t = store.webhooks_of(&[sid("t"), sid("nobody")]).await.unwrap();
+    let ns: Vec<_> = of_t.iter().map(|w| w.event["n"].clone()).collect();
+    assert_eq!(ns, vec![json!(1), json!(3)]);
+    assert!(of_t.iter().all(|w| w.session_id == sid("t")));
+    // Kept ones come with the add, and stay among the accepted webhooks of that session.
+    let added = store
+        .add_session(NewSession::new(sid("later-2")), at(9))
+        .await
+        .unwrap();
+    let Added::Created {
+        pending_webhooks, ..
+    } = added
+    else {
+        panic!("created")
+    };
+    assert_eq!(pending_webhooks, vec![hint("later-2", 6)]);
+    assert_eq!(store.webhooks_of(&[sid("later-2")]).await.unwrap().len(), 1);
+}
+
+async fn leased_webhooks_are_those_of_held_tracking_sessions_since_a_time(fx: Fixture) {
+    let store = fx.open().await;
+    store.add_sessions(ids(4, "s"), at(0)).await.unwrap();
+    let mine = store.claim_sessions("me", at(0), LEASE, 2).await.unwrap();
+    let theirs = store
+        .claim_sessions("other", at(0), LEASE, 2)
+        .await
+        .unwrap();
+    let hinted = Route::Hint {
+        authenticated: true,
+    };
+    for (n, record) in mine.iter().chain(&theirs).enumerate() {
+        let id = &record.session_id;
+        for (k, ms) in [(0, 100), (1, 5_000)] {
+            store
+                .accept_webhook(
+                    &format!("{id}-{k}"),
+                    Some(id),
+                    &json!({"session_id": id.as_str(), "n": n, "k": k}),
+                    hinted,
+                    "other",
+                    at(ms),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let since = store.leased_webhooks("me", at(1_000)).await.unwrap();
+    let mut got: Vec<_> = since.iter().map(|w| w.session_id.clone()).collect();
+    got.sort();
+    let mut want: Vec<_> = mine.iter().map(|r| r.session_id.clone()).collect();
+    want.sort();
+    assert_eq!(got, want, "one recent webhook per held session");
+    assert!(since.iter().all(|w| w.event["k"] == json!(1)));
+    assert_eq!(store.leased_webhooks("me", at(0)).await.unwrap().len(), 4);
+    // A finished session's webhooks are no longer wanted.
+    store
+        .finish_session(&mine[0].session_id, &json!({}), None, at(6_000))
+        .await
+        .unwrap();
+    assert_eq!(store.leased_webhooks("me", at(0)).await.unwrap().len(), 2);
+}
+
+async fn next(notices: &mut bankconnect_store::WebhookNotices) -> WebhookNotice {
+    tokio::time::timeout(Duration::from_secs(10), notices.recv())
+        .await
+        .expect("a notice within 10 s")
+        .expect("still listening")
+}
+
+async fn listeners_hear_of_webhooks_for_tracking_sessions_from_others(fx: Fixture) {
+    let accepting = fx.open().await;
+    let listening = fx.open().await;
+    let Some(mut notices) = listening.listen_webhooks("b") else {
+        // SQLite: one process does everything, nothing to listen to.
+        assert_eq!(fx.backend, support::Backend::Sqlite);
+        return;
+    };
+    // Listening (re)started: whatever came before must be read from the store.
+    assert_eq!(next(&mut notices).await, WebhookNotice::Missed);
+    accepting.add_sessions(ids(2, "n"), at(0)).await.unwrap();
+    // Another schema on the same server: its webhooks are not ours.
+    let other = support::Fixture::new(fx.backend).await;
+    let other_store = other.open().await;
+    other_store.add_sessions(ids(1, "n"), at(0)).await.unwrap();
+    let hinted = Route::Hint {
+        authenticated: false,
+    };
+    let event = json!({"session_id": "n0000"});
+    for (store, key, session, origin) in [
+        (&other_store, "x1", "n0000", "a"), // another schema
+        (&accepting, "k1", "n0000", "b"),   // the listener's own
+        (&accepting, "k2", "unknown", "a"), // kept, not tracking
+        (&accepting, "k3", "n0001", "a"),   // heard
+    ] {
+        store
+            .accept_webhook(key, Some(&sid(session)), &event, hinted, origin, at(1))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        next(&mut notices).await,
+        WebhookNotice::Webhook(sid("n0001"))
+    );
+    // A duplicate notifies nobody; a new one does.
+    for key in ["k3", "k4"] {
+        accepting
+            .accept_webhook(key, Some(&sid("n0000")), &event, hinted, "a", at(2))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        next(&mut notices).await,
+        WebhookNotice::Webhook(sid("n0000"))
+    );
+}
+
 async fn pending_webhooks_are_bounded_and_applied_on_add(fx: Fixture) {
     let store = fx.open_with(Bounds::new(2, Duration::from_secs(60))).await;
     let hint = |n: u32| json!({"session_id": "x", "n": n});
@@ -617,6 +797,9 @@ fn cases() -> Vec<(&'static str, Case)> {
         case!(each_due_delivery_goes_to_one_worker_at_a_time),
         case!(a_webhook_dedupe_key_is_recorded_once),
         case!(pending_webhooks_are_bounded_and_applied_on_add),
+        case!(accepting_a_webhook_records_and_routes_it_in_one_transaction),
+        case!(leased_webhooks_are_those_of_held_tracking_sessions_since_a_time),
+        case!(listeners_hear_of_webhooks_for_tracking_sessions_from_others),
         case!(paging_skips_and_repeats_nothing_while_rows_are_added),
         case!(cancelling_stops_claims_finishes_and_deliveries),
         case!(tracker_state_is_saved_and_loaded),

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bankconnect_core::{SessionId, WebhookHint};
-use bankconnect_store::{Added, NewSession, SessionState, Store, StoreError};
+use bankconnect_store::{Added, NewSession, Route, SessionState, Store, StoreError, WebhookFate};
 use bankconnect_webhook_verify::{Receiver, Reception, Rejection, WebhookSecret};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -546,29 +546,36 @@ async fn accept(
         Some(hint) => serde_json::to_value(hint).unwrap_or(Value::Null),
         None => delivery.event.to_json(false),
     };
-    let first = app
-        .store
-        .record_webhook(&delivery.key.to_hex(), session, &event, SystemTime::now())
-        .await?;
-    if !first {
-        return Ok(false);
-    }
-    let Some(hint) = hint else {
-        return Ok(true); // Not an end-of-processing event: nothing to act on.
+    let route = match &hint {
+        Some(hint) => Route::Hint {
+            authenticated: hint.authenticated,
+        },
+        None => Route::RecordOnly,
     };
-    tracing::info!(session = %hint.session_id, authenticated = hint.authenticated, "webhook accepted");
-    match app.store.get_session(&hint.session_id).await? {
-        Some(record) if record.state == SessionState::Tracking => {
+    // One transaction: the dedupe record and what it does (kept for a session not added yet,
+    // or, on PostgreSQL, a notice to the replica that polls the session).
+    let fate = app
+        .store
+        .accept_webhook(
+            &delivery.key.to_hex(),
+            session,
+            &event,
+            route,
+            &app.replica,
+            SystemTime::now(),
+        )
+        .await?;
+    match (fate, hint) {
+        (WebhookFate::Duplicate, _) => return Ok(false),
+        (WebhookFate::Tracking, Some(hint)) => {
+            tracing::info!(session = %hint.session_id, authenticated = hint.authenticated, "webhook accepted");
+            // Polled here, perhaps: the tracker acts on it at once (elsewhere, the notice does).
             let _ = app.commands.send(Command::Webhook(hint)).await;
         }
-        Some(_) => {} // Already ended: nothing to do.
-        None => {
-            let authenticated = hint.authenticated;
-            let value = serde_json::to_value(&hint).unwrap_or(Value::Null);
-            app.store
-                .keep_pending_webhook(&hint.session_id, &value, authenticated, SystemTime::now())
-                .await?;
+        (WebhookFate::Kept { dropped }, Some(hint)) => {
+            tracing::info!(session = %hint.session_id, dropped, "webhook kept for a session not added yet");
         }
+        _ => {}
     }
     Ok(true)
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bankconnect_core::{Outcome, SessionId, TrackError, TrackerEvent, WebhookHint};
 use bankconnect_http_async::Tracker;
-use bankconnect_store::{Finish, SessionRecord, Store};
+use bankconnect_store::{
+    Finish, SessionRecord, Store, StoredWebhook, WebhookNotice, WebhookNotices,
+};
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::metrics::{label, Metrics};
@@ -63,8 +65,11 @@ impl Tracking {
         self.heartbeat().await;
         // The fair share is computed on each renewal, not on each add (it counts every session).
         let mut share = self.share().await;
+        // Listening starts before the first claim, so that no webhook falls between the two.
+        let mut notices = self.store.listen_webhooks(&self.replica);
+        // Claims feed the claimed sessions' accepted webhooks, those accepted before a crash too.
         self.claim(&mut tracker, &mut polled, share).await;
-        self.replay_webhooks(&mut tracker).await;
+        let mut scanned = SystemTime::now();
         let mut renew = tokio::time::interval(self.lease / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -94,12 +99,25 @@ impl Tracking {
                         tracker.handle_webhook(hint);
                     }
                 },
+                Some(notice) = next_notice(&mut notices) => match notice {
+                    // Another replica accepted a webhook for a session that may be polled here.
+                    WebhookNotice::Webhook(session) if polled.contains(&session) => {
+                        first_sign.entry(session.clone()).or_insert_with(Instant::now);
+                        self.feed_webhooks(&mut tracker, &[session]).await;
+                    }
+                    WebhookNotice::Missed => self.scan_webhooks(&mut tracker, &mut scanned).await,
+                    _ => {}
+                },
                 _ = renew.tick() => {
                     if self.heartbeat().await {
                         share = self.share().await;
                         self.drop_lost(&mut tracker, &mut polled).await;
                         self.rebalance(&mut tracker, &mut polled, share).await;
                         self.claim(&mut tracker, &mut polled, share).await;
+                        if notices.is_some() {
+                            // The fallback, should a notice have gone missing unnoticed.
+                            self.scan_webhooks(&mut tracker, &mut scanned).await;
+                        }
                     }
                     self.count_sessions().await;
                 }
@@ -194,6 +212,11 @@ impl Tracking {
             for record in &claimed {
                 self.track(tracker, polled, record);
             }
+            // Webhooks accepted for them before (by any replica, before any crash) still count.
+            let ids: Vec<SessionId> = claimed.iter().map(|r| r.session_id.clone()).collect();
+            if !ids.is_empty() {
+                self.feed_webhooks(tracker, &ids).await;
+            }
             if !full {
                 return;
             }
@@ -246,16 +269,25 @@ impl Tracking {
         }
     }
 
-    /// Feeds the accepted webhooks of tracked sessions again, so that a webhook accepted
-    /// before a crash keeps its effect.
-    async fn replay_webhooks(&self, tracker: &mut Tracker) {
-        match self.store.tracking_webhooks().await {
+    /// Feeds the accepted webhooks of these sessions to the tracker. Feeding one again is
+    /// harmless: only a session's first webhook can hasten a poll.
+    async fn feed_webhooks(&self, tracker: &mut Tracker, sessions: &[SessionId]) {
+        match self.store.webhooks_of(sessions).await {
+            Ok(webhooks) => feed(tracker, webhooks),
+            Err(err) => tracing::warn!(error = %err, "cannot read accepted webhooks"),
+        }
+    }
+
+    /// Feeds the webhooks accepted (anywhere) for the sessions this replica holds since a
+    /// little before the last scan: what notices would have brought. The margin covers clocks
+    /// of replicas that disagree.
+    async fn scan_webhooks(&self, tracker: &mut Tracker, scanned: &mut SystemTime) {
+        let now = SystemTime::now();
+        let since = scanned.checked_sub(self.lease).unwrap_or(*scanned);
+        match self.store.leased_webhooks(&self.replica, since).await {
             Ok(webhooks) => {
-                for (_, event) in webhooks {
-                    if let Ok(hint) = serde_json::from_value::<WebhookHint>(event) {
-                        tracker.handle_webhook(hint);
-                    }
-                }
+                feed(tracker, webhooks);
+                *scanned = now;
             }
             Err(err) => tracing::warn!(error = %err, "cannot read accepted webhooks"),
         }
@@ -342,6 +374,23 @@ impl Tracking {
                 }
             }
         }
+    }
+}
+
+/// Feeds stored webhooks to the tracker as hints.
+fn feed(tracker: &mut Tracker, webhooks: Vec<StoredWebhook>) {
+    for webhook in webhooks {
+        if let Ok(hint) = serde_json::from_value::<WebhookHint>(webhook.event) {
+            tracker.handle_webhook(hint);
+        }
+    }
+}
+
+/// The next webhook notice, or never when the store has none (SQLite).
+async fn next_notice(notices: &mut Option<WebhookNotices>) -> Option<WebhookNotice> {
+    match notices {
+        Some(notices) => notices.recv().await,
+        None => std::future::pending().await,
     }
 }
 
