@@ -840,7 +840,11 @@ impl PostgresStore {
 
     pub(crate) fn listen_webhooks(&self, replica: String) -> WebhookNotices {
         let (notices, receiver) = mpsc::channel(NOTICE_QUEUE);
-        let task = tokio::spawn(listen(std::sync::Arc::clone(&self.config), replica, notices));
+        let task = tokio::spawn(listen(
+            std::sync::Arc::clone(&self.config),
+            replica,
+            notices,
+        ));
         WebhookNotices::new(receiver, task)
     }
 

@@ -97,11 +97,38 @@ pub(crate) fn label(name: &'static str, value: &str) -> Labels {
 pub(crate) struct CountingTransport {
     pub(crate) inner: bankconnect_http_async::ReqwestTransport,
     pub(crate) metrics: std::sync::Arc<Metrics>,
+    /// The core's user agent plus `serve replica/ID`: FinBox's logs, an egress proxy's, or a
+    /// test's can tell which replica sent a request.
+    pub(crate) user_agent: Option<http::HeaderValue>,
+}
+
+impl CountingTransport {
+    /// Counts the requests of `inner` and names `replica` in their user agent.
+    pub(crate) fn new(
+        inner: bankconnect_http_async::ReqwestTransport,
+        metrics: std::sync::Arc<Metrics>,
+        replica: &str,
+    ) -> Self {
+        let agent = format!(
+            "{} serve replica/{replica}",
+            bankconnect_core::request::USER_AGENT_VALUE
+        );
+        Self {
+            inner,
+            metrics,
+            user_agent: http::HeaderValue::from_str(&agent).ok(),
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl bankconnect_http_async::AsyncTransport for CountingTransport {
-    async fn send(&self, request: http::Request<Vec<u8>>) -> bankconnect_core::HttpResult {
+    async fn send(&self, mut request: http::Request<Vec<u8>>) -> bankconnect_core::HttpResult {
+        if let Some(agent) = &self.user_agent {
+            request
+                .headers_mut()
+                .insert(http::header::USER_AGENT, agent.clone());
+        }
         let path = request.uri().path();
         let endpoint = if path.ends_with("/progress/") {
             "progress"

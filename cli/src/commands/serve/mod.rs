@@ -170,10 +170,11 @@ pub(crate) fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
     let metrics = Arc::new(metrics::Metrics::new(&replica));
     let client = bankconnect_http_async::Client::with_settings(
         settings,
-        metrics::CountingTransport {
-            inner: bankconnect_http_async::ReqwestTransport::new(global.request_timeout),
-            metrics: Arc::clone(&metrics),
-        },
+        metrics::CountingTransport::new(
+            bankconnect_http_async::ReqwestTransport::new(global.request_timeout),
+            Arc::clone(&metrics),
+            &replica,
+        ),
     );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
