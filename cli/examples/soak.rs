@@ -23,67 +23,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bankconnect_core::scheduler::SchedulerConfig;
-use bankconnect_core::{
-    AccountErrorCode, Api, BaseUrl, Credentials, Outcome, OutcomeKind, PollPolicy, SessionId,
-};
-use bankconnect_sim::{FaultRates, Scenario, SessionScript, SimConfig, Simulator, Stage};
+use bankconnect_core::{Api, BaseUrl, Credentials, PollPolicy, SessionId};
+use bankconnect_sim::{FaultRates, Scenario, SimConfig, Simulator};
 use bankconnect_webhook_verify::{Receiver, ReceiverConfig, Reception};
+
+#[path = "support/mix.rs"]
+mod mix;
+use mix::{correct, plan, Expect};
 
 static PANICS: AtomicU64 = AtomicU64::new(0);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Expect {
-    Completed,
-    AccountFailure,
-    StageFailure,
-    Deleted,
-}
-
-fn script(i: usize) -> (SessionScript, Expect) {
-    let id = format!("soak-{i}");
-    match i % 6 {
-        0 => (SessionScript::new(&id).complete_after_polls(3), Expect::Completed),
-        1 => (
-            SessionScript::new(&id)
-                .account_failure("INCOMPLETE_MONTHS", "Insufficient data to generate report. There are no transactions for Nov 2023, Dec 2023")
-                .complete_after_polls(2),
-            Expect::AccountFailure,
-        ),
-        2 => (
-            SessionScript::new(&id).fail_statement_stage(0, Stage::Processing, "Statement is password protected").complete_after_polls(2),
-            Expect::StageFailure,
-        ),
-        3 => (SessionScript::new(&id).deleted(), Expect::Deleted),
-        4 => (
-            SessionScript::new(&id).complete_after(Duration::from_millis(400)).duplicate_webhook().webhook_delay(Duration::from_millis(150)),
-            Expect::Completed,
-        ),
-        _ => (SessionScript::new(&id).complete_after_polls(2).without_webhook(), Expect::Completed),
-    }
-}
-
-fn correct(outcome: &Outcome, expect: Expect) -> bool {
-    match expect {
-        Expect::Completed => outcome.outcome == OutcomeKind::Completed,
-        Expect::StageFailure => {
-            outcome.outcome == OutcomeKind::CompletedWithFailures
-                && outcome.failed_statements().count() == 1
-        }
-        Expect::AccountFailure => {
-            outcome.outcome == OutcomeKind::CompletedWithFailures
-                && outcome.accounts.first().and_then(|a| a.error_code.as_ref())
-                    == Some(&AccountErrorCode::IncompleteMonths)
-        }
-        Expect::Deleted => {
-            outcome.outcome == OutcomeKind::ApiError
-                && outcome
-                    .error
-                    .as_ref()
-                    .is_some_and(|e| e.code == "SESSION_DELETED")
-        }
-    }
-}
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.windows(2)
@@ -119,11 +68,9 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .unwrap();
-    let scripts: Vec<(SessionScript, Expect)> = (0..sessions).map(script).collect();
-    let expected: HashMap<String, Expect> = scripts
-        .iter()
-        .map(|(s, e)| (s.session_id.clone(), *e))
-        .collect();
+    let planned: Vec<_> = (0..sessions).map(|i| plan("soak", i)).collect();
+    let expected: HashMap<String, Expect> =
+        planned.iter().map(|(id, _, e)| (id.clone(), *e)).collect();
 
     // The tracker is created first so the receiver can feed it; the sim needs the receiver's URL.
     let policy = PollPolicy {
@@ -149,7 +96,7 @@ fn main() -> ExitCode {
     let sim = runtime
         .block_on(Simulator::start(SimConfig {
             scenario: Scenario {
-                sessions: scripts.iter().map(|(s, _)| s.clone()).collect(),
+                sessions: planned.iter().filter_map(|(_, s, _)| s.clone()).collect(),
                 faults: FaultRates {
                     rate: fault_rate,
                     retry_after_secs: 1,
@@ -167,9 +114,9 @@ fn main() -> ExitCode {
         BaseUrl::parse(&sim.base_url()).unwrap(),
         Credentials::new("sim-api-key", "sim-server-hash").unwrap(),
     );
-    let ids: Vec<SessionId> = scripts
+    let ids: Vec<SessionId> = planned
         .iter()
-        .map(|(s, _)| SessionId::new(&s.session_id).unwrap())
+        .map(|(id, _, _)| SessionId::new(id).unwrap())
         .collect();
 
     let mut outcomes = Vec::with_capacity(sessions);

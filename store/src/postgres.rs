@@ -609,13 +609,17 @@ impl PostgresStore {
         Ok(usize::try_from(renewed).unwrap_or(usize::MAX))
     }
 
-    pub(crate) async fn release_leases(&self, replica: &str) -> Result<usize, StoreError> {
+    pub(crate) async fn release_leases(
+        &self,
+        replica: &str,
+        claimable_from: SystemTime,
+    ) -> Result<usize, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let released = tx
             .execute(
-                "UPDATE sessions SET lease_owner = NULL, lease_until_ms = 0 WHERE lease_owner = $1 AND state = 'tracking'",
-                &[&replica],
+                "UPDATE sessions SET lease_owner = NULL, lease_until_ms = $2 WHERE lease_owner = $1 AND state = 'tracking'",
+                &[&replica, &to_ms(claimable_from)],
             )
             .await?;
         tx.execute("DELETE FROM replicas WHERE replica_id = $1", &[&replica])
@@ -628,14 +632,15 @@ impl PostgresStore {
         &self,
         replica: &str,
         sessions: Vec<SessionId>,
+        claimable_from: SystemTime,
     ) -> Result<usize, StoreError> {
         let ids: Vec<&str> = sessions.iter().map(SessionId::as_str).collect();
         let client = self.client().await?;
         let released = client
             .execute(
-                "UPDATE sessions SET lease_owner = NULL, lease_until_ms = 0 \
+                "UPDATE sessions SET lease_owner = NULL, lease_until_ms = $3 \
                  WHERE session_id = ANY($1) AND lease_owner = $2 AND state = 'tracking'",
-                &[&ids, &replica],
+                &[&ids, &replica, &to_ms(claimable_from)],
             )
             .await?;
         Ok(usize::try_from(released).unwrap_or(usize::MAX))

@@ -422,15 +422,19 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn release_leases(&self, replica: &str) -> Result<usize, StoreError> {
+    pub(crate) async fn release_leases(
+        &self,
+        replica: &str,
+        claimable_from: SystemTime,
+    ) -> Result<usize, StoreError> {
         let replica = replica.to_owned();
         self.with(move |conn, _| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let released = tx
                 .prepare_cached(
-                    "UPDATE sessions SET lease_owner = NULL, lease_until_ms = 0 WHERE lease_owner = ?1 AND state = 'tracking'",
+                    "UPDATE sessions SET lease_owner = NULL, lease_until_ms = ?2 WHERE lease_owner = ?1 AND state = 'tracking'",
                 )?
-                .execute(params![replica])?;
+                .execute(params![replica, to_ms(claimable_from)])?;
             tx.prepare_cached("DELETE FROM replicas WHERE replica_id = ?1")?
                 .execute(params![replica])?;
             tx.commit()?;
@@ -443,6 +447,7 @@ impl SqliteStore {
         &self,
         replica: &str,
         sessions: Vec<SessionId>,
+        claimable_from: SystemTime,
     ) -> Result<usize, StoreError> {
         let replica = replica.to_owned();
         self.with(move |conn, _| {
@@ -450,11 +455,12 @@ impl SqliteStore {
             let mut released = 0;
             {
                 let mut stmt = tx.prepare_cached(
-                    "UPDATE sessions SET lease_owner = NULL, lease_until_ms = 0 \
+                    "UPDATE sessions SET lease_owner = NULL, lease_until_ms = ?3 \
                      WHERE session_id = ?1 AND lease_owner = ?2 AND state = 'tracking'",
                 )?;
+                let from = to_ms(claimable_from);
                 for id in &sessions {
-                    released += stmt.execute(params![id.as_str(), replica])?;
+                    released += stmt.execute(params![id.as_str(), replica, from])?;
                 }
             }
             tx.commit()?;

@@ -374,13 +374,16 @@ impl Store {
         dispatch!(self.renew_leases(replica, now, lease))
     }
 
-    /// Frees `replica`'s leases on these sessions (to hand them to less busy replicas).
+    /// Frees `replica`'s leases on these sessions (to hand them to less busy replicas), for
+    /// others to claim from `claimable_from` on: a releasing replica passes `now` plus its poll
+    /// interval, so that no session is polled by two replicas within one interval.
     pub async fn release_sessions(
         &self,
         replica: &str,
         sessions: Vec<SessionId>,
+        claimable_from: SystemTime,
     ) -> Result<usize, StoreError> {
-        dispatch!(self.release_sessions(replica, sessions))
+        dispatch!(self.release_sessions(replica, sessions, claimable_from))
     }
 
     /// The tracking sessions `replica` holds a lease on (a replica compares them with what it
@@ -389,9 +392,14 @@ impl Store {
         dispatch!(self.held_sessions(replica))
     }
 
-    /// Frees every lease `replica` holds at once (graceful shutdown); returns how many.
-    pub async fn release_leases(&self, replica: &str) -> Result<usize, StoreError> {
-        dispatch!(self.release_leases(replica))
+    /// Frees every lease `replica` holds at once (graceful shutdown), for others to claim from
+    /// `claimable_from` on (as [`Store::release_sessions`]); returns how many.
+    pub async fn release_leases(
+        &self,
+        replica: &str,
+        claimable_from: SystemTime,
+    ) -> Result<usize, StoreError> {
+        dispatch!(self.release_leases(replica, claimable_from))
     }
 
     /// Frees every lease, whoever holds it. For a store only one process uses (SQLite: one

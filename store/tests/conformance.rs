@@ -150,12 +150,27 @@ async fn claims_never_share_a_session_and_take_over_lapsed_leases(fx: Fixture) {
     );
     // C hands two back; only its own leases are released.
     let two: Vec<_> = from_b.iter().take(2).cloned().collect();
-    assert_eq!(store.release_sessions("A", two.clone()).await.unwrap(), 0);
-    assert_eq!(store.release_sessions("C", two).await.unwrap(), 2);
-    assert_eq!(store.held_sessions("C").await.unwrap().len(), 8);
     assert_eq!(
         store
-            .claim_sessions("C", at(31_000), LEASE, 10)
+            .release_sessions("A", two.clone(), at(32_000))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store.release_sessions("C", two, at(32_000)).await.unwrap(),
+        2
+    );
+    assert_eq!(store.held_sessions("C").await.unwrap().len(), 8);
+    // Claimable only from the time the releaser gave (one poll interval on).
+    assert!(store
+        .claim_sessions("C", at(31_999), LEASE, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .claim_sessions("C", at(32_000), LEASE, 10)
             .await
             .unwrap()
             .len(),
@@ -171,7 +186,7 @@ async fn claims_never_share_a_session_and_take_over_lapsed_leases(fx: Fixture) {
             .len(),
         25
     );
-    store.release_leases("A").await.unwrap();
+    store.release_leases("A", at(20_001)).await.unwrap();
     store
         .claim_sessions("A", at(20_002), LEASE, 15)
         .await
@@ -180,8 +195,13 @@ async fn claims_never_share_a_session_and_take_over_lapsed_leases(fx: Fixture) {
         .claim_sessions("C", at(31_000), LEASE, 10)
         .await
         .unwrap();
-    // A shuts down: its leases are free at once.
-    assert_eq!(store.release_leases("A").await.unwrap(), 15);
+    // A shuts down: its leases are free one interval later.
+    assert_eq!(store.release_leases("A", at(31_001)).await.unwrap(), 15);
+    assert!(store
+        .claim_sessions("C", at(31_000), LEASE, 100)
+        .await
+        .unwrap()
+        .is_empty());
     let freed = store
         .claim_sessions("C", at(31_001), LEASE, 100)
         .await

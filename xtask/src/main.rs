@@ -4,6 +4,8 @@
 //! - `cargo xtask bench [--quick]`: every benchmark, side by side with its baseline, then one
 //!   `bench NAME: ours=X baseline=Y unit=U ratio=R` line per comparison; writes `docs/benchmarks.md`.
 //! - `cargo xtask soak [--sessions N] [--fault-rate F] [--transport async|blocking]`: the fault soak.
+//! - `cargo xtask chaos [--seconds 60] [--sessions 2000] [--debug]`: three `serve` replicas on
+//!   PostgreSQL killed at random under load (see `cli/examples/chaos.rs`); one `chaos:` line.
 //! - `cargo xtask fuzz [--seconds S]`: every cargo-fuzz target for S seconds each, or, where
 //!   cargo-fuzz cannot run, the property suites with many more cases.
 
@@ -31,9 +33,10 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(rest),
         Some("soak") => soak(rest),
         Some("fuzz") => fuzz::run(rest),
+        Some("chaos") => chaos(rest),
         Some("help" | "--help" | "-h") | None => {
             println!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci                   fmt --check, clippy -D warnings, test --workspace\n  bench [--quick]      every benchmark against its baseline; writes docs/benchmarks.md\n  soak [--sessions N] [--fault-rate F] [--transport async|blocking]\n                       N sessions through the simulator with faults (defaults 10000, 0.2, async)\n  fuzz [--seconds S]   every fuzz target for S seconds (default 60), or many property cases"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci                   fmt --check, clippy -D warnings, test --workspace\n  bench [--quick]      every benchmark against its baseline; writes docs/benchmarks.md\n  soak [--sessions N] [--fault-rate F] [--transport async|blocking]\n                       N sessions through the simulator with faults (defaults 10000, 0.2, async)\n  chaos [--seconds 60] [--sessions 2000] [--debug]\n                       replicas on PostgreSQL killed at random under load (needs BANKCONNECT_TEST_POSTGRES)\n  fuzz [--seconds S]   every fuzz target for S seconds (default 60), or many property cases"
             );
             ExitCode::SUCCESS
         }
@@ -84,6 +87,49 @@ fn soak(args: &[String]) -> ExitCode {
         Ok(_) => ExitCode::FAILURE,
         Err(err) => {
             eprintln!("xtask: could not run the soak: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds the `bankconnect` binary and the chaos example (release unless `--debug`), then runs
+/// the example, which finds the binary beside it.
+fn chaos(args: &[String]) -> ExitCode {
+    let debug = args.iter().any(|arg| arg == "--debug");
+    let profile: &[&str] = if debug { &[] } else { &["--release"] };
+    let build = Command::new(cargo())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "bankconnect-cli",
+            "--bin",
+            "bankconnect",
+        ])
+        .args(profile)
+        .status();
+    if !matches!(build, Ok(status) if status.success()) {
+        eprintln!("xtask: cannot build the bankconnect binary");
+        return ExitCode::FAILURE;
+    }
+    let mut command = Command::new(cargo());
+    command
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "bankconnect-cli",
+            "--example",
+            "chaos",
+        ])
+        .args(profile)
+        .arg("--")
+        .args(args.iter().filter(|arg| *arg != "--debug"));
+    match command.status() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("xtask: could not run the chaos example: {err}");
             ExitCode::FAILURE
         }
     }

@@ -205,6 +205,7 @@ pub(crate) fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
             client: client.clone(),
             replica: replica.clone(),
             lease: args.lease,
+            interval: args.interval,
             deliver_first: delivery
                 .as_ref()
                 .map(|_| schedule.first().copied().unwrap_or_default()),

@@ -32,6 +32,9 @@ pub(crate) struct Tracking {
     pub(crate) client: bankconnect_http_async::Client,
     pub(crate) replica: String,
     pub(crate) lease: Duration,
+    /// The poll interval: a session handed to another replica waits this long before it may
+    /// be claimed (it may just have been polled here).
+    pub(crate) interval: Duration,
     /// Delay of the first delivery attempt, when deliveries are on.
     pub(crate) deliver_first: Option<Duration>,
     pub(crate) delivery_wake: Arc<Notify>,
@@ -130,7 +133,13 @@ impl Tracking {
                 }
             }
         }
-        match self.store.release_leases(&self.replica).await {
+        // Claimable by others one interval on: this replica may have just polled them.
+        let claimable_from = SystemTime::now() + self.interval;
+        match self
+            .store
+            .release_leases(&self.replica, claimable_from)
+            .await
+        {
             Ok(released) => tracing::info!(released, "leases released"),
             Err(err) => tracing::warn!(error = %err, "cannot release leases"),
         }
@@ -255,7 +264,11 @@ impl Tracking {
         let handed: Vec<SessionId> = polled.iter().take(excess).cloned().collect();
         match self
             .store
-            .release_sessions(&self.replica, handed.clone())
+            .release_sessions(
+                &self.replica,
+                handed.clone(),
+                SystemTime::now() + self.interval,
+            )
             .await
         {
             Ok(released) => {
