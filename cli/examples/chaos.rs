@@ -30,6 +30,8 @@
 
 #[path = "support/mix.rs"]
 mod mix;
+#[path = "../tests/common/schema.rs"]
+mod schema;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -45,6 +47,7 @@ use axum::http::StatusCode;
 use bankconnect_core::Outcome;
 use bankconnect_sim::{FaultKind, FaultRates, LoggedRequest, Scenario, SimConfig, Simulator};
 use mix::{correct, plan, Expect};
+use schema::Schema;
 use serde_json::{json, Value};
 
 const DELIVER_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -85,8 +88,8 @@ impl Settings {
             return Err(format!("no binary at {}; pass --bin", bin.display()));
         }
         let store = arg::<String>(&args, "--store")
-            .or_else(|| std::env::var("BANKCONNECT_TEST_POSTGRES").ok())
             .filter(|url| !url.trim().is_empty())
+            .or_else(schema::postgres_url)
             .ok_or(
                 "needs PostgreSQL: set BANKCONNECT_TEST_POSTGRES or pass --store postgres://…",
             )?;
@@ -124,55 +127,6 @@ impl Dice {
     /// True with probability `p`.
     fn chance(&self, p: f64) -> bool {
         ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-}
-
-/// A fresh PostgreSQL schema for the run, dropped at the end.
-struct Schema {
-    base: String,
-    name: String,
-}
-
-impl Schema {
-    fn create(base: &str) -> Result<Self, String> {
-        let name = format!("bc_chaos_{}", std::process::id());
-        psql(
-            base,
-            &format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"),
-        )?;
-        Ok(Self {
-            base: base.to_owned(),
-            name,
-        })
-    }
-
-    fn url(&self) -> String {
-        let separator = if self.base.contains('?') { '&' } else { '?' };
-        format!(
-            "{}{separator}options=-csearch_path%3D{}",
-            self.base, self.name
-        )
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = psql(
-            &self.base,
-            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
-        );
-    }
-}
-
-fn psql(url: &str, sql: &str) -> Result<(), String> {
-    let output = Command::new("psql")
-        .args([url, "-Atqc", sql])
-        .output()
-        .map_err(|err| format!("cannot run psql: {err}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
     }
 }
 
@@ -580,7 +534,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let schema = match Schema::create(&settings.store) {
+    let schema = match Schema::create(&settings.store, "bc_chaos") {
         Ok(schema) => schema,
         Err(err) => {
             eprintln!("chaos: cannot create a schema: {err}");

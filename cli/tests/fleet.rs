@@ -10,6 +10,8 @@
 )]
 
 mod common;
+#[path = "common/schema.rs"]
+mod schema;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -21,60 +23,18 @@ use common::*;
 use serde_json::{json, Value};
 
 fn postgres() -> Option<String> {
-    std::env::var("BANKCONNECT_TEST_POSTGRES")
-        .ok()
-        .filter(|url| !url.trim().is_empty())
+    schema::postgres_url()
 }
 
-/// A schema of its own, dropped afterwards.
-struct Schema {
-    base: String,
-    name: String,
-}
+struct Schema(schema::Schema);
 
 impl Schema {
     fn new(base: &str) -> Self {
-        let name = format!(
-            "bc_fleet_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        );
-        let output = std::process::Command::new("psql")
-            .args([base, "-Atqc", &format!("CREATE SCHEMA {name}")])
-            .output()
-            .expect("psql");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Self {
-            base: base.to_owned(),
-            name,
-        }
+        Self(schema::Schema::create(base, "bc_fleet").expect("a schema of its own"))
     }
 
     fn url(&self) -> String {
-        let separator = if self.base.contains('?') { '&' } else { '?' };
-        format!(
-            "{}{separator}options=-csearch_path%3D{}",
-            self.base, self.name
-        )
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .args([
-                &self.base,
-                "-Atqc",
-                &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
-            ])
-            .output();
+        self.0.url()
     }
 }
 

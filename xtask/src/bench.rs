@@ -11,6 +11,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("bankconnect-cli", "drivers"),
     ("bankconnect-cli", "receiver"),
     ("bankconnect-store", "store"),
+    ("bankconnect-cli", "serve"),
 ];
 
 /// A goal: which comparisons it covers (name prefix) and the largest ratio that meets it.
@@ -54,6 +55,31 @@ const GOALS: &[(&str, f64, &str)] = &[
         "store_postgres_claim_100k",
         3.00,
         "claiming 1 000 of 100 000 sessions within 3x of a bare indexed SELECT (PostgreSQL)",
+    ),
+    (
+        "serve_add_session",
+        1.50,
+        "serve's add within 1.5x of a bare axum handler's one-row SQLite insert",
+    ),
+    (
+        "serve_webhook_intake",
+        1.50,
+        "serve's webhook intake within 1.5x of a bare axum handler's one-row SQLite insert",
+    ),
+    (
+        "serve_restart_100k",
+        1.00,
+        "restart on 100 000 tracking sessions to the first progress request under 3 s",
+    ),
+    (
+        "serve_notice_latency_p99",
+        1.00,
+        "webhook in to delivery received, p99 at most 50 ms",
+    ),
+    (
+        "fleet_scaling",
+        1.25,
+        "CPU per session with 3 replicas within 1.25x of 1 (at least 0.8x the work per replica)",
     ),
     (
         "scheduler_bytes_per_session",

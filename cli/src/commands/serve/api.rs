@@ -327,7 +327,7 @@ pub(crate) async fn add_sessions(State(app): State<App>, body: Body) -> Result<R
         .add_sessions(sessions, SystemTime::now())
         .await
         .map_err(|err| ApiError::unavailable(&err))?;
-    let mut created_any = false;
+    let mut created = 0usize;
     let mut kept = Vec::new();
     for entry in &added {
         if let Added::Created {
@@ -335,14 +335,15 @@ pub(crate) async fn add_sessions(State(app): State<App>, body: Body) -> Result<R
             pending_webhooks,
         } = entry
         {
-            created_any = true;
+            created += 1;
             tracing::info!(session = %record.session_id, "session added");
             kept.extend(hints(pending_webhooks));
         }
     }
+    let created_any = created > 0;
     if created_any {
         // Committed already: if the tracker is gone (shutting down), the next start polls them.
-        let _ = app.commands.send(Command::Added(kept)).await;
+        let _ = app.commands.send(Command::Added(kept, created)).await;
     }
     let status = if created_any {
         StatusCode::ACCEPTED

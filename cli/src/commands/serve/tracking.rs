@@ -18,8 +18,9 @@ use super::metrics::{label, Metrics};
 /// What the API and the intake ask of the tracking task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Sessions committed to the store, with the webhooks kept for them: claim and track.
-    Added(Vec<WebhookHint>),
+    /// Sessions committed to the store (the webhooks kept for them, and how many were new):
+    /// claim and track.
+    Added(Vec<WebhookHint>, usize),
     /// A session cancelled in the store: stop polling it.
     Cancel(SessionId),
     /// A webhook committed to the store for a session that may be tracked here.
@@ -66,12 +67,13 @@ impl Tracking {
         let mut polled: HashSet<SessionId> = HashSet::new();
         // Heartbeat first, so that the fair share counts this replica.
         self.heartbeat().await;
-        // The fair share is computed on each renewal, not on each add (it counts every session).
-        let mut share = self.share().await;
+        // The fleet is counted on each renewal, not on each add (it counts every session);
+        // adds in between raise the estimate, so that a batch is not held back to the slack.
+        let mut fleet = self.count_fleet().await;
         // Listening starts before the first claim, so that no webhook falls between the two.
         let mut notices = self.store.listen_webhooks(&self.replica);
         // Claims feed the claimed sessions' accepted webhooks, those accepted before a crash too.
-        self.claim(&mut tracker, &mut polled, share).await;
+        self.claim(&mut tracker, &mut polled, share(fleet)).await;
         let mut scanned = SystemTime::now();
         let mut renew = tokio::time::interval(self.lease / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -83,14 +85,17 @@ impl Tracking {
                 biased;
                 _ = shutdown.changed() => break,
                 Some(command) = commands.recv() => match command {
-                    Command::Added(hints) => {
+                    Command::Added(hints, created) => {
+                        if let Some(fleet) = &mut fleet {
+                            fleet.tracking += created;
+                        }
                         // Kept by the tracker until the session is claimed, here or elsewhere.
                         for hint in hints {
                             first_sign.entry(hint.session_id.clone()).or_insert_with(Instant::now);
                             tracker.handle_webhook(hint);
                         }
                         // Polled once leased (at once here, if this replica has room).
-                        self.claim(&mut tracker, &mut polled, share).await;
+                        self.claim(&mut tracker, &mut polled, share(fleet)).await;
                     }
                     Command::Cancel(session) => {
                         let _ = tracker.remove(&session);
@@ -113,10 +118,10 @@ impl Tracking {
                 },
                 _ = renew.tick() => {
                     if self.heartbeat().await {
-                        share = self.share().await;
+                        fleet = self.count_fleet().await;
                         self.drop_lost(&mut tracker, &mut polled).await;
-                        self.rebalance(&mut tracker, &mut polled, share).await;
-                        self.claim(&mut tracker, &mut polled, share).await;
+                        self.rebalance(&mut tracker, &mut polled, share(fleet)).await;
+                        self.claim(&mut tracker, &mut polled, share(fleet)).await;
                         if notices.is_some() {
                             // The fallback, should a notice have gone missing unnoticed.
                             self.scan_webhooks(&mut tracker, &mut scanned).await;
@@ -179,16 +184,16 @@ impl Tracking {
         }
     }
 
-    /// This replica's fair share of the tracking sessions: all of them alone, an even part of
-    /// them (plus a little slack) among live replicas.
-    async fn share(&self) -> Option<usize> {
-        let since = SystemTime::now().checked_sub(self.lease)?;
+    /// The live replicas and the tracking sessions, as the store says (`None` if it did not
+    /// answer: then nothing is claimed or handed back on stale information).
+    async fn count_fleet(&self) -> Option<FleetCount> {
+        // Live: heartbeat within two renewals. A replica that missed two is most likely dead;
+        // counting it would keep the others from taking its sessions over once its leases
+        // lapse (should it be alive after all, rebalancing evens things out).
+        let since = SystemTime::now().checked_sub(self.lease * 2 / 3)?;
         let live = self.store.live_replicas(since).await.ok()?.len().max(1);
         let tracking = usize::try_from(self.store.count_sessions().await.ok()?.tracking).ok()?;
-        if live == 1 {
-            return Some(usize::MAX);
-        }
-        Some(tracking.div_ceil(live) + SHARE_SLACK)
+        Some(FleetCount { live, tracking })
     }
 
     /// Takes leases on unheld tracking sessions, up to the fair share, and tracks them.
@@ -388,6 +393,23 @@ impl Tracking {
             }
         }
     }
+}
+
+/// What the fair share is computed from.
+#[derive(Debug, Clone, Copy)]
+struct FleetCount {
+    live: usize,
+    tracking: usize,
+}
+
+/// This replica's fair share of the tracking sessions: all of them alone, an even part of them
+/// (plus a little slack) among live replicas.
+fn share(fleet: Option<FleetCount>) -> Option<usize> {
+    let fleet = fleet?;
+    if fleet.live <= 1 {
+        return Some(usize::MAX);
+    }
+    Some(fleet.tracking.div_ceil(fleet.live) + SHARE_SLACK)
 }
 
 /// Feeds stored webhooks to the tracker as hints.

@@ -1,0 +1,524 @@
+//! `bankconnect serve` measured as a process (the release binary), side by side with baselines
+//! in one run:
+//!
+//! - `serve_add_session`: `POST /v1/sessions`, one per request, committed to SQLite, against a
+//!   bare axum handler doing a single-row insert into a SQLite file with the same settings (WAL,
+//!   `synchronous = FULL`). Latency per request from a keep-alive client, blocks alternated.
+//! - `serve_webhook_intake`: a FinBox webhook for a tracking session, accepted and committed,
+//!   against the same bare handler.
+//! - `serve_restart_100k`: from process start on a store of 100 000 tracking sessions to the first
+//!   progress request received by the API (goal: under 3 s, the baseline column).
+//! - `serve_notice_latency`: from a webhook's arrival to the signed delivery received by the
+//!   lender's endpoint (confirmation poll and session_status included), p99 over N sessions
+//!   (goal: 50 ms, the baseline column).
+//! - `fleet_scaling` (with `BANKCONNECT_TEST_POSTGRES`): CPU time of the replicas per 1 000
+//!   sessions tracked to the end, three replicas against one on the same PostgreSQL and load;
+//!   goal at most 1.25x (at least 0.8x the work per CPU second per replica).
+//!
+//! Run: `cargo bench -p bankconnect-cli --bench serve` (`-- --quick` for a short run).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+#[path = "../tests/common/schema.rs"]
+mod schema;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bankconnect_sim::{Scenario, SessionScript, SimConfig, Simulator};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bankconnect");
+const DELIVER_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn line(name: &str, unit: &str, ours: f64, baseline: f64) {
+    println!(
+        "bench {name}: ours={ours:.2} baseline={baseline:.2} unit={unit} ratio={:.2}",
+        ours / baseline.max(1e-9)
+    );
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "bankconnect-bench-{name}-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// CPU time (user + system) of a process so far, in milliseconds.
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) * 10.0 // 100 ticks per second on Linux
+}
+
+/// A running `bankconnect serve`.
+struct Service {
+    child: Child,
+    base: String,
+}
+
+impl Service {
+    fn start(api: &str, store: &str, extra: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--store", store])
+            .args(extra)
+            .env("BANKCONNECT_BASE_URL", api)
+            .env("BANKCONNECT_API_KEY", "sim-api-key")
+            .env("BANKCONNECT_SERVER_HASH", "sim-server-hash")
+            .env("BANKCONNECT_DELIVER_SECRET", DELIVER_SECRET)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let base = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{first}"))
+            .to_owned();
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, base }
+    }
+
+    fn cpu_ms(&self) -> f64 {
+        cpu_ms(self.child.id())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn post(agent: &ureq::Agent, url: &str, body: &str) -> u16 {
+    let mut response = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body)
+        .unwrap();
+    let _ = response.body_mut().read_to_vec();
+    response.status().as_u16()
+}
+
+fn get(agent: &ureq::Agent, url: &str) -> Value {
+    let mut response = agent.get(url).call().unwrap();
+    serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap_or(Value::Null)
+}
+
+/// The baseline: a bare axum handler that parses the JSON body and inserts one row into a
+/// SQLite file (WAL, `synchronous = FULL`, as the store), answering 202. Runs on a runtime of
+/// its own; returns its URL.
+fn bare_handler(dir: &Path) -> String {
+    let conn = rusqlite::Connection::open(dir.join("bare.db")).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+         CREATE TABLE rows (id TEXT PRIMARY KEY, body TEXT NOT NULL);",
+    )
+    .unwrap();
+    let conn = Arc::new(Mutex::new(conn));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let app = axum::Router::new().route(
+                "/insert",
+                axum::routing::post(move |body: axum::body::Bytes| {
+                    let conn = Arc::clone(&conn);
+                    async move {
+                        let Ok(value) = serde_json::from_slice::<Value>(&body) else {
+                            return axum::http::StatusCode::BAD_REQUEST;
+                        };
+                        let id = value["session_id"].as_str().unwrap_or_default().to_owned();
+                        let text = String::from_utf8_lossy(&body).into_owned();
+                        tokio::task::block_in_place(|| {
+                            conn.lock()
+                                .unwrap()
+                                .execute(
+                                    "INSERT INTO rows (id, body) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                                    rusqlite::params![id, text],
+                                )
+                                .unwrap();
+                        });
+                        axum::http::StatusCode::ACCEPTED
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{}/insert", rx.recv().unwrap())
+}
+
+/// Mean milliseconds per request of `ours` and `baseline`, sent in alternating blocks.
+fn alternate(
+    requests: usize,
+    mut ours: impl FnMut(usize),
+    mut baseline: impl FnMut(usize),
+) -> (f64, f64) {
+    const BLOCK: usize = 50;
+    let (mut ours_total, mut base_total) = (Duration::ZERO, Duration::ZERO);
+    let mut i = 0;
+    while i < requests {
+        let end = (i + BLOCK).min(requests);
+        let started = Instant::now();
+        for k in i..end {
+            ours(k);
+        }
+        ours_total += started.elapsed();
+        let started = Instant::now();
+        for k in i..end {
+            baseline(k);
+        }
+        base_total += started.elapsed();
+        i = end;
+    }
+    let per = |total: Duration| total.as_secs_f64() * 1000.0 / requests as f64;
+    (per(ours_total), per(base_total))
+}
+
+/// An in-process simulator whose sessions stay processing for an hour.
+fn slow_sim(runtime: &tokio::runtime::Runtime, ids: &[String]) -> Simulator {
+    runtime
+        .block_on(Simulator::start(SimConfig {
+            scenario: Scenario {
+                sessions: ids
+                    .iter()
+                    .map(|id| {
+                        SessionScript::new(id)
+                            .complete_after(Duration::from_secs(3600))
+                            .without_webhook()
+                    })
+                    .collect(),
+                ..Scenario::default()
+            },
+            ..SimConfig::default()
+        }))
+        .unwrap()
+}
+
+fn add_and_intake(runtime: &tokio::runtime::Runtime, requests: usize) {
+    let dir = temp_dir("intake");
+    let ids: Vec<String> = (0..requests).map(|i| format!("add-{i}")).collect();
+    let sim = slow_sim(runtime, &ids);
+    let store = format!("sqlite:{}", dir.join("serve.db").display());
+    let serve = Service::start(&sim.base_url(), &store, &["--interval", "1h"]);
+    let bare = bare_handler(&dir);
+    let agent = agent();
+    let sessions = format!("{}/v1/sessions", serve.base);
+    let (ours, baseline) = alternate(
+        requests,
+        |i| {
+            let body = json!({"session_id": ids[i]}).to_string();
+            assert_eq!(post(&agent, &sessions, &body), 202);
+        },
+        |i| {
+            let body = json!({"session_id": format!("bare-add-{i}")}).to_string();
+            assert_eq!(post(&agent, &bare, &body), 202);
+        },
+    );
+    line("serve_add_session", "ms", ours, baseline);
+    let hooks = format!("{}/webhooks/bankconnect", serve.base);
+    let (ours, baseline) = alternate(
+        requests,
+        |i| {
+            let body = json!({"session_id": ids[i], "event_name": "ENRICHMENT_NOTIFICATION", "accounts": []}).to_string();
+            assert_eq!(post(&agent, &hooks, &body), 200);
+        },
+        |i| {
+            let body = json!({"session_id": format!("bare-hook-{i}"), "event_name": "ENRICHMENT_NOTIFICATION", "accounts": []}).to_string();
+            assert_eq!(post(&agent, &bare, &body), 202);
+        },
+    );
+    line("serve_webhook_intake", "ms", ours, baseline);
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn restart(runtime: &tokio::runtime::Runtime, sessions: usize) {
+    let dir = temp_dir("restart");
+    let url = format!("sqlite:{}", dir.join("serve.db").display());
+    runtime.block_on(async {
+        let store = bankconnect_store::Store::open(&url).await.unwrap();
+        let now = SystemTime::now();
+        for chunk in (0..sessions).collect::<Vec<_>>().chunks(1000) {
+            let batch = chunk
+                .iter()
+                .map(|i| {
+                    bankconnect_store::NewSession::new(
+                        bankconnect_core::SessionId::new(format!("r-{i}")).unwrap(),
+                    )
+                })
+                .collect();
+            store.add_sessions(batch, now).await.unwrap();
+        }
+    });
+    // The API: a bare listener; the time of the first request line is what counts.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = format!("http://{}/bank-connect/v1", listener.local_addr().unwrap());
+    let started = Instant::now();
+    let serve = Service::start(&api, &url, &["--interval", "1h"]);
+    let (mut stream, _) = listener.accept().unwrap();
+    let mut first = [0u8; 64];
+    let _ = stream.read(&mut first);
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    assert!(
+        String::from_utf8_lossy(&first).contains("GET "),
+        "a request"
+    );
+    line("serve_restart_100k", "ms", ms, 3000.0);
+    println!(
+        "serve_restart_100k: {ms:.0} ms from process start on {sessions} tracking sessions to the first progress request (goal under 3000 ms)"
+    );
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Webhook in → delivery out, one session at a time.
+fn notice_latency(runtime: &tokio::runtime::Runtime, sessions: usize) {
+    let dir = temp_dir("notice");
+    let ids: Vec<String> = (0..sessions).map(|i| format!("n-{i}")).collect();
+    let sim = runtime
+        .block_on(Simulator::start(SimConfig {
+            scenario: Scenario {
+                sessions: ids
+                    .iter()
+                    .map(|id| {
+                        SessionScript::new(id)
+                            .complete_after(Duration::from_millis(200))
+                            .without_webhook()
+                    })
+                    .collect(),
+                ..Scenario::default()
+            },
+            ..SimConfig::default()
+        }))
+        .unwrap();
+    // The lender's endpoint: each delivery's session id, as it arrives.
+    let (delivered_tx, delivered) = mpsc::channel::<String>();
+    let delivered_tx = Arc::new(Mutex::new(delivered_tx));
+    let receiver = runtime.block_on(async {
+        let app = axum::Router::new().route(
+            "/deliveries",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let tx = Arc::clone(&delivered_tx);
+                async move {
+                    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    if let Some(id) = value["data"]["session_id"].as_str() {
+                        let _ = tx.lock().unwrap().send(id.to_owned());
+                    }
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/deliveries")
+    });
+    let store = format!("sqlite:{}", dir.join("serve.db").display());
+    let serve = Service::start(
+        &sim.base_url(),
+        &store,
+        &["--interval", "1h", "--deliver-to", &receiver],
+    );
+    let agent = agent();
+    for chunk in ids.chunks(1000) {
+        let body = json!({"sessions": chunk.iter().map(|id| json!({"session_id": id})).collect::<Vec<_>>()});
+        assert_eq!(
+            post(
+                &agent,
+                &format!("{}/v1/sessions", serve.base),
+                &body.to_string()
+            ),
+            202
+        );
+    }
+    // Every session polled once (processing), then complete at the API; the next poll would
+    // come only in an hour, so each delivery follows its webhook.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sim.requests().len() < sessions && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1200)); // past the webhook confirmation spacing
+    let hooks = format!("{}/webhooks/bankconnect", serve.base);
+    let mut latencies = Vec::with_capacity(sessions);
+    for id in &ids {
+        let body =
+            json!({"session_id": id, "event_name": "ENRICHMENT_NOTIFICATION", "accounts": []});
+        let sent = Instant::now();
+        assert_eq!(post(&agent, &hooks, &body.to_string()), 200);
+        loop {
+            let got = delivered
+                .recv_timeout(Duration::from_secs(30))
+                .expect("a delivery");
+            if got == *id {
+                break;
+            }
+        }
+        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    let (p50, p99) = (at(0.5), at(0.99));
+    line("serve_notice_latency_p99", "ms", p99, 50.0);
+    println!(
+        "serve_notice_latency: webhook in to delivery received over {sessions} sessions: p50 {p50:.1} ms, p99 {p99:.1} ms, max {:.1} ms (goal p99 <= 50 ms)",
+        latencies.last().copied().unwrap_or_default()
+    );
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// CPU milliseconds of `replicas` replicas per 1 000 sessions tracked to the end.
+fn fleet_run(
+    runtime: &tokio::runtime::Runtime,
+    base: &str,
+    replicas: usize,
+    sessions: usize,
+    round: usize,
+) -> f64 {
+    let prefix = format!("f{replicas}-{round}");
+    let ids: Vec<String> = (0..sessions).map(|i| format!("{prefix}-{i}")).collect();
+    let sim = runtime
+        .block_on(Simulator::start(SimConfig {
+            scenario: Scenario {
+                sessions: ids
+                    .iter()
+                    .map(|id| {
+                        SessionScript::new(id)
+                            .complete_after_polls(3)
+                            .without_webhook()
+                    })
+                    .collect(),
+                ..Scenario::default()
+            },
+            ..SimConfig::default()
+        }))
+        .unwrap();
+    let schema = schema::Schema::create(base, "bc_bench").unwrap();
+    let fleet: Vec<Service> = (0..replicas)
+        .map(|_| {
+            Service::start(
+                &sim.base_url(),
+                &schema.url(),
+                &[
+                    "--interval",
+                    "100ms",
+                    "--lease",
+                    "3s",
+                    "--no-accounts",
+                    "--concurrency",
+                    "64",
+                ],
+            )
+        })
+        .collect();
+    let agent = agent();
+    // Every replica counts the others before the load comes.
+    std::thread::sleep(Duration::from_millis(1200));
+    let before: f64 = fleet.iter().map(Service::cpu_ms).sum();
+    for (k, chunk) in ids.chunks(500).enumerate() {
+        let body = json!({"sessions": chunk.iter().map(|id| json!({"session_id": id})).collect::<Vec<_>>()});
+        let replica = &fleet[k % replicas];
+        assert_eq!(
+            post(
+                &agent,
+                &format!("{}/v1/sessions", replica.base),
+                &body.to_string()
+            ),
+            202
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let page = get(
+            &agent,
+            &format!("{}/v1/sessions?state=tracking&limit=1", fleet[0].base),
+        );
+        if page["sessions"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the fleet did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after: f64 = fleet.iter().map(Service::cpu_ms).sum();
+    drop(fleet);
+    (after - before) * 1000.0 / sessions as f64
+}
+
+fn fleet_scaling(runtime: &tokio::runtime::Runtime, sessions: usize, rounds: usize) {
+    let Some(base) = schema::postgres_url() else {
+        println!("fleet_scaling: skipped (set BANKCONNECT_TEST_POSTGRES)");
+        return;
+    };
+    let (mut one, mut three) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        one.push(fleet_run(runtime, &base, 1, sessions, round));
+        three.push(fleet_run(runtime, &base, 3, sessions, round));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (one, three) = (median(one), median(three));
+    line("fleet_scaling", "cpu_ms_per_1000_sessions", three, one);
+    println!(
+        "fleet_scaling: {sessions} sessions (3 polls each, 100 ms interval): {three:.0} CPU ms per 1000 with 3 replicas, {one:.0} with 1: {:.2}x the work per CPU second per replica (goal >= 0.8x)",
+        one / three.max(1e-9)
+    );
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    add_and_intake(&runtime, if quick { 200 } else { 600 });
+    restart(&runtime, if quick { 20_000 } else { 100_000 });
+    notice_latency(&runtime, if quick { 200 } else { 1000 });
+    fleet_scaling(
+        &runtime,
+        if quick { 1000 } else { 3000 },
+        if quick { 1 } else { 3 },
+    );
+}
