@@ -36,6 +36,7 @@ pub mod base_url;
 pub mod classify;
 pub mod client_settings;
 pub mod credentials;
+pub mod delivery_schedule;
 pub mod error_codes;
 pub mod error_detail;
 pub mod ids;
@@ -64,6 +65,7 @@ pub use classify::{
 };
 pub use client_settings::ClientSettings;
 pub use credentials::{Credentials, CredentialsError, Secret};
+pub use delivery_schedule::{DeliverySchedule, ScheduleError};
 pub use error_codes::{AccountErrorCode, ApiErrorCode, StatementErrorCode};
 pub use error_detail::{ErrorDetail, YearMonth};
 pub use ids::{AccountId, IdError, SessionId, StatementId};

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bankconnect_core::JitterRng;
+use bankconnect_core::{DeliverySchedule, JitterRng};
 use bankconnect_store::{Attempt, DueDelivery, Store};
 use bankconnect_webhook_verify::WebhookSecret;
 use tokio::sync::{watch, Notify};
@@ -29,8 +29,8 @@ pub(crate) struct Delivery {
     pub(crate) replica: String,
     pub(crate) target: String,
     pub(crate) secret: WebhookSecret,
-    /// Delay before attempt i (the first entry is the first attempt's, applied when finishing).
-    pub(crate) schedule: Vec<Duration>,
+    /// When to retry (its first delay is applied when the session finishes).
+    pub(crate) schedule: DeliverySchedule,
     pub(crate) client: reqwest::Client,
     pub(crate) wake: Arc<Notify>,
     pub(crate) metrics: Arc<Metrics>,
@@ -103,18 +103,12 @@ impl Delivery {
             Ok(()) => return Attempt::Delivered,
             Err(error) => error,
         };
-        let made = usize::try_from(delivery.attempts)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1);
-        match self.schedule.get(made) {
-            Some(delay) => {
-                // ±20 % jitter, so that a back end coming back is not hit by every retry at once.
-                let jittered = delay.mul_f64(0.8) + rng.up_to(delay.mul_f64(0.4));
-                Attempt::Failed {
-                    error,
-                    retry_at: SystemTime::now() + jittered,
-                }
-            }
+        let made = u64::from(delivery.attempts).saturating_add(1);
+        match self.schedule.retry_after(made, rng) {
+            Some(delay) => Attempt::Failed {
+                error,
+                retry_at: SystemTime::now() + delay,
+            },
             None => Attempt::GaveUp { error },
         }
     }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bankconnect_core::scheduler::SchedulerConfig;
+use bankconnect_core::DeliverySchedule;
 use bankconnect_core::{ClientSettings, PollPolicy, WebhookMode, WebhookRegistration};
 use bankconnect_store::{Store, StoreError};
 use bankconnect_webhook_verify::{DedupeStore, EventKey, Receiver, WebhookSecret};
@@ -37,18 +38,14 @@ impl DedupeStore for StoreDedupe {
 /// Longest a graceful shutdown waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-fn parse_schedule(text: &str) -> Result<Vec<Duration>, Failure> {
-    let schedule = text
+fn parse_schedule(text: &str) -> Result<DeliverySchedule, Failure> {
+    let delays = text
         .split(',')
         .map(|part| bankconnect_cli::duration::parse_duration(part.trim()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| Failure::usage(format!("bad --delivery-schedule: {err}")))?;
-    if schedule.is_empty() || schedule.len() > 64 {
-        return Err(Failure::usage(
-            "--delivery-schedule takes 1 to 64 comma-separated delays",
-        ));
-    }
-    Ok(schedule)
+    DeliverySchedule::new(delays)
+        .map_err(|err| Failure::usage(format!("bad --delivery-schedule: {err} (comma-separated)")))
 }
 
 /// Checks `--deliver-to`: an absolute http(s) URL, `http://` only to loopback, a valid port.
@@ -206,9 +203,7 @@ pub(crate) fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
             replica: replica.clone(),
             lease: args.lease,
             interval: args.interval,
-            deliver_first: delivery
-                .as_ref()
-                .map(|_| schedule.first().copied().unwrap_or_default()),
+            deliver_first: delivery.as_ref().map(|_| schedule.first_delay()),
             delivery_wake: Arc::clone(&delivery_wake),
             metrics: Arc::clone(&metrics),
         };
