@@ -557,3 +557,53 @@ fn help_leaves_out_the_global_options_a_command_ignores() {
     .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
+
+#[test]
+fn an_endless_line_on_stdin_is_skipped_in_bounded_memory() {
+    use std::io::BufRead;
+    let sim = sim(vec![
+        SessionScript::new("after").complete_after(Duration::from_millis(100))
+    ]);
+    let mut child = bankconnect(
+        Some(&sim.sim),
+        &[
+            "--json",
+            "wait",
+            "--sessions-from",
+            "-",
+            "--interval",
+            "100ms",
+        ],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // 96 MiB without a newline, then a good line.
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..96 {
+        stdin.write_all(&chunk).unwrap();
+    }
+    writeln!(stdin, "\nafter").unwrap();
+    let peak = peak_rss_kib(pid);
+    drop(stdin);
+    let line: serde_json::Value = serde_json::from_str(&stdout.next().unwrap().unwrap()).unwrap();
+    assert_eq!(line["session_id"], "after");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("longer than 4 KiB"), "{stderr}");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(
+        peak < 64 * 1024,
+        "peak RSS {peak} KiB while skipping the line"
+    );
+}

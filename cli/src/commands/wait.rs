@@ -41,15 +41,23 @@ fn read_sessions(source: &str, into: &mut Vec<SessionId>) -> Result<(), Failure>
             MAX_SESSIONS_INPUT / (1024 * 1024)
         )));
     }
-    for line in text.as_bytes().lines() {
-        let line = line.map_err(|err| Failure::usage(err.to_string()))?;
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+    for line in text.as_bytes().split(|byte| *byte == b'\n') {
+        if let Some(id) = session_line(line) {
+            into.push(id?);
         }
-        into.push(session_id(line)?);
     }
     Ok(())
+}
+
+/// One line of a sessions list: `None` for a blank line or a `#` comment, else its session id
+/// (surrounding whitespace trimmed) or why it is not one.
+fn session_line(line: &[u8]) -> Option<Result<SessionId, Failure>> {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim();
+    if text.is_empty() || text.starts_with('#') {
+        return None;
+    }
+    Some(session_id(text))
 }
 
 /// The sessions known before tracking starts: the arguments and a `--sessions-from FILE`
@@ -95,19 +103,21 @@ fn stream_stdin(
             }
             if line.len() >= 4096 && !line.ends_with(b"\n") {
                 output::error_line("bankconnect: skipped a --sessions-from line longer than 4 KiB");
-                // Skip the rest of that line.
-                let mut rest = Vec::new();
-                if reader.read_until(b'\n', &mut rest).is_err() {
-                    break;
+                // Skip the rest of that line, 4 KiB at a time (never all of it in memory).
+                loop {
+                    line.clear();
+                    match (&mut reader).take(4096).read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => return fed,
+                        Ok(_) if line.ends_with(b"\n") => break,
+                        Ok(_) => {}
+                    }
                 }
                 continue;
             }
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim();
-            if text.is_empty() || text.starts_with('#') {
+            let Some(parsed) = session_line(&line) else {
                 continue;
-            }
-            match session_id(text) {
+            };
+            match parsed {
                 Ok(id) if seen.insert(id.clone()) => {
                     pending
                         .lock()

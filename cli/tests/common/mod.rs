@@ -7,6 +7,7 @@
     clippy::panic
 )]
 
+use std::io::{Read, Write};
 use std::process::{Command, Output};
 
 use bankconnect_sim::{Scenario, SessionScript, SimConfig, Simulator};
@@ -82,4 +83,44 @@ pub fn json_lines(output: &Output) -> Vec<Value> {
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"))
         })
         .collect()
+}
+
+/// One HTTP/1.1 request over a fresh connection (`connection: close`): the status and the body
+/// as JSON (`Value::Null` when it is not JSON). `headers` are whole `name: value` lines.
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[&str],
+) -> (u16, Value) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let body = body.unwrap_or("");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for header in headers {
+        head.push_str(header);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or(Value::Null);
+    (status, json)
 }
