@@ -365,8 +365,13 @@ impl PostgresStore {
         &self,
         batch: Vec<NewSession>,
         now: SystemTime,
+        lease: Option<(String, SystemTime)>,
     ) -> Result<Vec<Added>, StoreError> {
         let now = to_ms(now);
+        let (owner, until) = match &lease {
+            Some((owner, until)) => (Some(owner.as_str()), to_ms(*until)),
+            None => (None, 0),
+        };
         let oldest = now.saturating_sub(duration_ms(self.bounds.pending_max_age));
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -375,8 +380,8 @@ impl PostgresStore {
             .await?;
         let insert = tx
             .prepare_cached(
-                "INSERT INTO sessions (session_id, reference, state, added_at_ms, updated_at_ms, max_wait_ms) \
-                 VALUES ($1, $2, 'tracking', $3, $3, $4) ON CONFLICT (session_id) DO NOTHING",
+                "INSERT INTO sessions (session_id, reference, state, added_at_ms, updated_at_ms, max_wait_ms, lease_owner, lease_until_ms) \
+                 VALUES ($1, $2, 'tracking', $3, $3, $4, $5, $6) ON CONFLICT (session_id) DO NOTHING",
             )
             .await?;
         let take = tx
@@ -389,7 +394,10 @@ impl PostgresStore {
             let id = new.session_id.as_str();
             let max_wait = new.max_wait.map(duration_ms);
             let inserted = tx
-                .execute(&insert, &[&id, &new.reference, &now, &max_wait])
+                .execute(
+                    &insert,
+                    &[&id, &new.reference, &now, &max_wait, &owner, &until],
+                )
                 .await?;
             let record = get_record(&tx, id)
                 .await?

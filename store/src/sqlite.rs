@@ -188,9 +188,14 @@ impl SqliteStore {
         &self,
         batch: Vec<NewSession>,
         now: SystemTime,
+        lease: Option<(String, SystemTime)>,
     ) -> Result<Vec<Added>, StoreError> {
         self.with(move |conn, bounds| {
             let now = to_ms(now);
+            let (owner, until) = match &lease {
+                Some((owner, until)) => (Some(owner.as_str()), to_ms(*until)),
+                None => (None, 0),
+            };
             let oldest = now.saturating_sub(duration_ms(bounds.pending_max_age));
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut out = Vec::with_capacity(batch.len());
@@ -198,10 +203,17 @@ impl SqliteStore {
                 let id = new.session_id.as_str();
                 let inserted = tx
                     .prepare_cached(
-                        "INSERT INTO sessions (session_id, reference, state, added_at_ms, updated_at_ms, max_wait_ms) \
-                         VALUES (?1, ?2, 'tracking', ?3, ?3, ?4) ON CONFLICT (session_id) DO NOTHING",
+                        "INSERT INTO sessions (session_id, reference, state, added_at_ms, updated_at_ms, max_wait_ms, lease_owner, lease_until_ms) \
+                         VALUES (?1, ?2, 'tracking', ?3, ?3, ?4, ?5, ?6) ON CONFLICT (session_id) DO NOTHING",
                     )?
-                    .execute(params![id, new.reference, now, new.max_wait.map(duration_ms)])?;
+                    .execute(params![
+                        id,
+                        new.reference,
+                        now,
+                        new.max_wait.map(duration_ms),
+                        owner,
+                        until
+                    ])?;
                 let record = get_record(&tx, id)?
                     .ok_or_else(|| StoreError::Database(format!("session {id} vanished")))?;
                 if inserted == 1 {
@@ -744,6 +756,9 @@ fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Every statement stays prepared: rusqlite's default cache (16) is smaller than the set
+    // this backend uses, and a statement evicted is parsed again on its next use.
+    conn.set_prepared_statement_cache_capacity(64);
     conn.set_prepared_statement_cache_capacity(64);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(

@@ -268,7 +268,23 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        dispatch!(self.add_sessions(batch, now))
+        dispatch!(self.add_sessions(batch, now, None))
+    }
+
+    /// As [`Store::add_sessions`], with each new session leased to `replica` until `until` in
+    /// the same transaction: the process that takes a session polls it at once, without a
+    /// second commit to claim it. Known sessions keep their lease.
+    pub async fn add_sessions_leased(
+        &self,
+        batch: Vec<NewSession>,
+        now: SystemTime,
+        replica: &str,
+        until: SystemTime,
+    ) -> Result<Vec<Added>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispatch!(self.add_sessions(batch, now, Some((replica.to_owned(), until))))
     }
 
     /// One session's record.

@@ -81,6 +81,44 @@ async fn adding_is_idempotent(fx: Fixture) {
     assert_eq!(store.get_session(&sid("nope")).await.unwrap(), None);
 }
 
+async fn sessions_added_leased_are_held_by_the_adder_until_the_lease_lapses(fx: Fixture) {
+    let store = fx.open().await;
+    let added = store
+        .add_sessions_leased(ids(3, "l"), at(0), "adder", at(30_000))
+        .await
+        .unwrap();
+    for added in &added {
+        let Added::Created { record, .. } = added else {
+            panic!("created: {added:?}")
+        };
+        let lease = record.lease.as_ref().expect("leased at the add");
+        assert_eq!((lease.owner.as_str(), lease.until), ("adder", at(30_000)));
+    }
+    assert_eq!(store.held_sessions("adder").await.unwrap().len(), 3);
+    assert!(store
+        .claim_sessions("other", at(29_999), LEASE, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // Adding a known one again leaves its lease alone.
+    let again = store
+        .add_sessions_leased(ids(1, "l"), at(1), "other", at(90_000))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again[0], Added::Existing(r) if r.lease.as_ref().is_some_and(|l| l.owner == "adder"))
+    );
+    assert_eq!(
+        store
+            .claim_sessions("other", at(30_000), LEASE, 10)
+            .await
+            .unwrap()
+            .len(),
+        3,
+        "lapsed"
+    );
+}
+
 async fn a_batch_commits_all_or_nothing(fx: Fixture) {
     let store = fx.open().await;
     let mut batch = ids(5, "b");
@@ -811,6 +849,7 @@ fn cases() -> Vec<(&'static str, Case)> {
     vec![
         case!(adding_is_idempotent),
         case!(a_batch_commits_all_or_nothing),
+        case!(sessions_added_leased_are_held_by_the_adder_until_the_lease_lapses),
         case!(claims_never_share_a_session_and_take_over_lapsed_leases),
         case!(concurrent_claims_are_disjoint),
         case!(finishing_enqueues_its_delivery_in_the_same_transaction),

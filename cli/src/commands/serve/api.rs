@@ -122,6 +122,8 @@ pub(crate) struct App {
     pub(crate) receiver: Arc<Receiver>,
     pub(crate) api_token: Option<Arc<WebhookSecret>>,
     pub(crate) replica: Arc<str>,
+    /// How long this replica's hold on a session it takes lasts unless renewed.
+    pub(crate) lease: Duration,
 }
 
 /// The whole service's router.
@@ -322,12 +324,14 @@ pub(crate) async fn add_sessions(State(app): State<App>, body: Body) -> Result<R
         .iter()
         .map(new_session)
         .collect::<Result<Vec<_>, _>>()?;
+    // Leased to this replica in the same transaction: polled here at once, with no claim.
+    let now = SystemTime::now();
     let added = app
         .store
-        .add_sessions(sessions, SystemTime::now())
+        .add_sessions_leased(sessions, now, &app.replica, now + app.lease)
         .await
         .map_err(|err| ApiError::unavailable(&err))?;
-    let mut created = 0usize;
+    let mut created = Vec::new();
     let mut kept = Vec::new();
     for entry in &added {
         if let Added::Created {
@@ -335,15 +339,16 @@ pub(crate) async fn add_sessions(State(app): State<App>, body: Body) -> Result<R
             pending_webhooks,
         } = entry
         {
-            created += 1;
+            created.push(record.clone());
             tracing::info!(session = %record.session_id, "session added");
             kept.extend(hints(pending_webhooks));
         }
     }
-    let created_any = created > 0;
+    let created_any = !created.is_empty();
     if created_any {
-        // Committed already: if the tracker is gone (shutting down), the next start polls them.
-        let _ = app.commands.send(Command::Added(kept, created)).await;
+        // Committed already: if the tracker is gone (shutting down), its leases are released
+        // or lapse, and another process (or the next start) polls them.
+        let _ = app.commands.send(Command::Added(created, kept)).await;
     }
     let status = if created_any {
         StatusCode::ACCEPTED

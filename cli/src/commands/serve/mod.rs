@@ -237,6 +237,7 @@ pub(crate) fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
             receiver: Arc::new(Receiver::with_store(receiver_config, Box::new(StoreDedupe))),
             api_token,
             replica: Arc::from(replica.as_str()),
+            lease: args.lease,
         };
         let router = api::router(app, &args.webhook_path);
         crate::output::line(&format!("listening on http://{bound}"));

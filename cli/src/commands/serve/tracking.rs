@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bankconnect_core::{Outcome, SessionId, TrackError, TrackerEvent, WebhookHint};
 use bankconnect_http_async::Tracker;
 use bankconnect_store::{
-    Finish, SessionRecord, Store, StoredWebhook, WebhookNotice, WebhookNotices,
+    Finish, SessionRecord, SessionState, Store, StoredWebhook, WebhookNotice, WebhookNotices,
 };
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -18,9 +18,9 @@ use super::metrics::{label, Metrics};
 /// What the API and the intake ask of the tracking task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Sessions committed to the store (the webhooks kept for them, and how many were new):
-    /// claim and track.
-    Added(Vec<WebhookHint>, usize),
+    /// Sessions committed to the store, leased to this replica, with the webhooks kept for
+    /// them: track.
+    Added(Vec<SessionRecord>, Vec<WebhookHint>),
     /// A session cancelled in the store: stop polling it.
     Cancel(SessionId),
     /// A webhook committed to the store for a session that may be tracked here.
@@ -85,17 +85,17 @@ impl Tracking {
                 biased;
                 _ = shutdown.changed() => break,
                 Some(command) = commands.recv() => match command {
-                    Command::Added(hints, created) => {
-                        if let Some(fleet) = &mut fleet {
-                            fleet.tracking += created;
+                    Command::Added(records, hints) => {
+                        for record in &records {
+                            self.track(&mut tracker, &mut polled, record);
                         }
-                        // Kept by the tracker until the session is claimed, here or elsewhere.
+                        if let Some(fleet) = &mut fleet {
+                            fleet.tracking += records.len();
+                        }
                         for hint in hints {
                             first_sign.entry(hint.session_id.clone()).or_insert_with(Instant::now);
                             tracker.handle_webhook(hint);
                         }
-                        // Polled once leased (at once here, if this replica has room).
-                        self.claim(&mut tracker, &mut polled, share(fleet)).await;
                     }
                     Command::Cancel(session) => {
                         let _ = tracker.remove(&session);
@@ -119,7 +119,7 @@ impl Tracking {
                 _ = renew.tick() => {
                     if self.heartbeat().await {
                         fleet = self.count_fleet().await;
-                        self.drop_lost(&mut tracker, &mut polled).await;
+                        self.sync_held(&mut tracker, &mut polled).await;
                         self.rebalance(&mut tracker, &mut polled, share(fleet)).await;
                         self.claim(&mut tracker, &mut polled, share(fleet)).await;
                         if notices.is_some() {
@@ -237,8 +237,10 @@ impl Tracking {
         }
     }
 
-    /// Stops polling the sessions whose lease this replica lost (it lapsed and another took it).
-    async fn drop_lost(&self, tracker: &mut Tracker, polled: &mut HashSet<SessionId>) {
+    /// Brings what this replica polls in line with the leases the store says it holds: stops
+    /// polling a session whose lease it lost (it lapsed and another took it), and polls one it
+    /// holds but does not track (leased at an add whose notice to this task never came).
+    async fn sync_held(&self, tracker: &mut Tracker, polled: &mut HashSet<SessionId>) {
         let Ok(held) = self.store.held_sessions(&self.replica).await else {
             return;
         };
@@ -248,6 +250,17 @@ impl Tracking {
             tracing::info!(session = %session, "lease lost; another replica polls it");
             let _ = tracker.remove(&session);
             polled.remove(&session);
+        }
+        let unpolled: Vec<SessionId> = held.difference(polled).take(CLAIM_BATCH).cloned().collect();
+        for session in &unpolled {
+            if let Ok(Some(record)) = self.store.get_session(session).await {
+                if record.state == SessionState::Tracking {
+                    self.track(tracker, polled, &record);
+                }
+            }
+        }
+        if !unpolled.is_empty() {
+            self.feed_webhooks(tracker, &unpolled).await;
         }
     }
 
