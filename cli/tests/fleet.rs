@@ -78,6 +78,19 @@ impl Drop for Replica {
     }
 }
 
+/// The simulator's clock now (milliseconds since it started), read off a request made to it.
+fn sim_now_ms(sim: &Sim) -> u64 {
+    let addr = sim.sim.addr().to_string();
+    let _ = http_request(&addr, "GET", "/bank-connect/v1/clock-probe", None, &[]);
+    sim.sim
+        .requests()
+        .iter()
+        .rev()
+        .find(|r| r.path.ends_with("/clock-probe"))
+        .map(|r| r.at_ms)
+        .expect("the probe is logged")
+}
+
 /// Which replica sent a request to the simulator (serve names it in its user agent).
 fn sender(request: &bankconnect_sim::LoggedRequest) -> Option<&str> {
     request
@@ -165,15 +178,41 @@ fn replicas_share_the_sessions_and_take_over_a_killed_one() {
         .collect();
     let distinct: std::collections::HashSet<_> = holders.iter().collect();
     assert!(distinct.len() >= 2, "sessions did not spread: {holders:?}");
-    let killed_at = Instant::now();
+    let c_id = c.request("GET", "/readyz", "").1["replica"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let held_by_c: Vec<&String> = ids
+        .iter()
+        .zip(&holders)
+        .filter(|(_, holder)| **holder == c_id)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(!held_by_c.is_empty(), "c held nothing: {holders:?}");
     let mut c = c;
     c.child.kill().unwrap(); // SIGKILL
     c.child.wait().unwrap();
+    let killed_ms = sim_now_ms(&sim);
     let records = wait_all_finished(&a, &ids, Duration::from_secs(30));
     for record in &records {
         assert_eq!(record["outcome"]["outcome"], "completed", "{record}");
     }
-    assert!(killed_at.elapsed() < Duration::from_secs(20));
+    // Taken over within one lease (3 s) and one interval (300 ms), plus scheduling slack.
+    for id in held_by_c {
+        let next = sim
+            .sim
+            .requests_for(id)
+            .iter()
+            .filter(|r| r.path.ends_with("/progress/") && r.at_ms > killed_ms)
+            .find(|r| sender(r) != Some(c_id.as_str()))
+            .map(|r| r.at_ms)
+            .unwrap_or_else(|| panic!("{id} never polled after the kill"));
+        assert!(
+            next - killed_ms <= 3_300 + 1_000,
+            "{id} taken over {} ms after the kill",
+            next - killed_ms
+        );
+    }
     // Never two replicas on one session within one interval.
     for id in &ids {
         assert_eq!(

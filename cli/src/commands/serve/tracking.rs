@@ -77,6 +77,11 @@ impl Tracking {
         let mut scanned = SystemTime::now();
         let mut renew = tokio::time::interval(self.lease / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // In a fleet, lapsed leases (a dead replica's) are looked for every interval too, so
+        // that a takeover comes within one lease and one interval, not a renewal later.
+        let fleet_mode = self.store.engine() == "postgres";
+        let mut look = tokio::time::interval(self.interval.min(self.lease / 3));
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if *shutdown.borrow() {
                 break;
@@ -128,6 +133,9 @@ impl Tracking {
                         }
                     }
                     self.count_sessions().await;
+                }
+                _ = look.tick(), if fleet_mode => {
+                    self.claim(&mut tracker, &mut polled, share(fleet)).await;
                 }
                 event = tracker.next_event(), if !tracker.is_empty() => {
                     if let Some(TrackerEvent::Outcome(outcome)) = event {
