@@ -214,18 +214,18 @@ fn alternate(
     (per(ours_total), per(base_total))
 }
 
-/// An in-process simulator whose sessions stay processing for an hour.
-fn slow_sim(runtime: &tokio::runtime::Runtime, ids: &[String]) -> Simulator {
+/// An in-process simulator of these sessions, each scripted by `script` (never webhooked).
+fn sim_of(
+    runtime: &tokio::runtime::Runtime,
+    ids: &[String],
+    script: impl Fn(SessionScript) -> SessionScript,
+) -> Simulator {
     runtime
         .block_on(Simulator::start(SimConfig {
             scenario: Scenario {
                 sessions: ids
                     .iter()
-                    .map(|id| {
-                        SessionScript::new(id)
-                            .complete_after(Duration::from_secs(3600))
-                            .without_webhook()
-                    })
+                    .map(|id| script(SessionScript::new(id).without_webhook()))
                     .collect(),
                 ..Scenario::default()
             },
@@ -237,7 +237,10 @@ fn slow_sim(runtime: &tokio::runtime::Runtime, ids: &[String]) -> Simulator {
 fn add_and_intake(runtime: &tokio::runtime::Runtime, requests: usize) {
     let dir = temp_dir("intake");
     let ids: Vec<String> = (0..requests).map(|i| format!("add-{i}")).collect();
-    let sim = slow_sim(runtime, &ids);
+    // Processing for an hour: the first poll of each is all the tracking there is.
+    let sim = sim_of(runtime, &ids, |s| {
+        s.complete_after(Duration::from_secs(3600))
+    });
     let store = format!("sqlite:{}", dir.join("serve.db").display());
     let serve = Service::start(&sim.base_url(), &store, &["--interval", "1h"]);
     let bare = bare_handler(&dir);
@@ -315,22 +318,9 @@ fn restart(runtime: &tokio::runtime::Runtime, sessions: usize) {
 fn notice_latency(runtime: &tokio::runtime::Runtime, sessions: usize) {
     let dir = temp_dir("notice");
     let ids: Vec<String> = (0..sessions).map(|i| format!("n-{i}")).collect();
-    let sim = runtime
-        .block_on(Simulator::start(SimConfig {
-            scenario: Scenario {
-                sessions: ids
-                    .iter()
-                    .map(|id| {
-                        SessionScript::new(id)
-                            .complete_after(Duration::from_millis(200))
-                            .without_webhook()
-                    })
-                    .collect(),
-                ..Scenario::default()
-            },
-            ..SimConfig::default()
-        }))
-        .unwrap();
+    let sim = sim_of(runtime, &ids, |s| {
+        s.complete_after(Duration::from_millis(200))
+    });
     // The lender's endpoint: each delivery's session id, as it arrives.
     let (delivered_tx, delivered) = mpsc::channel::<String>();
     let delivered_tx = Arc::new(Mutex::new(delivered_tx));
@@ -417,22 +407,7 @@ fn fleet_run(
 ) -> f64 {
     let prefix = format!("f{replicas}-{round}");
     let ids: Vec<String> = (0..sessions).map(|i| format!("{prefix}-{i}")).collect();
-    let sim = runtime
-        .block_on(Simulator::start(SimConfig {
-            scenario: Scenario {
-                sessions: ids
-                    .iter()
-                    .map(|id| {
-                        SessionScript::new(id)
-                            .complete_after_polls(3)
-                            .without_webhook()
-                    })
-                    .collect(),
-                ..Scenario::default()
-            },
-            ..SimConfig::default()
-        }))
-        .unwrap();
+    let sim = sim_of(runtime, &ids, |s| s.complete_after_polls(3));
     let schema = schema::Schema::create(base, "bc_bench").unwrap();
     let fleet: Vec<Service> = (0..replicas)
         .map(|_| {
