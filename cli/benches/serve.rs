@@ -2,8 +2,10 @@
 //! in one run:
 //!
 //! - `serve_add_session`: `POST /v1/sessions`, one per request, committed to SQLite, against a
-//!   bare axum handler doing a single-row insert into a SQLite file with the same settings (WAL,
-//!   `synchronous = FULL`). Latency per request from a keep-alive client, blocks alternated.
+//!   bare axum handler doing the same single-row insert into the same SQLite file (serve's
+//!   `sessions` table, same settings). Latency per request from a keep-alive client, blocks
+//!   alternated. Serve also starts tracking each session (its first poll), which the bare
+//!   handler does not.
 //! - `serve_webhook_intake`: a FinBox webhook for a tracking session, accepted and committed,
 //!   against the same bare handler.
 //! - `serve_restart_100k`: from process start on a store of 100 000 tracking sessions to the first
@@ -137,16 +139,14 @@ fn get(agent: &ureq::Agent, url: &str) -> Value {
     serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap_or(Value::Null)
 }
 
-/// The baseline: a bare axum handler that parses the JSON body and inserts one row into a
-/// SQLite file (WAL, `synchronous = FULL`, as the store), answering 202. Runs on a runtime of
-/// its own; returns its URL.
-fn bare_handler(dir: &Path) -> String {
-    let conn = rusqlite::Connection::open(dir.join("bare.db")).unwrap();
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-         CREATE TABLE rows (id TEXT PRIMARY KEY, body TEXT NOT NULL);",
-    )
-    .unwrap();
+/// The baseline: a bare axum handler that parses the JSON body and inserts one row into the
+/// `sessions` table of serve's own SQLite file (the same single-row insert serve's add makes,
+/// with the same table, indexes and settings: WAL, `synchronous = FULL`), answering 202. Runs
+/// on a runtime of its own; returns its URL.
+fn bare_handler(db: &Path) -> String {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
+        .unwrap();
     let conn = Arc::new(Mutex::new(conn));
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -165,14 +165,19 @@ fn bare_handler(dir: &Path) -> String {
                             return axum::http::StatusCode::BAD_REQUEST;
                         };
                         let id = value["session_id"].as_str().unwrap_or_default().to_owned();
-                        let text = String::from_utf8_lossy(&body).into_owned();
+                        let now = SystemTime::now()
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .unwrap()
+                            .as_millis() as i64;
                         tokio::task::block_in_place(|| {
                             conn.lock()
                                 .unwrap()
-                                .execute(
-                                    "INSERT INTO rows (id, body) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                                    rusqlite::params![id, text],
+                                .prepare_cached(
+                                    "INSERT INTO sessions (session_id, state, added_at_ms, updated_at_ms) \
+                                     VALUES (?1, 'tracking', ?2, ?2) ON CONFLICT (session_id) DO NOTHING",
                                 )
+                                .unwrap()
+                                .execute(rusqlite::params![id, now])
                                 .unwrap();
                         });
                         axum::http::StatusCode::ACCEPTED
@@ -241,9 +246,10 @@ fn add_and_intake(runtime: &tokio::runtime::Runtime, requests: usize) {
     let sim = sim_of(runtime, &ids, |s| {
         s.complete_after(Duration::from_secs(3600))
     });
-    let store = format!("sqlite:{}", dir.join("serve.db").display());
+    let db = dir.join("serve.db");
+    let store = format!("sqlite:{}", db.display());
     let serve = Service::start(&sim.base_url(), &store, &["--interval", "1h"]);
-    let bare = bare_handler(&dir);
+    let bare = bare_handler(&db);
     let agent = agent();
     let sessions = format!("{}/v1/sessions", serve.base);
     let (ours, baseline) = alternate(
