@@ -15,6 +15,9 @@
     missing_docs
 )]
 
+#[path = "support/pollers.rs"]
+mod pollers;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,80 +88,6 @@ fn limits() -> SchedulerConfig {
     }
 }
 
-async fn baseline_async(base: String, ids: Vec<String>, interval: Duration) {
-    let client = reqwest::Client::new();
-    let permits = Arc::new(tokio::sync::Semaphore::new(CAP));
-    let mut tasks = tokio::task::JoinSet::new();
-    for id in ids {
-        let (client, permits, base) = (client.clone(), Arc::clone(&permits), base.clone());
-        tasks.spawn(async move {
-            loop {
-                let permit = permits.acquire().await.unwrap();
-                let body = client
-                    .get(format!("{base}/session_data/{id}/progress/"))
-                    .header("x-api-key", "sim-api-key")
-                    .header("server-hash", "sim-server-hash")
-                    .send()
-                    .await
-                    .unwrap()
-                    .bytes()
-                    .await
-                    .unwrap();
-                drop(permit);
-                let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                if value["session_progress"] == "completed" {
-                    return;
-                }
-                tokio::time::sleep(interval).await;
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
-}
-
-fn baseline_blocking(base: &str, ids: &[String], interval: Duration) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    // One thread per slot, each polling its share of the sessions in turn.
-    let shares: Vec<Vec<String>> = (0..CAP)
-        .map(|k| ids.iter().skip(k).step_by(CAP).cloned().collect())
-        .collect();
-    std::thread::scope(|scope| {
-        for share in shares {
-            let agent = agent.clone();
-            scope.spawn(move || {
-                let mut pending: Vec<(String, Instant)> =
-                    share.into_iter().map(|id| (id, Instant::now())).collect();
-                while !pending.is_empty() {
-                    let now = Instant::now();
-                    let Some(index) = pending.iter().position(|(_, due)| *due <= now) else {
-                        let next = pending.iter().map(|(_, due)| *due).min().unwrap();
-                        std::thread::sleep(next - now);
-                        continue;
-                    };
-                    let sent = Instant::now();
-                    let url = format!("{base}/session_data/{}/progress/", pending[index].0);
-                    let mut response = agent
-                        .get(&url)
-                        .header("x-api-key", "sim-api-key")
-                        .header("server-hash", "sim-server-hash")
-                        .call()
-                        .unwrap();
-                    let body = response.body_mut().read_to_vec().unwrap();
-                    let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                    if value["session_progress"] == "completed" {
-                        pending.swap_remove(index);
-                    } else {
-                        pending[index].1 = sent + interval;
-                    }
-                }
-            });
-        }
-    });
-}
-
 fn line(name: &str, unit: &str, ours: f64, baseline: f64) {
     println!(
         "bench {name}: ours={ours:.0} baseline={baseline:.0} unit={unit} ratio={:.2}",
@@ -213,7 +142,15 @@ fn main() {
     };
     let async_baseline = || {
         reset(&sim, &ids);
-        measure(|| runtime.block_on(baseline_async(base.clone(), ids.clone(), interval)))
+        measure(|| {
+            runtime.block_on(pollers::poll_async(
+                base.clone(),
+                ids.clone(),
+                interval,
+                CAP,
+                Arc::new(|_: &str| {}),
+            ))
+        })
     };
     let blocking_ours = || {
         reset(&sim, &ids);
@@ -236,7 +173,7 @@ fn main() {
     let blocking_baseline = || {
         reset(&sim, &ids);
         let before = sim.connections();
-        let m = measure(|| baseline_blocking(&base, &ids, interval));
+        let m = measure(|| pollers::poll_blocking(&base, &ids, interval, CAP, &|_: &str| {}));
         println!(
             "drivers: blocking baseline opened {} connections",
             sim.connections() - before

@@ -75,12 +75,17 @@ impl Tracking {
         // Claims feed the claimed sessions' accepted webhooks, those accepted before a crash too.
         self.claim(&mut tracker, &mut polled, share(fleet)).await;
         let mut scanned = SystemTime::now();
-        let mut renew = tokio::time::interval(self.lease / 3);
+        // The first renewal one period on (everything was just claimed): an immediate tick
+        // would renew every lease before the first poll goes out.
+        let mut renew =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.lease / 3, self.lease / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // In a fleet, lapsed leases (a dead replica's) are looked for every interval too, so
         // that a takeover comes within one lease and one interval, not a renewal later.
         let fleet_mode = self.store.engine() == "postgres";
-        let mut look = tokio::time::interval(self.interval.min(self.lease / 3));
+        let look_every = self.interval.min(self.lease / 3);
+        let mut look =
+            tokio::time::interval_at(tokio::time::Instant::now() + look_every, look_every);
         look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if *shutdown.borrow() {
