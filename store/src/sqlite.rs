@@ -389,8 +389,11 @@ impl SqliteStore {
             // A tracking session has no delivery: the outbox columns come back NULL.
             let mut claimed = {
                 let mut claim = tx.prepare_cached(
+                    // INDEXED BY: without statistics SQLite picked the state index and sorted
+                    // every tracking session on each claim (37 ms per 1 000 of 100 000; 5 ms so).
                     "UPDATE sessions SET lease_owner = ?1, lease_until_ms = ?2 WHERE seq IN ( \
-                     SELECT seq FROM sessions WHERE state = 'tracking' AND lease_until_ms <= ?3 \
+                     SELECT seq FROM sessions INDEXED BY sessions_claimable \
+                     WHERE state = 'tracking' AND lease_until_ms <= ?3 \
                      ORDER BY lease_until_ms, seq LIMIT ?4) \
                      RETURNING seq, session_id, reference, state, added_at_ms, updated_at_ms, max_wait_ms, \
                      outcome, tracker_state, lease_owner, lease_until_ms, NULL, NULL, NULL, NULL, NULL",

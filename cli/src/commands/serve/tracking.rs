@@ -73,7 +73,9 @@ impl Tracking {
         // Listening starts before the first claim, so that no webhook falls between the two.
         let mut notices = self.store.listen_webhooks(&self.replica);
         // Claims feed the claimed sessions' accepted webhooks, those accepted before a crash too.
-        self.claim(&mut tracker, &mut polled, share(fleet)).await;
+        // One batch now; the rest between requests, so that polling starts at once even on a
+        // store of 100 000 sessions.
+        let mut more_to_claim = self.claim(&mut tracker, &mut polled, share(fleet)).await;
         let mut scanned = SystemTime::now();
         // The first renewal one period on (everything was just claimed): an immediate tick
         // would renew every lease before the first poll goes out.
@@ -131,7 +133,7 @@ impl Tracking {
                         fleet = self.count_fleet().await;
                         self.sync_held(&mut tracker, &mut polled).await;
                         self.rebalance(&mut tracker, &mut polled, share(fleet)).await;
-                        self.claim(&mut tracker, &mut polled, share(fleet)).await;
+                        more_to_claim = self.claim(&mut tracker, &mut polled, share(fleet)).await;
                         if notices.is_some() {
                             // The fallback, should a notice have gone missing unnoticed.
                             self.scan_webhooks(&mut tracker, &mut scanned).await;
@@ -140,7 +142,7 @@ impl Tracking {
                     self.count_sessions().await;
                 }
                 _ = look.tick(), if fleet_mode => {
-                    self.claim(&mut tracker, &mut polled, share(fleet)).await;
+                    more_to_claim = self.claim(&mut tracker, &mut polled, share(fleet)).await;
                 }
                 event = tracker.next_event(), if !tracker.is_empty() => {
                     if let Some(TrackerEvent::Outcome(outcome)) = event {
@@ -148,6 +150,10 @@ impl Tracking {
                         let sign = first_sign.remove(&outcome.session_id);
                         self.finish(outcome, sign, &mut shutdown).await;
                     }
+                }
+                // Last: only when nothing else is ready (the tracker has just sent what is due).
+                () = std::future::ready(()), if more_to_claim => {
+                    more_to_claim = self.claim(&mut tracker, &mut polled, share(fleet)).await;
                 }
             }
         }
@@ -209,45 +215,42 @@ impl Tracking {
         Some(FleetCount { live, tracking })
     }
 
-    /// Takes leases on unheld tracking sessions, up to the fair share, and tracks them.
+    /// Takes leases on unheld tracking sessions, up to the fair share, and tracks them, one
+    /// batch of [`CLAIM_BATCH`]; `true` if there may be more to claim now (the batch was full),
+    /// which the loop claims between sending requests.
     async fn claim(
         &self,
         tracker: &mut Tracker,
         polled: &mut HashSet<SessionId>,
         share: Option<usize>,
-    ) {
+    ) -> bool {
         let Some(share) = share else {
-            return;
+            return false;
         };
-        loop {
-            let room = share.saturating_sub(polled.len()).min(CLAIM_BATCH);
-            if room == 0 {
-                return;
-            }
-            let claimed = match self
-                .store
-                .claim_sessions(&self.replica, SystemTime::now(), self.lease, room)
-                .await
-            {
-                Ok(claimed) => claimed,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot claim sessions");
-                    return;
-                }
-            };
-            let full = claimed.len() == room;
-            for record in &claimed {
-                self.track(tracker, polled, record);
-            }
-            // Webhooks accepted for them before (by any replica, before any crash) still count.
-            let ids: Vec<SessionId> = claimed.iter().map(|r| r.session_id.clone()).collect();
-            if !ids.is_empty() {
-                self.feed_webhooks(tracker, &ids).await;
-            }
-            if !full {
-                return;
-            }
+        let room = share.saturating_sub(polled.len()).min(CLAIM_BATCH);
+        if room == 0 {
+            return false;
         }
+        let claimed = match self
+            .store
+            .claim_sessions(&self.replica, SystemTime::now(), self.lease, room)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot claim sessions");
+                return false;
+            }
+        };
+        for record in &claimed {
+            self.track(tracker, polled, record);
+        }
+        // Webhooks accepted for them before (by any replica, before any crash) still count.
+        let ids: Vec<SessionId> = claimed.iter().map(|r| r.session_id.clone()).collect();
+        if !ids.is_empty() {
+            self.feed_webhooks(tracker, &ids).await;
+        }
+        claimed.len() == room
     }
 
     /// Brings what this replica polls in line with the leases the store says it holds: stops
