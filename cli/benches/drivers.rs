@@ -21,7 +21,7 @@ mod pollers;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bankconnect_core::scheduler::SchedulerConfig;
+use bankconnect_core::SchedulerConfig;
 use bankconnect_core::{Api, BaseUrl, Credentials, PollPolicy, SessionId};
 use bankconnect_sim::{Scenario, SessionScript, SimConfig, Simulator};
 

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bankconnect_core::scheduler::SchedulerConfig;
+use bankconnect_core::SchedulerConfig;
 use bankconnect_core::{Api, BaseUrl, Credentials, PollPolicy, SessionId};
 use bankconnect_sim::{FaultRates, Scenario, SimConfig, Simulator};
 use bankconnect_webhook_verify::{Receiver, ReceiverConfig, Reception};

@@ -25,7 +25,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Args)]
 pub(crate) struct Global {
     /// API base URL (https://, or http:// to loopback only).
-    #[arg(long, global = true, help_heading = "Global options", env = "BANKCONNECT_BASE_URL", default_value = bankconnect_core::base_url::PRODUCTION_BASE_URL)]
+    #[arg(long, global = true, help_heading = "Global options", env = "BANKCONNECT_BASE_URL", default_value = bankconnect_core::PRODUCTION_BASE_URL)]
     pub(crate) base_url: String,
     /// API key (x-api-key). Prefer the environment variable: flags show up in process lists.
     #[arg(

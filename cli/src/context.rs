@@ -1,6 +1,6 @@
 //! Building the API and the chosen driver from the global options, with clear configuration errors.
 
-use bankconnect_core::scheduler::SchedulerConfig;
+use bankconnect_core::SchedulerConfig;
 use std::time::SystemTime;
 
 use bankconnect_core::{

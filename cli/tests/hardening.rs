@@ -391,15 +391,30 @@ fn listen_reports_rejections_as_json_lines_on_stderr() {
         .spawn()
         .unwrap();
     wait_until_listening(&addr);
+    // Lines are printed after the answer (through a queue): read them as they come.
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
     assert!(post(&addr, "/", "{not json").contains(" 400 "));
+    let line = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a rejection line on stderr");
+        if line.contains("rejected") {
+            break line;
+        }
+    };
     child.kill().unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("rejected"))
-        .unwrap_or_else(|| panic!("{stderr}"));
-    let value: serde_json::Value = serde_json::from_str(line).unwrap();
+    let _ = child.wait();
+    let value: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(value["rejected"]["status"], 400);
 }
 

@@ -17,10 +17,10 @@ use crate::transport_error::TransportError;
 pub const MAX_RESPONSE_BODY: usize = 4 * 1024 * 1024;
 
 /// How much of a refused response's body an [`ApiError`] keeps.
-pub const MAX_KEPT_BODY: usize = 8 * 1024;
+pub(crate) const MAX_KEPT_BODY: usize = 8 * 1024;
 
 /// Longest message an [`ApiError`] keeps, in bytes.
-pub const MAX_MESSAGE_LEN: usize = 1024;
+pub(crate) const MAX_MESSAGE_LEN: usize = 1024;
 
 /// What a transport hands back: a response with its body read, or a failure to get one.
 pub type HttpResult = Result<http::Response<Vec<u8>>, TransportError>;
@@ -55,7 +55,7 @@ pub struct ApiError {
     pub http_status: u16,
     /// The message from the body, else the status's reason phrase.
     pub message: String,
-    /// The first [`MAX_KEPT_BODY`] bytes of the body as received, for diagnosis.
+    /// The first 8 KiB of the body as received, for diagnosis.
     #[serde(skip)]
     pub body: Vec<u8>,
 }
@@ -156,7 +156,7 @@ impl fmt::Display for TransientFailure {
 /// Classifies a progress exchange.
 ///
 /// ```
-/// use bankconnect_core::classify::{classify_progress, Classified};
+/// use bankconnect_core::{classify_progress, Classified};
 /// let response = http::Response::builder()
 ///     .status(404)
 ///     .body(br#"{"error": {"code": "SESSION_NOT_FOUND", "message": "The provided session ID is invalid"}}"#.to_vec())
@@ -191,7 +191,7 @@ pub fn classify_update_webhook(result: HttpResult) -> Classified<WebhookUpdated>
 ///
 /// 2xx bodies that fail to parse are transient, unless they hold an `{"error": {"code"}}` envelope,
 /// which is then an API error. 429, 408 and 5xx are transient; any other status is an API error.
-pub fn classify_with<T>(
+pub(crate) fn classify_with<T>(
     result: HttpResult,
     parse_ok: impl FnOnce(&[u8]) -> Result<T, String>,
 ) -> Classified<T> {
@@ -236,7 +236,7 @@ pub fn classify_with<T>(
 }
 
 /// A response's `Retry-After`, as a delay (an HTTP date is read against the response's `Date`).
-pub fn retry_after_of<B>(response: &http::Response<B>) -> Option<Duration> {
+pub(crate) fn retry_after_of<B>(response: &http::Response<B>) -> Option<Duration> {
     let value = response.headers().get(RETRY_AFTER)?.to_str().ok()?;
     let date = response
         .headers()

@@ -77,7 +77,7 @@ impl fmt::Display for Secret {
 
 /// Compares two byte strings in constant time for equal lengths (the `subtle` crate); strings
 /// of different lengths are unequal. Used for every secret comparison in the project.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     bool::from(a.ct_eq(b))
 }

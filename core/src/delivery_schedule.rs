@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 use crate::JitterRng;
 
 /// Most delays a schedule may hold.
-pub const MAX_ATTEMPTS: usize = 64;
+pub(crate) const MAX_ATTEMPTS: usize = 64;
 
 /// Why a [`DeliverySchedule`] is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScheduleError {
-    /// No delays, or more than [`MAX_ATTEMPTS`].
+    /// No delays, or more than 64.
     #[error("a delivery schedule holds 1 to {MAX_ATTEMPTS} delays")]
     Length,
     /// The jitter fraction is not within 0..=1.
@@ -90,7 +90,7 @@ impl DeliverySchedule {
         Ok(self)
     }
 
-    /// Checks the bounds (1 to [`MAX_ATTEMPTS`] delays, jitter within 0..=1).
+    /// Checks the bounds (1 to 64 delays, jitter within 0..=1).
     pub fn validate(&self) -> Result<(), ScheduleError> {
         if self.delays.is_empty() || self.delays.len() > MAX_ATTEMPTS {
             return Err(ScheduleError::Length);

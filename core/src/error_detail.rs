@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error_codes::AccountErrorCode;
 
 /// Most months or days extracted from one message; more are ignored (bounds hostile input).
-pub const MAX_DETAIL_ITEMS: usize = 600;
+pub(crate) const MAX_DETAIL_ITEMS: usize = 600;
 
 /// A calendar month, written `YYYY-MM`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

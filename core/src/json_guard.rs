@@ -10,7 +10,7 @@ pub const DEFAULT_MAX_DEPTH: usize = 64;
 ///
 /// Brackets inside strings (escapes included) are not counted. The scan is linear and allocation-free;
 /// it does not validate the JSON (the parser does that afterwards).
-pub fn nesting_depth(bytes: &[u8], limit: usize) -> usize {
+pub(crate) fn nesting_depth(bytes: &[u8], limit: usize) -> usize {
     let mut depth = 0usize;
     let mut deepest = 0usize;
     let mut in_string = false;

@@ -9,7 +9,7 @@
 //! **classify** the response as data.
 //!
 //! ```
-//! use bankconnect_core::{classify::{classify_progress, Classified}, Api, BaseUrl, Credentials, SessionId};
+//! use bankconnect_core::{classify_progress, Api, BaseUrl, Classified, Credentials, SessionId};
 //!
 //! let api = Api::new(BaseUrl::production(), Credentials::new("api-key", "server-hash")?);
 //! let request = api.progress_request(&SessionId::new("bfb98ac5-7224-401b-a643-175235856187")?)?;
@@ -31,50 +31,58 @@
 mod duration_serde;
 mod upstream_enum;
 
-pub mod account;
-pub mod base_url;
-pub mod classify;
-pub mod client_settings;
-pub mod credentials;
-pub mod delivery_schedule;
-pub mod error_codes;
-pub mod error_detail;
-pub mod ids;
-pub mod jitter;
-pub mod json_guard;
-pub mod one_shot;
-pub mod outcome;
-pub mod policy;
-pub mod progress;
-pub mod request;
-pub mod retry_after;
-pub mod scheduler;
-pub mod session;
-pub mod session_status;
-pub mod status;
-pub mod throttle;
-pub mod tracker;
-pub mod transport_error;
-pub mod webhook_hint;
+// Modules are private, named for what they hold; the API is the one list of re-exports below,
+// so each type has one path (`bankconnect_core::Name`).
+mod account;
+mod base_url;
+mod classify;
+mod client_settings;
+mod credentials;
+mod delivery_schedule;
+mod error_codes;
+mod error_detail;
+mod ids;
+mod jitter;
+mod json_guard;
+mod one_shot;
+mod outcome;
+mod policy;
+mod progress;
+mod request;
+mod retry_after;
+mod scheduler;
+mod session;
+mod session_status;
+mod status;
+mod throttle;
+mod tracker;
+mod transport_error;
+mod webhook_hint;
 
+// The API, by area: ids and credentials; requests and URLs; classifying responses; policies
+// and data; the per-session machine, scheduler and tracker; webhook hints.
 pub use account::{AccountResult, AccountStatement};
-pub use base_url::{BaseUrl, BaseUrlError};
+pub use base_url::{check_port, is_loopback_host, BaseUrl, BaseUrlError, PRODUCTION_BASE_URL};
 pub use classify::{
     classify_progress, classify_update_webhook, ApiError, Classified, HttpResult, TransientFailure,
-    WebhookUpdated,
+    WebhookUpdated, MAX_RESPONSE_BODY,
 };
 pub use client_settings::ClientSettings;
-pub use credentials::{Credentials, CredentialsError, Secret};
+pub use credentials::{Credentials, CredentialsError, Secret, MAX_SECRET_LEN};
 pub use delivery_schedule::{DeliverySchedule, ScheduleError};
 pub use error_codes::{AccountErrorCode, ApiErrorCode, StatementErrorCode};
 pub use error_detail::{ErrorDetail, YearMonth};
-pub use ids::{AccountId, IdError, SessionId, StatementId};
+pub use ids::{AccountId, IdError, SessionId, StatementId, MAX_ID_LEN};
 pub use jitter::JitterRng;
+pub use json_guard::DEFAULT_MAX_DEPTH;
 pub use one_shot::{ApiCall, CallError, ClientError, OneShot, Retry};
 pub use outcome::{NotifiedBy, Outcome, OutcomeError, OutcomeKind};
 pub use policy::{Backoff, PolicyError, PollPolicy};
 pub use progress::{ProgressReport, StatementProgress};
-pub use request::{Api, RequestError, WebhookMode, WebhookRegistration};
+pub use request::{
+    Api, RequestError, WebhookMode, WebhookRegistration, API_KEY_HEADER, MAX_WEBHOOK_URL_LEN,
+    SERVER_HASH_HEADER, USER_AGENT_VALUE,
+};
 pub use scheduler::{
     ProgressUpdate, RequestTicket, ScheduledRequest, Scheduler, SchedulerConfig, WebhookDisposition,
 };
@@ -88,3 +96,7 @@ pub use tracker::{
 };
 pub use transport_error::{TransportError, TransportErrorKind};
 pub use webhook_hint::WebhookHint;
+
+// Not part of the API: the parser the fuzz targets exercise directly.
+#[doc(hidden)]
+pub use retry_after::parse_retry_after;

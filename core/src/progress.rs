@@ -61,7 +61,7 @@ pub(crate) fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 }
 
 /// The number of processing stages per statement.
-pub const STAGES_PER_STATEMENT: usize = 4;
+pub(crate) const STAGES_PER_STATEMENT: usize = 4;
 
 impl StatementProgress {
     /// The four stages, named as upstream names them.

@@ -20,7 +20,7 @@ pub fn parse_retry_after(value: &str, response_date: Option<&str>) -> Option<Dur
 /// Parses an HTTP date to seconds since the Unix epoch, with the `httpdate` crate: the
 /// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) and the two obsolete forms HTTP recipients must
 /// also accept (RFC 850 and asctime).
-pub fn parse_http_date(text: &str) -> Option<u64> {
+pub(crate) fn parse_http_date(text: &str) -> Option<u64> {
     let at = httpdate::parse_http_date(text.trim()).ok()?;
     at.duration_since(std::time::UNIX_EPOCH)
         .ok()

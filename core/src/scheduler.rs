@@ -140,7 +140,7 @@ struct Slot {
 ///
 /// ```
 /// use std::time::Instant;
-/// use bankconnect_core::scheduler::{Scheduler, SchedulerConfig};
+/// use bankconnect_core::{Scheduler, SchedulerConfig};
 /// use bankconnect_core::{Api, BaseUrl, Credentials, PollPolicy, SessionId};
 ///
 /// let api = Api::new(BaseUrl::production(), Credentials::new("k", "h")?);

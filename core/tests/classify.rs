@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use bankconnect_core::classify::{classify_progress, classify_update_webhook, Classified};
+use bankconnect_core::{classify_progress, classify_update_webhook, Classified};
 use bankconnect_core::{
     ApiErrorCode, SessionProgress, Source, StageStatus, TransientFailure, TransportError,
     TransportErrorKind,

@@ -6,7 +6,7 @@
     clippy::indexing_slicing
 )]
 
-use bankconnect_core::classify::{classify_progress, Classified};
+use bankconnect_core::{classify_progress, Classified};
 use bankconnect_core::{
     ProgressReport, SessionId, SessionProgress, Source, StageStatus, StatementProgress,
 };

@@ -12,7 +12,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use bankconnect_core::scheduler::SchedulerConfig;
+use bankconnect_core::SchedulerConfig;
 use bankconnect_core::{
     ClientSettings, HttpResult, NotifiedBy, Outcome, OutcomeKind, Output, PendingLimits,
     PollPolicy, RateLimit, RequestId, SnapshotError, Tracker, TrackerEvent, TrackerSnapshot,

@@ -10,6 +10,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = bankconnect_core::SessionId::new(text);
         let _ = bankconnect_core::BaseUrl::parse(text);
         let _ = bankconnect_core::WebhookRegistration::new(text, bankconnect_core::WebhookMode::All);
-        let _ = bankconnect_core::retry_after::parse_retry_after(text, Some(text));
+        let _ = bankconnect_core::parse_retry_after(text, Some(text));
     }
 });

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bankconnect_core::scheduler::SchedulerConfig;
+use bankconnect_core::SchedulerConfig;
 use bankconnect_core::{
     Api, ApiCall, ClientSettings, Outcome, Output, PendingStats, PollPolicy, ProgressReport,
     RequestId, Retry, SessionId, SessionSnapshot, SessionStatusReply, TrackError, TrackerEvent,

@@ -12,7 +12,7 @@ mod driver_cases;
 
 use std::time::{Duration, Instant};
 
-use bankconnect_core::scheduler::SchedulerConfig;
+use bankconnect_core::SchedulerConfig;
 use bankconnect_core::{
     Api, BaseUrl, Credentials, NotifiedBy, OutcomeKind, SessionId, WebhookHint, WebhookMode,
     WebhookRegistration,

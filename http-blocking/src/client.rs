@@ -6,7 +6,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use bankconnect_core::scheduler::SchedulerConfig;
+use bankconnect_core::SchedulerConfig;
 use bankconnect_core::{
     Api, ApiCall, ClientSettings, HttpResult, Outcome, Output, PendingStats, PollPolicy,
     ProgressReport, RequestId, Retry, SessionId, SessionSnapshot, SessionStatusReply, TrackError,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bankconnect_core::classify::MAX_RESPONSE_BODY;
+use bankconnect_core::MAX_RESPONSE_BODY;
 use bankconnect_core::{HttpResult, TransportError, TransportErrorKind};
 
 /// Sends one request and reads the whole response (or fails with a kind). Implement it over any

@@ -22,9 +22,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
-pub mod faults;
+// Private modules; the API is the re-exports below.
+mod faults;
 mod responses;
-pub mod scenario;
+mod scenario;
 mod server;
 mod state;
 mod webhook_delivery;
@@ -32,7 +33,7 @@ mod webhook_delivery;
 pub use faults::{FaultKind, FaultRates};
 pub use scenario::{
     AccountScript, Scenario, ScenarioError, ScriptedFault, SessionScript, SessionWebhook, Stage,
-    StatementScript, WebhookSettings,
+    StatementScript, WebhookSettings, ACCOUNT_ERROR_MESSAGES,
 };
 pub use server::{
     SimConfig, SimError, Simulator, API_PREFIX, DEFAULT_API_KEY, DEFAULT_SERVER_HASH,

@@ -128,7 +128,7 @@ pub const ACCOUNT_ERROR_MESSAGES: &[(&str, &str)] = &[
 ];
 
 /// The stage fields of a progress entry, in order.
-pub const STAGES: [&str; 4] = [
+pub(crate) const STAGES: [&str; 4] = [
     "identity_status",
     "transaction_status",
     "processing_status",

@@ -127,7 +127,7 @@ async fn progress_advances_per_poll_and_session_status_follows() {
         .status(200)
         .body(serde_json::to_vec(&body).unwrap())
         .unwrap();
-    let parsed = bankconnect_core::session_status::classify_session_status(Ok(response));
+    let parsed = bankconnect_core::classify_session_status(Ok(response));
     assert!(matches!(
         parsed,
         bankconnect_core::Classified::Ok(bankconnect_core::SessionStatusReply::Ready(_))
@@ -529,7 +529,7 @@ fn scenario_files_load_and_the_example_is_valid() {
 async fn webhook_and_session_status_report_the_same_accounts() {
     let (url, seen) = receiver(200).await;
     let mut scripts = Vec::new();
-    for (code, message) in bankconnect_sim::scenario::ACCOUNT_ERROR_MESSAGES {
+    for (code, message) in bankconnect_sim::ACCOUNT_ERROR_MESSAGES {
         scripts.push(
             SessionScript::new(&format!(
                 "same-{}",

@@ -25,13 +25,15 @@
 //! ```
 #![forbid(unsafe_code)]
 
+// The axum integration is a module of its own (`axum_handler::router`, behind the `axum`
+// feature); everything else is private, and the API is the re-exports below.
 #[cfg(feature = "axum")]
 pub mod axum_handler;
-pub mod dedupe;
-pub mod event;
-pub mod limits;
-pub mod receiver;
-pub mod signature;
+mod dedupe;
+mod event;
+mod limits;
+mod receiver;
+mod signature;
 mod strict_json;
 
 pub use dedupe::{DedupeStore, EventKey, MemoryDedupe};
@@ -40,5 +42,7 @@ pub use limits::Limits;
 pub use receiver::{Delivery, Receiver, ReceiverConfig, Reception, Rejection, TOKEN_HEADER};
 pub use signature::{
     sign_hex, sign_standard, AuthError, Authenticator, SecretError, WebhookSecret,
+    DEFAULT_TOLERANCE, MAX_SIGNATURE_ENTRIES, MAX_SIGNATURE_HEADER, WEBHOOK_ID, WEBHOOK_SIGNATURE,
+    WEBHOOK_TIMESTAMP,
 };
 pub use strict_json::JsonError;

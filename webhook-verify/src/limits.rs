@@ -26,7 +26,7 @@ impl Default for Limits {
             max_accounts: 256,
             max_statements: 1024,
             max_string: 16 * 1024,
-            max_depth: bankconnect_core::json_guard::DEFAULT_MAX_DEPTH,
+            max_depth: bankconnect_core::DEFAULT_MAX_DEPTH,
         }
     }
 }

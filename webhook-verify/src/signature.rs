@@ -5,7 +5,13 @@
 use std::fmt;
 use std::time::Duration;
 
-use bankconnect_core::credentials::constant_time_eq;
+/// Compares two byte strings in constant time for equal lengths (`subtle`); strings of
+/// different lengths are unequal.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(a.ct_eq(b))
+}
+
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName};

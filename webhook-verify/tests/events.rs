@@ -9,7 +9,7 @@
 use std::io::Read;
 
 use bankconnect_core::{AccountErrorCode, AccountStatus, EventName, StageStatus};
-use bankconnect_webhook_verify::event::WebhookEvent as Event;
+use bankconnect_webhook_verify::WebhookEvent as Event;
 use bankconnect_webhook_verify::{
     sign_standard, Authenticator, Limits, ParseError, Receiver, ReceiverConfig, Reception,
     Rejection, WebhookEvent, WebhookSecret,

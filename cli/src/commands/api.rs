@@ -1,6 +1,6 @@
 //! `progress`, `status` and `webhook set`: single calls with the policy's retries.
 
-use bankconnect_core::scheduler::SchedulerConfig;
+use bankconnect_core::SchedulerConfig;
 use bankconnect_core::{PollPolicy, SessionStatusReply, WebhookMode, WebhookRegistration};
 
 use crate::args::Global;

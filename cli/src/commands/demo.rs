@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bankconnect_core::scheduler::SchedulerConfig;
+use bankconnect_core::SchedulerConfig;
 use bankconnect_core::{
     Api, BaseUrl, Credentials, PollPolicy, SessionId, WebhookMode, WebhookRegistration,
 };

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Read};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bankconnect_core::scheduler::SchedulerConfig;
+use bankconnect_core::SchedulerConfig;
 use bankconnect_core::{Outcome, PollPolicy, ProgressUpdate, SessionId, TrackerEvent};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 

@@ -111,7 +111,7 @@ impl CountingTransport {
     ) -> Self {
         let agent = format!(
             "{} serve replica/{replica}",
-            bankconnect_core::request::USER_AGENT_VALUE
+            bankconnect_core::USER_AGENT_VALUE
         );
         Self {
             inner,

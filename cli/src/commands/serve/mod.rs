@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bankconnect_core::scheduler::SchedulerConfig;
 use bankconnect_core::DeliverySchedule;
+use bankconnect_core::SchedulerConfig;
 use bankconnect_core::{ClientSettings, PollPolicy, WebhookMode, WebhookRegistration};
 use bankconnect_store::{Store, StoreError};
 use bankconnect_webhook_verify::{DedupeStore, EventKey, Receiver, WebhookSecret};
@@ -63,13 +63,11 @@ fn delivery_target(url: &str) -> Result<String, Failure> {
             "bad --deliver-to: credentials in the URL are not allowed",
         ));
     }
-    bankconnect_core::base_url::check_port(authority)
+    bankconnect_core::check_port(authority)
         .map_err(|err| Failure::usage(format!("bad --deliver-to: {err}")))?;
     match scheme.as_deref() {
         Some("https") => Ok(url.to_owned()),
-        Some("http") if bankconnect_core::base_url::is_loopback_host(authority.host()) => {
-            Ok(url.to_owned())
-        }
+        Some("http") if bankconnect_core::is_loopback_host(authority.host()) => Ok(url.to_owned()),
         Some("http") => Err(Failure::usage(
             "refusing plain http:// in --deliver-to for a non-loopback host: use https://",
         )),
