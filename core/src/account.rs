@@ -15,6 +15,7 @@ use crate::status::{AccountStatus, Source, StageStatus};
 /// Deserializing reads the upstream account object: `""` and `null` error fields both become
 /// `None`, unknown fields are ignored, and `error_detail` is always derived from the code and message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[non_exhaustive]
 pub struct AccountResult {
     /// The account ID.
     pub account_id: Option<String>,
@@ -44,6 +45,7 @@ pub struct AccountResult {
 
 /// One statement of an account, as `session_status` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AccountStatement {
     /// The statement ID, verbatim.
     #[serde(default)]

@@ -27,6 +27,7 @@ pub type HttpResult = Result<http::Response<Vec<u8>>, TransportError>;
 
 /// The result of classifying one exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::exhaustive_enums)] // closed: ok, refused or transient is the whole classification
 pub enum Classified<T> {
     /// The call succeeded with this value.
     Ok(T),
@@ -48,6 +49,7 @@ impl<T> Classified<T> {
 
 /// A refusal by the API: its code, HTTP status and message, and (part of) the raw body.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ApiError {
     /// The code from the body, else inferred from the status ([`ApiErrorCode::from_status`]).
     pub code: ApiErrorCode,
@@ -170,6 +172,7 @@ pub fn classify_progress(result: HttpResult) -> Classified<ProgressReport> {
 
 /// What FinBox answers to a successful *update webhook*.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WebhookUpdated {
     /// The message (`"success"`), if any.
     pub message: Option<String>,

@@ -14,6 +14,7 @@ use crate::tracker::PendingLimits;
 
 /// A client's configuration, shared by the async and blocking drivers.
 #[derive(Debug, Clone)]
+#[allow(clippy::exhaustive_structs)] // plain settings with a builder; fields are public to read
 pub struct ClientSettings {
     /// Where and as whom to call.
     pub api: Api,

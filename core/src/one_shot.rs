@@ -26,6 +26,7 @@ pub enum CallError {
 
 /// What to do after an attempt.
 #[derive(Debug)]
+#[allow(clippy::exhaustive_enums)] // closed: retry or done
 pub enum Retry<T> {
     /// Finished: the value or the final error.
     Done(Result<T, CallError>),

@@ -67,6 +67,7 @@ impl fmt::Display for OutcomeKind {
 /// How completion was learnt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(clippy::exhaustive_enums)] // closed: a webhook (confirmed) or polling alone
 pub enum NotifiedBy {
     /// By polling the progress endpoint.
     Poll,
@@ -76,6 +77,7 @@ pub enum NotifiedBy {
 
 /// The error of an `api_error` or `transport_error` outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct OutcomeError {
     /// The API's code (`SESSION_NOT_FOUND`, …), or for transport errors one of `CONNECT`,
     /// `TIMEOUT`, `RESET`, `TRANSPORT`, `SERVER_ERROR`, `RATE_LIMITED`, `UNPARSABLE_RESPONSE`.
@@ -126,6 +128,7 @@ impl From<&TransientFailure> for OutcomeError {
 
 /// How one tracked session ended, with what was last seen of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Outcome {
     /// The session.
     pub session_id: SessionId,

@@ -30,6 +30,7 @@ pub enum PolicyError {
 /// (AWS's "full jitter"), and never less than the poll interval since the last request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[allow(clippy::exhaustive_structs)] // plain data, built with `..Default::default()`
 pub struct Backoff {
     /// The ceiling after the first failure (default 1 s).
     #[serde(rename = "initial_ms", with = "crate::duration_serde")]
@@ -80,6 +81,7 @@ impl Backoff {
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[allow(clippy::exhaustive_structs)] // plain data, built with `..Default::default()`
 pub struct PollPolicy {
     /// Least time between two polls of a session (default 2 s, FinBox's documented rate).
     #[serde(rename = "interval_ms", with = "crate::duration_serde")]

@@ -10,6 +10,7 @@ use crate::status::{SessionProgress, Source, StageStatus};
 /// Read from the upstream body (whose list is called `progress`) and written in the normalized
 /// shape of the CLI contract (the list is called `statements`); either name is accepted on input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::exhaustive_structs)] // the documented progress object, field for field
 pub struct ProgressReport {
     /// The session this report is about.
     pub session_id: SessionId,
@@ -22,6 +23,7 @@ pub struct ProgressReport {
 
 /// One statement's processing stages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::exhaustive_structs)] // the documented statement object, field for field
 pub struct StatementProgress {
     /// The statement ID, as sent (kept as text so that an unusual ID never loses the report).
     #[serde(default)]

@@ -78,6 +78,7 @@ impl<'de> Deserialize<'de> for WebhookMode {
 
 /// The body of *update webhook*: where to send notifications, and for which sessions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WebhookRegistration {
     /// The receiving URL (http or https; FinBox must be able to reach it).
     pub webhook_url: String,

@@ -33,6 +33,7 @@ use crate::webhook_hint::WebhookHint;
 /// Client-wide limits, as plain data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[allow(clippy::exhaustive_structs)] // plain data, built with `..Default::default()`
 pub struct SchedulerConfig {
     /// Most requests in flight at once (default 32).
     pub max_in_flight: usize,
@@ -97,6 +98,7 @@ impl RequestTicket {
 
 /// A request to send now.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ScheduledRequest {
     /// Hand this back to [`Scheduler::handle_response`] with the result.
     pub ticket: RequestTicket,
@@ -106,6 +108,7 @@ pub struct ScheduledRequest {
 
 /// A tracked session's progress as last seen, for live displays.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ProgressUpdate {
     /// The session.
     pub session_id: SessionId,
@@ -120,6 +123,7 @@ pub struct ProgressUpdate {
 /// What became of a webhook fed to the scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
+#[allow(clippy::exhaustive_enums)] // closed: tracked or not
 pub enum WebhookDisposition {
     /// It names a tracked session, which will confirm it.
     Tracked,

@@ -35,6 +35,7 @@ use crate::webhook_hint::WebhookHint;
 /// Which endpoint a request of a session goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(clippy::exhaustive_enums)] // closed: the two requests a session makes
 pub enum RequestKind {
     /// `GET …/progress/`.
     Progress,
@@ -56,6 +57,7 @@ impl RequestKind {
 #[derive(Debug)]
 #[must_use]
 #[allow(clippy::large_enum_variant)] // returned and consumed at once, never stored
+#[allow(clippy::exhaustive_enums)] // closed: the machine's outputs, matched exhaustively by drivers
 pub enum Action {
     /// Send this request, then feed its result to `handle_input`.
     Send(http::Request<Vec<u8>>),
@@ -71,6 +73,7 @@ pub enum Action {
 
 /// What happened, for `handle_input`.
 #[derive(Debug)]
+#[allow(clippy::exhaustive_enums)] // closed: the machine's inputs
 pub enum Input {
     /// The result of the request last handed out by `poll_action`.
     Response(HttpResult),
@@ -576,6 +579,7 @@ impl SessionMachine {
 /// A session's resumable state, free of `Instant`s: save it (serde) and resume it later, in
 /// another process, with [`TrackedSession::resume`] or `Scheduler::resume`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SessionSnapshot {
     /// The session.
     pub session_id: SessionId,

@@ -10,6 +10,7 @@ use crate::ids::SessionId;
 
 /// The accounts of a session and their statements, as `session_status` reports them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SessionStatus {
     /// The session.
     pub session_id: SessionId,
@@ -20,6 +21,7 @@ pub struct SessionStatus {
 
 /// What a session-status exchange said.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::exhaustive_enums)] // closed: the accounts, or not yet
 pub enum SessionStatusReply {
     /// The accounts.
     Ready(SessionStatus),

@@ -11,6 +11,7 @@ use crate::policy::PollPolicy;
 /// A global request-rate limit across all sessions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(clippy::exhaustive_structs)] // plain data, built with `..Default::default()`
 pub struct RateLimit {
     /// Sustained requests per second (> 0).
     pub per_second: f64,

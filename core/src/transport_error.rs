@@ -33,6 +33,7 @@ impl TransportErrorKind {
 
 /// A transport failure: its kind and a human-readable description (which must hold no secrets).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TransportError {
     /// What went wrong.
     pub kind: TransportErrorKind,

@@ -14,6 +14,7 @@ use crate::ids::SessionId;
 /// or a signature). An unauthenticated webhook (FinBox signs nothing) only makes the session poll
 /// at once; the verdicts then come from `session_status`, so a forged body changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::exhaustive_structs)] // a hint is built by receivers of one's own; its three fields are the contract
 pub struct WebhookHint {
     /// The session the webhook names.
     pub session_id: SessionId,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(clippy::exhaustive_enums)] // the simulator's own closed set
 pub enum FaultKind {
     /// 503 with an HTML page.
     ServerError,
@@ -54,6 +55,7 @@ impl FaultKind {
 /// Faults drawn at a rate over all API requests (with a seeded generator).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[allow(clippy::exhaustive_structs)] // plain data, built with `..Default::default()`
 pub struct FaultRates {
     /// Share of requests that get a fault, 0–1 (default 0).
     pub rate: f64,

@@ -26,6 +26,7 @@ pub enum ScenarioError {
 /// A whole simulation: sessions, global faults and webhook delivery settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
+#[allow(clippy::exhaustive_structs)] // plain data, built with `..Default::default()`
 pub struct Scenario {
     /// The scripted sessions. Any other session ID answers 404 SESSION_NOT_FOUND.
     pub sessions: Vec<SessionScript>,
@@ -138,6 +139,7 @@ pub(crate) const STAGES: [&str; 4] = [
 /// A processing stage of a statement, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(clippy::exhaustive_enums)] // the four stages of a statement
 pub enum Stage {
     /// `identity_status`.
     Identity,
@@ -164,6 +166,7 @@ impl Stage {
 /// One statement of a scripted session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(clippy::exhaustive_structs)] // plain data, built with `..Default::default()`
 pub struct StatementScript {
     /// Its ID.
     pub statement_id: String,
@@ -185,6 +188,7 @@ fn default_source() -> String {
 /// One account of a scripted session: what the webhook and `session_status` report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(clippy::exhaustive_structs)] // plain data, built with `..Default::default()`
 pub struct AccountScript {
     /// Its ID.
     pub account_id: String,
@@ -227,6 +231,7 @@ impl AccountScript {
 /// How a session's webhook is delivered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[allow(clippy::exhaustive_structs)] // plain data, built with `..Default::default()`
 pub struct SessionWebhook {
     /// Send one at all (default true).
     pub send: bool,
@@ -249,6 +254,7 @@ impl Default for SessionWebhook {
 /// A fault at a given request of a session (1-based, progress and session_status counted together).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(clippy::exhaustive_structs)] // plain data, built with `..Default::default()`
 pub struct ScriptedFault {
     /// Which request.
     pub on_request: u32,
@@ -259,6 +265,7 @@ pub struct ScriptedFault {
 /// What happens to one session. Processing starts at its first API request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(clippy::exhaustive_structs)] // plain data, built with `..Default::default()`
 pub struct SessionScript {
     /// The session ID.
     pub session_id: String,
@@ -414,6 +421,7 @@ impl SessionScript {
 /// How webhooks are delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[allow(clippy::exhaustive_structs)] // plain data, built with `..Default::default()`
 pub struct WebhookSettings {
     /// Sign with Standard Webhooks v1 using this `whsec_…` secret (FinBox signs nothing; this is
     /// for testing verifying receivers).

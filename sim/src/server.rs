@@ -34,6 +34,7 @@ pub const DEFAULT_SERVER_HASH: &str = "sim-server-hash";
 
 /// How to start a simulator.
 #[derive(Debug, Clone)]
+#[allow(clippy::exhaustive_structs)] // plain data, built with `..Default::default()`
 pub struct SimConfig {
     /// Where to listen (default `127.0.0.1:0`: a free port).
     pub addr: SocketAddr,

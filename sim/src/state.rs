@@ -13,6 +13,7 @@ use crate::scenario::{Scenario, SessionScript, WebhookSettings, STAGES};
 
 /// One API request as the simulator saw it. Secrets are masked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct LoggedRequest {
     /// Milliseconds since the simulator started.
     pub at_ms: u64,
@@ -44,6 +45,7 @@ impl LoggedRequest {
 
 /// One webhook delivery attempt and how the receiver answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct WebhookAttempt {
     /// The session.
     pub session_id: String,
@@ -63,6 +65,7 @@ pub struct WebhookAttempt {
 
 /// The webhook registered through `update_webhook`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Registration {
     /// The URL.
     pub webhook_url: String,

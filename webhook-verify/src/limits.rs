@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// Limits applied to every webhook body before and while it is parsed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[allow(clippy::exhaustive_structs)] // plain data, built with `..Default::default()`
 pub struct Limits {
     /// Largest body accepted, in bytes (default 1 MiB). Larger bodies are refused with 413
     /// without being read past this limit plus one byte.

@@ -13,6 +13,7 @@ use crate::signature::{AuthError, Authenticator, WebhookSecret};
 
 /// How a receiver is set up.
 #[derive(Debug, Clone)]
+#[allow(clippy::exhaustive_structs)] // plain data, built with `..Default::default()`
 pub struct ReceiverConfig {
     /// The path webhooks are POSTed to (default `/`).
     pub path: String,
@@ -139,6 +140,7 @@ impl Rejection {
 /// What became of a request.
 #[derive(Debug, Clone)]
 #[must_use]
+#[allow(clippy::exhaustive_enums)] // closed: accepted, duplicate or rejected
 pub enum Reception {
     /// A new event: answer 200, then act on it (after confirming through the API).
     Accepted(Delivery),
@@ -150,6 +152,7 @@ pub enum Reception {
 
 /// An accepted or duplicate event and its dedupe key.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Delivery {
     /// The event.
     pub event: WebhookEvent,

@@ -44,6 +44,7 @@ impl<'a> Json<'a> {
 /// Why a body is not acceptable JSON.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
+#[allow(clippy::exhaustive_structs)] // a message, nothing more
 pub struct JsonError(pub String);
 
 /// Parses `body` under `limits`.
