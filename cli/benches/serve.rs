@@ -26,10 +26,12 @@
     missing_docs
 )]
 
+#[path = "../tests/common/process.rs"]
+mod process;
 #[path = "../tests/common/schema.rs"]
 mod schema;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -95,13 +97,7 @@ impl Service {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        let base = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("{first}"))
-            .to_owned();
-        std::thread::spawn(move || for _ in lines {});
+        let base = process::listening_on(&mut child);
         Self { child, base }
     }
 

@@ -24,8 +24,10 @@
 
 #[path = "support/pollers.rs"]
 mod pollers;
+#[path = "../tests/common/process.rs"]
+mod process;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -88,10 +90,7 @@ impl Sim {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        let base = first.strip_prefix("listening on ").unwrap().to_owned();
-        std::thread::spawn(move || for _ in lines {});
+        let base = process::listening_on(&mut child);
         Self { child, base }
     }
 }

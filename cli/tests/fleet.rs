@@ -10,10 +10,11 @@
 )]
 
 mod common;
+#[path = "common/process.rs"]
+mod process;
 #[path = "common/schema.rs"]
 mod schema;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -56,13 +57,8 @@ impl Replica {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        let addr = first
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("{first}"))
-            .to_owned();
-        std::thread::spawn(move || for _ in lines {});
+        let url = process::listening_on(&mut child);
+        let addr = url.trim_start_matches("http://").to_owned();
         Self { child, addr }
     }
 
