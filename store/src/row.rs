@@ -34,6 +34,37 @@ pub(crate) struct RawRecord {
     pub(crate) next_attempt_ms: Option<i64>,
 }
 
+impl RawRecord {
+    /// The row just inserted by an add, from the values inserted: no read back.
+    pub(crate) fn added(
+        seq: i64,
+        session_id: &str,
+        reference: Option<String>,
+        now_ms: i64,
+        max_wait_ms: Option<i64>,
+        lease: (Option<&str>, i64),
+    ) -> Self {
+        Self {
+            seq,
+            session_id: session_id.to_owned(),
+            reference,
+            state: "tracking".into(),
+            added_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            max_wait_ms,
+            outcome: None,
+            tracker_state: None,
+            lease_owner: lease.0.map(str::to_owned),
+            lease_until_ms: lease.1,
+            delivery_state: None,
+            delivery_attempts: None,
+            delivery_error: None,
+            webhook_id: None,
+            next_attempt_ms: None,
+        }
+    }
+}
+
 fn json(text: Option<String>, what: &str) -> Result<Option<serde_json::Value>, StoreError> {
     text.map(|text| {
         serde_json::from_str(&text).map_err(|err| StoreError::Corrupt(format!("{what}: {err}")))

@@ -214,8 +214,22 @@ impl SqliteStore {
                         owner,
                         until
                     ])?;
-                let record = get_record(&tx, id)?
-                    .ok_or_else(|| StoreError::Database(format!("session {id} vanished")))?;
+                // A new row is answered from the values inserted; a known one is read.
+                let record = if inserted == 1 {
+                    RawRecord::added(
+                        tx.last_insert_rowid(),
+                        id,
+                        new.reference.clone(),
+                        now,
+                        new.max_wait.map(duration_ms),
+                        (owner, until),
+                    )
+                    .into_record()?
+                    .1
+                } else {
+                    get_record(&tx, id)?
+                        .ok_or_else(|| StoreError::Database(format!("session {id} vanished")))?
+                };
                 if inserted == 1 {
                     let mut take = tx.prepare_cached(
                         "DELETE FROM pending_webhooks WHERE session_id = ?1 AND received_at_ms >= ?2 RETURNING hint",
