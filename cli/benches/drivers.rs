@@ -17,6 +17,8 @@
 
 #[path = "support/pollers.rs"]
 mod pollers;
+#[path = "support/proc_stat.rs"]
+mod proc_stat;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,34 +30,18 @@ use bankconnect_sim::{Scenario, SessionScript, SimConfig, Simulator};
 const POLLS: u32 = 4;
 const CAP: usize = 16;
 
-fn cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|u| u.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    ticks * 10.0 // 100 ticks per second on Linux
-}
-
 struct Measure {
     wall_ms: f64,
     cpu_ms: f64,
 }
 
 fn measure(f: impl FnOnce()) -> Measure {
-    let cpu = cpu_ms();
+    let cpu = proc_stat::cpu_ms(None);
     let started = Instant::now();
     f();
     Measure {
         wall_ms: started.elapsed().as_secs_f64() * 1000.0,
-        cpu_ms: cpu_ms() - cpu,
+        cpu_ms: proc_stat::cpu_ms(None) - cpu,
     }
 }
 

@@ -26,6 +26,8 @@
     missing_docs
 )]
 
+#[path = "support/proc_stat.rs"]
+mod proc_stat;
 #[path = "../tests/common/process.rs"]
 mod process;
 #[path = "../tests/common/schema.rs"]
@@ -63,20 +65,6 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// CPU time (user + system) of a process so far, in milliseconds.
-fn cpu_ms(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) * 10.0 // 100 ticks per second on Linux
-}
-
 /// A running `bankconnect serve`.
 struct Service {
     child: Child,
@@ -102,7 +90,7 @@ impl Service {
     }
 
     fn cpu_ms(&self) -> f64 {
-        cpu_ms(self.child.id())
+        proc_stat::cpu_ms(Some(self.child.id()))
     }
 }
 

@@ -30,11 +30,12 @@
 
 #[path = "support/mix.rs"]
 mod mix;
+#[path = "../tests/common/process.rs"]
+mod process;
 #[path = "../tests/common/schema.rs"]
 mod schema;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -187,15 +188,10 @@ impl Fleet {
                 .spawn()
                 .unwrap();
             let stdout = child.stdout.take().unwrap();
-            let first = tokio::task::spawn_blocking(move || {
-                let mut lines = BufReader::new(stdout).lines();
-                let first = lines.next().and_then(Result::ok);
-                std::thread::spawn(move || for _ in lines {});
-                first
-            })
-            .await
-            .unwrap();
-            if first.is_some_and(|line| line.starts_with("listening on")) {
+            let listening = tokio::task::spawn_blocking(move || process::listening_line(stdout))
+                .await
+                .unwrap();
+            if listening.is_ok() {
                 let id = self.ready_id(port).await;
                 let mut slots = self.slots.lock().unwrap();
                 slots[index].child = Some(child);

@@ -75,6 +75,16 @@ pub enum NotifiedBy {
     Webhook,
 }
 
+impl NotifiedBy {
+    /// The name as serialized: `poll` or `webhook`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Poll => "poll",
+            Self::Webhook => "webhook",
+        }
+    }
+}
+
 /// The error of an `api_error` or `transport_error` outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

@@ -691,46 +691,6 @@ impl PostgresStore {
         rows.iter().map(|row| col(row, 0)).collect()
     }
 
-    pub(crate) async fn record_webhook(
-        &self,
-        dedupe_key: String,
-        session: Option<SessionId>,
-        event: String,
-        now: SystemTime,
-    ) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "INSERT INTO accepted_webhooks (dedupe_key, received_at_ms, session_id, event) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (dedupe_key) DO NOTHING",
-            )
-            .await?;
-        let session = session.as_ref().map(SessionId::as_str);
-        let inserted = client
-            .execute(&stmt, &[&dedupe_key, &to_ms(now), &session, &event])
-            .await?;
-        Ok(inserted == 1)
-    }
-
-    pub(crate) async fn tracking_webhooks(
-        &self,
-    ) -> Result<Vec<(SessionId, serde_json::Value)>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT w.session_id, w.event FROM accepted_webhooks w \
-                 JOIN sessions s ON s.session_id = w.session_id \
-                 WHERE s.state = 'tracking' ORDER BY w.received_at_ms",
-                &[],
-            )
-            .await?;
-        let rows = rows
-            .iter()
-            .map(|row| Ok((col(row, 0)?, col(row, 1)?)))
-            .collect::<Result<Vec<(String, String)>, StoreError>>()?;
-        crate::store::webhook_rows(rows)
-    }
-
     pub(crate) async fn prune_webhooks(&self, before: SystemTime) -> Result<usize, StoreError> {
         let client = self.client().await?;
         let pruned = client

@@ -536,49 +536,6 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn record_webhook(
-        &self,
-        dedupe_key: String,
-        session: Option<SessionId>,
-        event: String,
-        now: SystemTime,
-    ) -> Result<bool, StoreError> {
-        self.with(move |conn, _| {
-            let inserted = conn
-                .prepare_cached(
-                    "INSERT INTO accepted_webhooks (dedupe_key, received_at_ms, session_id, event) \
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (dedupe_key) DO NOTHING",
-                )?
-                .execute(params![
-                    dedupe_key,
-                    to_ms(now),
-                    session.as_ref().map(SessionId::as_str),
-                    event
-                ])?;
-            Ok(inserted == 1)
-        })
-        .await
-    }
-
-    pub(crate) async fn tracking_webhooks(
-        &self,
-    ) -> Result<Vec<(SessionId, serde_json::Value)>, StoreError> {
-        self.with(|conn, _| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT w.session_id, w.event FROM accepted_webhooks w \
-                 JOIN sessions s ON s.session_id = w.session_id \
-                 WHERE s.state = 'tracking' ORDER BY w.received_at_ms",
-            )?;
-            let rows = stmt
-                .query_map([], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            crate::store::webhook_rows(rows)
-        })
-        .await
-    }
-
     pub(crate) async fn prune_webhooks(&self, before: SystemTime) -> Result<usize, StoreError> {
         self.with(move |conn, _| {
             Ok(conn

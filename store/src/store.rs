@@ -138,28 +138,19 @@ pub(crate) fn session_ids(ids: Vec<String>) -> Result<Vec<SessionId>, StoreError
         .collect()
 }
 
-pub(crate) fn webhook_rows(
-    rows: Vec<(String, String)>,
-) -> Result<Vec<(SessionId, serde_json::Value)>, StoreError> {
-    rows.into_iter()
-        .map(|(session, event)| {
-            let session = SessionId::new(&session)
-                .map_err(|err| StoreError::Corrupt(format!("webhook session id: {err}")))?;
-            let event = serde_json::from_str(&event)
-                .map_err(|err| StoreError::Corrupt(format!("webhook event: {err}")))?;
-            Ok((session, event))
-        })
-        .collect()
-}
-
 /// Stored webhook rows (session id, event text) as [`StoredWebhook`]s.
 pub(crate) fn stored_webhooks(
     rows: Vec<(String, String)>,
 ) -> Result<Vec<StoredWebhook>, StoreError> {
-    Ok(webhook_rows(rows)?
-        .into_iter()
-        .map(|(session_id, event)| StoredWebhook { session_id, event })
-        .collect())
+    rows.into_iter()
+        .map(|(session, event)| {
+            let session_id = SessionId::new(&session)
+                .map_err(|err| StoreError::Corrupt(format!("webhook session id: {err}")))?;
+            let event = serde_json::from_str(&event)
+                .map_err(|err| StoreError::Corrupt(format!("webhook event: {err}")))?;
+            Ok(StoredWebhook { session_id, event })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -431,7 +422,8 @@ impl Store {
     }
 
     /// Records an accepted webhook by its dedupe key: `true` the first time across every
-    /// process sharing the store, `false` for a duplicate.
+    /// process sharing the store, `false` for a duplicate. [`Store::accept_webhook`] with
+    /// [`Route::RecordOnly`].
     pub async fn record_webhook(
         &self,
         dedupe_key: &str,
@@ -439,20 +431,10 @@ impl Store {
         event: &serde_json::Value,
         now: SystemTime,
     ) -> Result<bool, StoreError> {
-        dispatch!(self.record_webhook(
-            dedupe_key.to_owned(),
-            session.cloned(),
-            event.to_string(),
-            now
-        ))
-    }
-
-    /// The accepted webhooks of sessions still tracking, oldest first (a restarting service feeds
-    /// them to its tracker again, so an accepted webhook's effect survives a crash).
-    pub async fn tracking_webhooks(
-        &self,
-    ) -> Result<Vec<(SessionId, serde_json::Value)>, StoreError> {
-        dispatch!(self.tracking_webhooks())
+        let fate = self
+            .accept_webhook(dedupe_key, session, event, Route::RecordOnly, "", now)
+            .await?;
+        Ok(fate != WebhookFate::Duplicate)
     }
 
     /// Accepts a webhook in one transaction: records it by its dedupe key (once across every

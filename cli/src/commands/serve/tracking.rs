@@ -68,10 +68,12 @@ impl Tracking {
         // Heartbeat first, so that the fair share counts this replica.
         self.heartbeat().await;
         // The fleet is counted on each renewal, not on each add (it counts every session);
-        // adds in between raise the estimate, so that a batch is not held back to the slack.
+        // adds in between raise the estimate, so claims between renewals use a current share.
         let mut fleet = self.count_fleet().await;
         // Listening starts before the first claim, so that no webhook falls between the two.
+        // Only a shared store (PostgreSQL) has notices, which is what makes this a fleet.
         let mut notices = self.store.listen_webhooks(&self.replica);
+        let fleet_mode = notices.is_some();
         // Claims feed the claimed sessions' accepted webhooks, those accepted before a crash too.
         // One batch now; the rest between requests, so that polling starts at once even on a
         // store of 100 000 sessions.
@@ -84,7 +86,6 @@ impl Tracking {
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // In a fleet, lapsed leases (a dead replica's) are looked for every interval too, so
         // that a takeover comes within one lease and one interval, not a renewal later.
-        let fleet_mode = self.store.engine() == "postgres";
         let look_every = self.interval.min(self.lease / 3);
         let mut look =
             tokio::time::interval_at(tokio::time::Instant::now() + look_every, look_every);
@@ -134,7 +135,7 @@ impl Tracking {
                         self.sync_held(&mut tracker, &mut polled).await;
                         self.rebalance(&mut tracker, &mut polled, share(fleet)).await;
                         more_to_claim = self.claim(&mut tracker, &mut polled, share(fleet)).await;
-                        if notices.is_some() {
+                        if fleet_mode {
                             // The fallback, should a notice have gone missing unnoticed.
                             self.scan_webhooks(&mut tracker, &mut scanned).await;
                         }
@@ -400,7 +401,7 @@ impl Tracking {
                         .outcomes
                         .get_or_create(&vec![
                             ("outcome", outcome.outcome.as_str().to_owned()),
-                            ("notified_by", notified_by(&outcome).to_owned()),
+                            ("notified_by", outcome.notified_by.as_str().to_owned()),
                         ])
                         .inc();
                     let since = first_sign.unwrap_or(learnt);
@@ -455,12 +456,5 @@ async fn next_notice(notices: &mut Option<WebhookNotices>) -> Option<WebhookNoti
     match notices {
         Some(notices) => notices.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-fn notified_by(outcome: &Outcome) -> &'static str {
-    match outcome.notified_by {
-        bankconnect_core::NotifiedBy::Webhook => "webhook",
-        _ => "poll",
     }
 }
