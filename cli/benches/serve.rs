@@ -236,6 +236,7 @@ fn add_and_intake(runtime: &tokio::runtime::Runtime, requests: usize) {
     let bare = bare_handler(&db);
     let agent = agent();
     let sessions = format!("{}/v1/sessions", serve.base);
+    let (serve_cpu, own_cpu) = (serve.cpu_ms(), proc_stat::cpu_ms(None));
     let (ours, baseline) = alternate(
         requests,
         |i| {
@@ -248,6 +249,11 @@ fn add_and_intake(runtime: &tokio::runtime::Runtime, requests: usize) {
         },
     );
     line("serve_add_session", "ms", ours, baseline);
+    println!(
+        "serve_add_session: CPU per add: serve {:.3} ms; this process (client, bare handler, simulator) {:.3} ms per request",
+        (serve.cpu_ms() - serve_cpu) / requests as f64,
+        (proc_stat::cpu_ms(None) - own_cpu) / (2 * requests) as f64
+    );
     let hooks = format!("{}/webhooks/bankconnect", serve.base);
     let (ours, baseline) = alternate(
         requests,
@@ -473,17 +479,32 @@ fn fleet_scaling(runtime: &tokio::runtime::Runtime, sessions: usize, rounds: usi
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // Other plain arguments pick the cases to run by a part of their name (all when none).
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted =
+        |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    add_and_intake(&runtime, if quick { 200 } else { 600 });
-    restart(&runtime, if quick { 20_000 } else { 100_000 });
-    notice_latency(&runtime, if quick { 200 } else { 1000 });
-    fleet_scaling(
-        &runtime,
-        if quick { 1000 } else { 3000 },
-        if quick { 1 } else { 3 },
-    );
+    if wanted("serve_add_session serve_webhook_intake") {
+        add_and_intake(&runtime, if quick { 200 } else { 600 });
+    }
+    if wanted("serve_restart_100k") {
+        restart(&runtime, if quick { 20_000 } else { 100_000 });
+    }
+    if wanted("serve_notice_latency") {
+        notice_latency(&runtime, if quick { 200 } else { 1000 });
+    }
+    if wanted("fleet_scaling") {
+        fleet_scaling(
+            &runtime,
+            if quick { 1000 } else { 3000 },
+            if quick { 1 } else { 3 },
+        );
+    }
 }
