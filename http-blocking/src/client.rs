@@ -1,15 +1,15 @@
 //! The blocking client: single calls with the policy's retries, and many-session tracking on the
 //! calling thread with a small worker pool for requests in flight.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use bankconnect_core::SchedulerConfig;
 use bankconnect_core::{
     Api, ApiCall, ClientSettings, HttpResult, Outcome, Output, PendingStats, PollPolicy,
-    ProgressReport, RequestId, Retry, SessionId, SessionSnapshot, SessionStatusReply, TrackError,
+    ProgressReport, Retry, SessionId, SessionSnapshot, SessionStatusReply, TrackError,
     TrackerEvent, TrackerSnapshot, TransportError, TransportErrorKind, WebhookHint,
     WebhookRegistration, WebhookUpdated,
 };
@@ -173,18 +173,26 @@ impl Client {
     }
 
     fn tracker_over(&self, core: bankconnect_core::Tracker) -> Tracker {
-        let (events_tx, events) = mpsc::channel();
-        let (work_tx, work_rx) = mpsc::channel();
         Tracker {
-            core,
-            transport: Arc::clone(&self.transport),
-            workers: self.settings.limits.max_in_flight.max(1),
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    core,
+                    events: VecDeque::new(),
+                    idle: false,
+                    feeds: 0,
+                    timed_wait: None,
+                    now: Instant::now(),
+                    waiting: 0,
+                    caller_waiting: false,
+                    stopping: false,
+                }),
+                work: Condvar::new(),
+                events_ready: Condvar::new(),
+                transport: Arc::clone(&self.transport),
+            }),
+            taken: VecDeque::new(),
+            max_workers: self.settings.limits.max_in_flight.max(1),
             spawned: 0,
-            work_tx,
-            queue: Arc::new(Mutex::new(work_rx)),
-            events_tx,
-            events,
-            feeds: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 }
@@ -199,35 +207,94 @@ fn send_guarded(transport: &dyn BlockingTransport, request: http::Request<Vec<u8
     })
 }
 
-enum Event {
-    Response(RequestId, HttpResult),
-    Webhook(WebhookHint),
-    Add(SessionId),
-    /// A [`SessionFeed`] was dropped: the tracker rechecks whether any is left.
-    FeedClosed,
+/// Events queued for the caller before the workers stop polling and wait for it to read: a
+/// caller that stops reading stops the tracker instead of growing a queue without bound.
+const MAX_QUEUED_EVENTS: usize = 1024;
+
+/// What the tracker's threads share: the core tracker and its queue of events, under one lock.
+struct Shared {
+    state: Mutex<State>,
+    /// Workers wait here for something to do (a due time, a response, an added session).
+    work: Condvar,
+    /// The caller of [`Tracker::next_event`] waits here for an event or the end.
+    events_ready: Condvar,
+    transport: Arc<dyn BlockingTransport>,
+}
+
+struct State {
+    core: bankconnect_core::Tracker,
+    /// Events for the caller, oldest first.
+    events: VecDeque<TrackerEvent>,
+    /// The core said idle (nothing tracked, nothing in flight, nothing to hand out) and nothing
+    /// was added since.
+    idle: bool,
+    /// Live [`SessionFeed`]s: while any lives, running out of sessions is not the end.
+    feeds: usize,
+    /// The earliest time a worker waits for with a timeout: the others wait without one.
+    timed_wait: Option<Instant>,
+    /// The latest time handed to the core: it only moves forward, whichever thread reads the
+    /// clock first.
+    now: Instant,
+    /// Workers waiting on [`Shared::work`].
+    waiting: usize,
+    /// The caller waits on [`Shared::events_ready`] (a notify is a system call even when
+    /// nobody waits, so it is made only when somebody does).
+    caller_waiting: bool,
+    /// The [`Tracker`] was dropped: workers finish what they send and end.
+    stopping: bool,
+}
+
+impl State {
+    fn now(&mut self) -> Instant {
+        self.now = self.now.max(Instant::now());
+        self.now
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change to the state is a whole call into the core, so a thread that panicked
+        // holding the lock left it consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `change` on the state and wakes a worker to look at what it changed.
+    fn change<T>(&self, change: impl FnOnce(&mut State, Instant) -> T) -> T {
+        let mut state = self.lock();
+        let now = state.now();
+        let out = change(&mut state, now);
+        state.idle = false;
+        let (workers, caller) = (state.waiting > 0, state.caller_waiting);
+        drop(state);
+        if workers {
+            self.work.notify_one();
+        }
+        if caller {
+            // Only a caller driving without workers waits on a change.
+            self.events_ready.notify_one();
+        }
+        out
+    }
 }
 
 /// Adds sessions to a running [`Tracker`] from any thread. While one lives, the tracker waits
 /// for more sessions instead of ending when it runs out.
-pub struct SessionFeed {
-    events: Sender<Event>,
-    alive: Arc<std::sync::atomic::AtomicUsize>,
-}
+pub struct SessionFeed(Arc<Shared>);
 
 impl Clone for SessionFeed {
     fn clone(&self) -> Self {
-        self.alive.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Self {
-            events: self.events.clone(),
-            alive: Arc::clone(&self.alive),
-        }
+        self.0.lock().feeds += 1;
+        Self(Arc::clone(&self.0))
     }
 }
 
 impl Drop for SessionFeed {
     fn drop(&mut self) {
-        self.alive.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        let _ = self.events.send(Event::FeedClosed);
+        let mut state = self.0.lock();
+        state.feeds = state.feeds.saturating_sub(1);
+        drop(state);
+        // The caller may be waiting only because this feed lived.
+        self.0.events_ready.notify_all();
     }
 }
 
@@ -240,13 +307,20 @@ impl std::fmt::Debug for SessionFeed {
 impl SessionFeed {
     /// Hands a session to the tracker; `false` if the tracker is gone.
     pub fn send(&self, session: SessionId) -> bool {
-        self.events.send(Event::Add(session)).is_ok()
+        if self.0.lock().stopping {
+            return false;
+        }
+        tracing::debug!(session = %session, "tracking");
+        if let Err(err) = self.0.change(|state, now| state.core.add(now, session)) {
+            tracing::warn!(error = %err, "cannot track a fed session");
+        }
+        true
     }
 }
 
 /// Feeds accepted webhooks to a running [`Tracker`] from any thread.
 #[derive(Clone)]
-pub struct WebhookFeed(Sender<Event>);
+pub struct WebhookFeed(Arc<Shared>);
 
 impl std::fmt::Debug for WebhookFeed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -257,33 +331,44 @@ impl std::fmt::Debug for WebhookFeed {
 impl WebhookFeed {
     /// Hands a webhook to the tracker; `false` if the tracker is gone.
     pub fn send(&self, hint: WebhookHint) -> bool {
-        self.0.send(Event::Webhook(hint)).is_ok()
+        if self.0.lock().stopping {
+            return false;
+        }
+        tracing::debug!(session = %hint.session_id, authenticated = hint.authenticated, "webhook");
+        self.0
+            .change(|state, now| state.core.handle_webhook(now, hint));
+        true
     }
 }
 
-type Job = (RequestId, http::Request<Vec<u8>>, tracing::Span);
-
-/// Many sessions tracked on the calling thread over the core [`bankconnect_core::Tracker`];
-/// requests run on up to `max_in_flight` worker threads.
+/// Many sessions tracked over the core [`bankconnect_core::Tracker`] by up to `max_in_flight`
+/// worker threads, each of which takes the next due request, sends it and feeds the answer back
+/// itself (no hand-off per request); [`Tracker::next_event`] hands out what they find.
+///
+/// Tracking goes on between calls to `next_event` (up to a bounded queue of unread events);
+/// dropping the tracker stops it (a request in flight is finished, its answer dropped).
 pub struct Tracker {
-    core: bankconnect_core::Tracker,
-    transport: Arc<dyn BlockingTransport>,
-    workers: usize,
+    shared: Arc<Shared>,
+    /// Events taken from the shared queue and not handed out yet.
+    taken: VecDeque<TrackerEvent>,
+    max_workers: usize,
     spawned: usize,
-    work_tx: Sender<Job>,
-    queue: Arc<Mutex<Receiver<Job>>>,
-    events_tx: Sender<Event>,
-    events: Receiver<Event>,
-    /// Live [`SessionFeed`]s: while any lives, running out of sessions is not the end.
-    feeds: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Tracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.shared.lock();
         f.debug_struct("Tracker")
-            .field("sessions", &self.core.len())
-            .field("in_flight", &self.core.in_flight())
+            .field("sessions", &state.core.len())
+            .field("in_flight", &state.core.in_flight())
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.shared.lock().stopping = true;
+        self.shared.work.notify_all();
     }
 }
 
@@ -291,7 +376,8 @@ impl Tracker {
     /// Starts tracking a session now (a webhook already kept for it is applied).
     pub fn add(&mut self, session: SessionId) -> Result<(), TrackError> {
         tracing::debug!(session = %session, "tracking");
-        self.core.add(Instant::now(), session)
+        self.shared
+            .change(|state, now| state.core.add(now, session))
     }
 
     /// Starts tracking a session that has already waited `elapsed` (counted toward its max
@@ -303,78 +389,82 @@ impl Tracker {
         max_wait: Option<std::time::Duration>,
     ) -> Result<(), TrackError> {
         tracing::debug!(session = %session, elapsed_ms = elapsed.as_millis() as u64, "tracking");
-        self.core
-            .add_started(Instant::now(), session, elapsed, max_wait)
+        self.shared
+            .change(|state, now| state.core.add_started(now, session, elapsed, max_wait))
     }
 
     /// Stops tracking a session without an outcome, returning its resumable state.
     pub fn remove(&mut self, session: &SessionId) -> Option<SessionSnapshot> {
-        self.core.remove(Instant::now(), session)
+        let mut state = self.shared.lock();
+        let now = state.now();
+        state.core.remove(now, session)
     }
 
     /// Sessions still tracked.
     pub fn len(&self) -> usize {
-        self.core.len()
+        self.shared.lock().core.len()
     }
 
     /// Whether nothing is tracked.
     pub fn is_empty(&self) -> bool {
-        self.core.is_empty()
+        self.shared.lock().core.is_empty()
     }
 
     /// A handle to feed webhooks in while tracking.
     pub fn webhook_feed(&self) -> WebhookFeed {
-        WebhookFeed(self.events_tx.clone())
+        WebhookFeed(Arc::clone(&self.shared))
     }
 
     /// A handle to add sessions while tracking (e.g. as lines arrive on stdin); the tracker
     /// goes on waiting for sessions until every feed is dropped.
     pub fn session_feed(&self) -> SessionFeed {
-        self.feeds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        SessionFeed {
-            events: self.events_tx.clone(),
-            alive: Arc::clone(&self.feeds),
-        }
+        self.shared.lock().feeds += 1;
+        SessionFeed(Arc::clone(&self.shared))
     }
 
     /// Feeds a webhook directly (same thread). One for a session not tracked yet is kept
     /// (bounded) and applied when the session is added.
     pub fn handle_webhook(&mut self, hint: WebhookHint) {
         tracing::debug!(session = %hint.session_id, authenticated = hint.authenticated, "webhook");
-        self.core.handle_webhook(Instant::now(), hint);
+        self.shared
+            .change(|state, now| state.core.handle_webhook(now, hint));
     }
 
     /// What became of webhooks for sessions not tracked when they came.
     pub fn pending_webhooks(&self) -> PendingStats {
-        self.core.pending_webhooks()
+        self.shared.lock().core.pending_webhooks()
     }
 
     /// The whole tracker's resumable state (requests in flight are re-sent on resume).
     pub fn snapshot(&self) -> TrackerSnapshot {
-        self.core.snapshot(Instant::now(), SystemTime::now())
+        let mut state = self.shared.lock();
+        let now = state.now();
+        state.core.snapshot(now, SystemTime::now())
     }
 
-    fn dispatch(&mut self, job: Job) {
-        // Start workers lazily, one per request in flight, up to the cap.
-        if self.spawned < self.workers && self.spawned < self.core.in_flight() {
-            let queue = Arc::clone(&self.queue);
-            let transport = Arc::clone(&self.transport);
-            let events = self.events_tx.clone();
-            let spawned = std::thread::Builder::new()
-                .name("bankconnect-worker".into())
-                .spawn(move || worker(&queue, transport.as_ref(), &events));
-            if spawned.is_ok() {
-                self.spawned += 1;
+    /// Starts worker threads up to one per tracked session (all of them while a session feed
+    /// may bring more), at most `max_in_flight`; the number started (0 only if the system
+    /// refused every thread).
+    fn start_workers(&mut self) -> usize {
+        let wanted = {
+            let state = self.shared.lock();
+            if state.feeds > 0 {
+                self.max_workers
+            } else {
+                state.core.len().clamp(1, self.max_workers)
             }
+        };
+        while self.spawned < wanted {
+            let shared = Arc::clone(&self.shared);
+            let started = std::thread::Builder::new()
+                .name("bankconnect-worker".into())
+                .spawn(move || worker(&shared));
+            if started.is_err() {
+                break;
+            }
+            self.spawned += 1;
         }
-        let id = job.0;
-        if self.spawned == 0 || self.work_tx.send(job).is_err() {
-            let failure = TransportError::new(
-                TransportErrorKind::Other,
-                "no worker thread could be started",
-            );
-            self.core.handle_response(Instant::now(), id, Err(failure));
-        }
+        self.spawned
     }
 
     /// Drives everything until the next session ends; `None` once nothing is tracked.
@@ -389,77 +479,162 @@ impl Tracker {
     /// Drives everything until the next event: a progress update (when the limits ask for them
     /// with `progress_updates`) or a session's outcome; `None` once nothing is tracked.
     pub fn next_event(&mut self) -> Option<TrackerEvent> {
+        if self.start_workers() == 0 {
+            return self.next_event_without_workers();
+        }
+        if let Some(event) = self.taken.pop_front() {
+            return Some(event);
+        }
+        let shared = Arc::clone(&self.shared);
+        let mut state = shared.lock();
         loop {
-            let event = match self.core.poll_output(Instant::now()) {
+            if !state.events.is_empty() {
+                if state.events.len() >= MAX_QUEUED_EVENTS && state.waiting > 0 {
+                    // The workers stopped at the bound: room again.
+                    shared.work.notify_all();
+                }
+                // All at once: one lock for every event queued.
+                std::mem::swap(&mut self.taken, &mut state.events);
+                drop(state);
+                return self.taken.pop_front();
+            }
+            if state.idle && state.feeds == 0 {
+                return None;
+            }
+            state.caller_waiting = true;
+            state = shared
+                .events_ready
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.caller_waiting = false;
+        }
+    }
+
+    /// The system refused every worker thread: each request fails as a transport error, so
+    /// every session still ends with an outcome.
+    fn next_event_without_workers(&mut self) -> Option<TrackerEvent> {
+        let mut state = self.shared.lock();
+        loop {
+            if let Some(event) = state.events.pop_front() {
+                return Some(event);
+            }
+            let now = state.now();
+            match state.core.poll_output(now) {
                 Output::Send(transmit) => {
-                    // One span per request, carrying the session (never a secret).
-                    let span = tracing::debug_span!(
-                        "bankconnect_request",
-                        session = %transmit.session_id,
-                        kind = transmit.kind.as_str(),
-                        request = transmit.id.get()
+                    let failure = TransportError::new(
+                        TransportErrorKind::Other,
+                        "no worker thread could be started",
                     );
-                    tracing::debug!(parent: &span, "send");
-                    self.dispatch((transmit.id, transmit.request, span));
-                    continue;
+                    state.core.handle_response(now, transmit.id, Err(failure));
                 }
                 Output::Event(event) => return Some(event),
-                Output::Idle if self.feeds.load(std::sync::atomic::Ordering::SeqCst) == 0 => {
-                    return None
-                }
-                // Nothing left, but a feed may bring more.
-                Output::Idle => match self.events.recv() {
-                    Ok(event) => event,
-                    Err(_) => return None,
-                },
+                Output::Idle if state.feeds == 0 => return None,
                 Output::WaitUntil(at) => {
-                    match self
-                        .events
-                        .recv_timeout(at.saturating_duration_since(Instant::now()))
-                    {
-                        Ok(event) => event,
-                        Err(RecvTimeoutError::Timeout) => continue,
-                        Err(RecvTimeoutError::Disconnected) => return None,
-                    }
+                    state.caller_waiting = true;
+                    state = self
+                        .shared
+                        .events_ready
+                        .wait_timeout(state, at.saturating_duration_since(now))
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                    state.caller_waiting = false;
                 }
-                _ => match self.events.recv() {
-                    Ok(event) => event,
-                    Err(_) => return None,
-                },
-            };
-            match event {
-                Event::Response(id, result) => {
-                    tracing::debug!(request = id.get(), status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "response");
-                    self.core.handle_response(Instant::now(), id, result);
+                _ => {
+                    state.caller_waiting = true;
+                    state = self
+                        .shared
+                        .events_ready
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    state.caller_waiting = false;
                 }
-                Event::Webhook(hint) => self.handle_webhook(hint),
-                Event::Add(session) => {
-                    if let Err(err) = self.add(session) {
-                        tracing::warn!(error = %err, "cannot track a fed session");
-                    }
-                }
-                Event::FeedClosed => {}
             }
         }
     }
 }
 
-fn worker(queue: &Mutex<Receiver<Job>>, transport: &dyn BlockingTransport, events: &Sender<Event>) {
+/// One worker: take what the core hands out, under the lock; send without it; feed the answer
+/// back; wait (one worker with the next due time, the others until woken) when nothing is due.
+fn worker(shared: &Shared) {
+    let mut state = shared.lock();
     loop {
-        let job = match queue.lock() {
-            Ok(receiver) => receiver.recv(),
-            Err(_) => return,
-        };
-        let Ok((id, request, span)) = job else {
-            return; // The tracker is gone.
-        };
-        let result = span.in_scope(|| {
-            let result = send_guarded(transport, request);
-            tracing::debug!(status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "response");
-            result
-        });
-        if events.send(Event::Response(id, result)).is_err() {
+        if state.stopping {
             return;
         }
+        if state.events.len() >= MAX_QUEUED_EVENTS {
+            state = wait(shared, state, None);
+            continue;
+        }
+        let now = state.now();
+        match state.core.poll_output(now) {
+            Output::Send(transmit) => {
+                if state.timed_wait.is_none() && state.waiting > 0 {
+                    // Nobody waits for the next due time: hand that to an idle worker.
+                    shared.work.notify_one();
+                }
+                drop(state);
+                // One span per request, carrying the session (never a secret).
+                let span = tracing::debug_span!(
+                    "bankconnect_request",
+                    session = %transmit.session_id,
+                    kind = transmit.kind.as_str(),
+                    request = transmit.id.get()
+                );
+                let result = span.in_scope(|| {
+                    tracing::debug!("send");
+                    let result = send_guarded(shared.transport.as_ref(), transmit.request);
+                    tracing::debug!(status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "response");
+                    result
+                });
+                state = shared.lock();
+                let now = state.now();
+                state.core.handle_response(now, transmit.id, result);
+            }
+            Output::Event(event) => {
+                state.events.push_back(event);
+                if state.caller_waiting {
+                    shared.events_ready.notify_one();
+                }
+            }
+            Output::Idle => {
+                state.idle = true;
+                if state.caller_waiting {
+                    shared.events_ready.notify_one();
+                }
+                state = wait(shared, state, None);
+            }
+            Output::WaitUntil(at) if state.timed_wait.is_none_or(|t| t > at) => {
+                state.timed_wait = Some(at);
+                state = wait(shared, state, Some(at.saturating_duration_since(now)));
+                if state.timed_wait == Some(at) {
+                    state.timed_wait = None;
+                }
+            }
+            // Another worker wakes by then, or a response or an added session comes first.
+            _ => state = wait(shared, state, None),
+        }
     }
+}
+
+fn wait<'a>(
+    shared: &'a Shared,
+    mut state: MutexGuard<'a, State>,
+    timeout: Option<std::time::Duration>,
+) -> MutexGuard<'a, State> {
+    state.waiting += 1;
+    let mut state = match timeout {
+        Some(timeout) => {
+            shared
+                .work
+                .wait_timeout(state, timeout)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0
+        }
+        None => shared
+            .work
+            .wait(state)
+            .unwrap_or_else(PoisonError::into_inner),
+    };
+    state.waiting = state.waiting.saturating_sub(1);
+    state
 }
