@@ -86,7 +86,9 @@ pub use request::{
 pub use scheduler::{
     ProgressUpdate, RequestTicket, ScheduledRequest, Scheduler, SchedulerConfig, WebhookDisposition,
 };
-pub use session::{Action, Input, RequestKind, SessionSnapshot, TrackError, TrackedSession};
+pub use session::{
+    Action, Answer, Input, RequestKind, SessionSnapshot, TrackError, TrackedSession,
+};
 pub use session_status::{classify_session_status, SessionStatus, SessionStatusReply};
 pub use status::{AccountStatus, EventName, SessionProgress, Source, StageStatus};
 pub use throttle::RateLimit;

@@ -18,13 +18,14 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{retry_after_of, HttpResult};
+use crate::classify::HttpResult;
 use crate::ids::SessionId;
 use crate::outcome::Outcome;
 use crate::policy::{PolicyError, PollPolicy};
 use crate::request::Api;
 use crate::session::{
-    build_request, RequestKind, SessionMachine, SessionSnapshot, Step, TrackError,
+    build_request, Answer, AnswerSignal, RequestKind, SessionMachine, SessionSnapshot, Step,
+    TrackError,
 };
 use crate::throttle::{Adaptive, RateLimit, TokenBucket};
 use crate::transport_error::{TransportError, TransportErrorKind};
@@ -412,15 +413,21 @@ impl Scheduler {
 
     /// Feeds the result of a request handed out by `poll_request`.
     pub fn handle_response(&mut self, now: Instant, ticket: RequestTicket, result: HttpResult) {
+        let answer = Answer::classify(ticket.kind, result);
+        self.handle_answer(now, ticket, answer);
+    }
+
+    /// Feeds a result classified already (see [`Answer`]); the same as
+    /// [`handle_response`](Self::handle_response) otherwise.
+    pub fn handle_answer(&mut self, now: Instant, ticket: RequestTicket, answer: Answer) {
         self.in_flight = self.in_flight.saturating_sub(1);
         if self.config.adaptive_rate_limiting {
-            match &result {
-                Ok(response) if response.status() == http::StatusCode::TOO_MANY_REQUESTS => {
-                    let asked = retry_after_of(response);
+            match answer.signal() {
+                AnswerSignal::RateLimited(asked) => {
                     self.adaptive.on_rate_limited(now, asked, &self.policy);
                 }
-                Ok(_) => self.adaptive.on_answer(),
-                Err(_) => {}
+                AnswerSignal::Answered => self.adaptive.on_answer(),
+                AnswerSignal::NoAnswer => {}
             }
         }
         let Some(entry) = self.slots.get_mut(ticket.slot as usize) else {
@@ -430,7 +437,7 @@ impl Scheduler {
             return; // The session was removed meanwhile.
         }
         if let Some(machine) = entry.machine.as_mut() {
-            machine.handle_response(now, result, &self.policy);
+            machine.handle_answer(now, answer, &self.policy);
             if self.config.progress_updates && ticket.kind == RequestKind::Progress {
                 if let Some((session_progress, stages_done, stages_total)) =
                     machine.progress_summary()

@@ -26,7 +26,7 @@ use crate::ids::SessionId;
 use crate::jitter::JitterRng;
 use crate::outcome::{NotifiedBy, Outcome, OutcomeError, OutcomeKind};
 use crate::policy::{PolicyError, PollPolicy};
-use crate::progress::StatementProgress;
+use crate::progress::{ProgressReport, StatementProgress};
 use crate::request::{Api, RequestError};
 use crate::session_status::{classify_session_status, SessionStatusReply};
 use crate::status::SessionProgress;
@@ -51,6 +51,66 @@ impl RequestKind {
             Self::SessionStatus => "session_status",
         }
     }
+}
+
+/// A response classified for the kind of request it answers: the pure (and costliest) part of
+/// handling it, which a driver may do away from the tracker, e.g. outside the lock that its
+/// worker threads share, before feeding it with
+/// [`Tracker::handle_answer`](crate::Tracker::handle_answer).
+///
+/// ```
+/// use bankconnect_core::{Answer, Classified, RequestKind};
+///
+/// let response = http::Response::builder()
+///     .status(200)
+///     .body(br#"{"session_id":"s-1","session_progress":"completed","statements":[]}"#.to_vec())?;
+/// let answer = Answer::classify(RequestKind::Progress, Ok(response));
+/// assert!(matches!(answer, Answer::Progress(Classified::Ok(_))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+#[allow(clippy::exhaustive_enums)] // closed: one per RequestKind
+pub enum Answer {
+    /// To a progress request.
+    Progress(Classified<ProgressReport>),
+    /// To a session_status request.
+    SessionStatus(Classified<SessionStatusReply>),
+}
+
+impl Answer {
+    /// Classifies the result of a request of `kind`.
+    pub fn classify(kind: RequestKind, result: HttpResult) -> Self {
+        match kind {
+            RequestKind::Progress => Self::Progress(classify_progress(result)),
+            RequestKind::SessionStatus => Self::SessionStatus(classify_session_status(result)),
+        }
+    }
+
+    /// What the answer tells the adaptive rate limit.
+    pub(crate) fn signal(&self) -> AnswerSignal {
+        let transient = match self {
+            Self::Progress(Classified::Transient(failure))
+            | Self::SessionStatus(Classified::Transient(failure)) => failure,
+            _ => return AnswerSignal::Answered,
+        };
+        match transient {
+            TransientFailure::Transport(_) => AnswerSignal::NoAnswer,
+            TransientFailure::RateLimited { retry_after } => {
+                AnswerSignal::RateLimited(*retry_after)
+            }
+            _ => AnswerSignal::Answered,
+        }
+    }
+}
+
+/// What an answer tells the adaptive rate limit.
+pub(crate) enum AnswerSignal {
+    /// 429, with the server's `Retry-After`.
+    RateLimited(Option<Duration>),
+    /// Any other HTTP answer.
+    Answered,
+    /// No HTTP answer at all.
+    NoAnswer,
 }
 
 /// What the driver should do next for a session.
@@ -276,12 +336,30 @@ impl SessionMachine {
         result: HttpResult,
         policy: &PollPolicy,
     ) {
+        if let Phase::InFlight(kind) = self.phase {
+            self.handle_answer(now, Answer::classify(kind, result), policy);
+        }
+    }
+
+    pub(crate) fn handle_answer(&mut self, now: Instant, answer: Answer, policy: &PollPolicy) {
         let Phase::InFlight(kind) = self.phase else {
             return;
         };
-        match kind {
-            RequestKind::Progress => self.handle_progress(now, result, policy),
-            RequestKind::SessionStatus => self.handle_session_status(now, result, policy),
+        match answer {
+            Answer::Progress(classified) if kind == RequestKind::Progress => {
+                self.handle_progress(now, classified, policy)
+            }
+            Answer::SessionStatus(classified) if kind == RequestKind::SessionStatus => {
+                self.handle_session_status(now, classified, policy)
+            }
+            // A driver's mix-up: counted as a failed request, so the session goes on.
+            _ => {
+                let failure = TransientFailure::Transport(crate::TransportError::new(
+                    crate::TransportErrorKind::Other,
+                    "the answer was classified for another kind of request",
+                ));
+                self.transient(now, failure, kind, policy);
+            }
         }
         // A request answered after the max wait ends the session now, whatever it said.
         if matches!(self.phase, Phase::Due(..)) && now >= self.deadline(policy) {
@@ -289,8 +367,13 @@ impl SessionMachine {
         }
     }
 
-    fn handle_progress(&mut self, now: Instant, result: HttpResult, policy: &PollPolicy) {
-        match classify_progress(result) {
+    fn handle_progress(
+        &mut self,
+        now: Instant,
+        classified: Classified<ProgressReport>,
+        policy: &PollPolicy,
+    ) {
+        match classified {
             Classified::Ok(report) if report.session_id != self.id => {
                 let failure = TransientFailure::UnparsableBody {
                     http_status: 200,
@@ -345,9 +428,14 @@ impl SessionMachine {
         }
     }
 
-    fn handle_session_status(&mut self, now: Instant, result: HttpResult, policy: &PollPolicy) {
+    fn handle_session_status(
+        &mut self,
+        now: Instant,
+        classified: Classified<SessionStatusReply>,
+        policy: &PollPolicy,
+    ) {
         let stage_failure = self.completed_with_stage_failure.unwrap_or(false);
-        match classify_session_status(result) {
+        match classified {
             Classified::Ok(SessionStatusReply::Ready(status)) => {
                 let by = self.notified_by();
                 self.end_completed(now, stage_failure, status.accounts, None, by);

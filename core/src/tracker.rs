@@ -16,7 +16,7 @@ use crate::ids::SessionId;
 use crate::one_shot::ClientError;
 use crate::outcome::Outcome;
 use crate::scheduler::{ProgressUpdate, RequestTicket, Scheduler, WebhookDisposition};
-use crate::session::{RequestKind, SessionSnapshot, TrackError};
+use crate::session::{Answer, RequestKind, SessionSnapshot, TrackError};
 use crate::webhook_hint::WebhookHint;
 
 /// Identifies a request handed out by [`Tracker::poll_output`]; give it back with the result.
@@ -381,6 +381,15 @@ impl Tracker {
     pub fn handle_response(&mut self, now: Instant, id: RequestId, result: HttpResult) {
         if let Some(ticket) = self.tickets.remove(&id) {
             self.scheduler.handle_response(now, ticket, result);
+        }
+    }
+
+    /// Feeds the result of a request handed out as [`Output::Send`], classified already with
+    /// [`Answer::classify`] and the [`Transmit::kind`] (so that a driver can classify away from
+    /// the tracker); the same as [`handle_response`](Self::handle_response) otherwise.
+    pub fn handle_answer(&mut self, now: Instant, id: RequestId, answer: Answer) {
+        if let Some(ticket) = self.tickets.remove(&id) {
+            self.scheduler.handle_answer(now, ticket, answer);
         }
     }
 

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bankconnect_core::SchedulerConfig;
 use bankconnect_core::{
-    ClientSettings, HttpResult, NotifiedBy, Outcome, OutcomeKind, Output, PendingLimits,
-    PollPolicy, RateLimit, RequestId, SnapshotError, Tracker, TrackerEvent, TrackerSnapshot,
-    WebhookHint,
+    Answer, ClientSettings, HttpResult, NotifiedBy, Outcome, OutcomeKind, Output, PendingLimits,
+    PollPolicy, RateLimit, RequestId, RequestKind, SnapshotError, Tracker, TrackerEvent,
+    TrackerSnapshot, WebhookHint,
 };
 use common::*;
 use proptest::prelude::*;
@@ -209,6 +209,44 @@ fn unknown_and_repeated_request_ids_are_ignored() {
         matches!(tracker.poll_output(t0), Output::WaitUntil(at) if at == t0 + Duration::from_millis(100))
     );
     assert_eq!(tracker.len(), 1);
+}
+
+#[test]
+fn answers_classified_off_the_tracker_count_as_responses_and_a_mix_up_is_retried() {
+    let t0 = Instant::now();
+    let mut tracker = Tracker::new(&settings(fast(), SchedulerConfig::default())).unwrap();
+    tracker.add(t0, sid("s1")).unwrap();
+    let Output::Send(transmit) = tracker.poll_output(t0) else {
+        panic!("first poll at once")
+    };
+    assert_eq!(transmit.kind, RequestKind::Progress);
+    // Classified for the wrong kind of request: a failed request, retried (not stuck in flight).
+    let wrong = Answer::classify(RequestKind::SessionStatus, completed("s1"));
+    tracker.handle_answer(t0, transmit.id, wrong);
+    assert_eq!(tracker.in_flight(), 0);
+    assert_eq!(tracker.len(), 1);
+    let mut now = t0;
+    let mut outcome = None;
+    for _ in 0..100 {
+        match tracker.poll_output(now) {
+            Output::Send(transmit) => {
+                let result = if transmit.kind == RequestKind::Progress {
+                    completed("s1")
+                } else {
+                    session_status("s1", "completed", "", "")
+                };
+                let answer = Answer::classify(transmit.kind, result);
+                tracker.handle_answer(now, transmit.id, answer);
+            }
+            Output::WaitUntil(at) => now = at,
+            Output::Event(TrackerEvent::Outcome(done)) => outcome = Some(done),
+            Output::Idle => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let outcome = outcome.expect("the session ends");
+    assert_eq!(outcome.outcome, OutcomeKind::Completed);
+    assert!(now > t0, "the mix-up was retried after a delay");
 }
 
 #[test]

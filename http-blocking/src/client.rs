@@ -1,5 +1,5 @@
-//! The blocking client: single calls with the policy's retries, and many-session tracking on the
-//! calling thread with a small worker pool for requests in flight.
+//! The blocking client: single calls with the policy's retries, and many-session tracking by a
+//! pool of worker threads that share the core tracker (each sends what it takes from it).
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use bankconnect_core::SchedulerConfig;
 use bankconnect_core::{
-    Api, ApiCall, ClientSettings, HttpResult, Outcome, Output, PendingStats, PollPolicy,
+    Answer, Api, ApiCall, ClientSettings, HttpResult, Outcome, Output, PendingStats, PollPolicy,
     ProgressReport, Retry, SessionId, SessionSnapshot, SessionStatusReply, TrackError,
     TrackerEvent, TrackerSnapshot, TransportError, TransportErrorKind, WebhookHint,
     WebhookRegistration, WebhookUpdated,
@@ -185,6 +185,7 @@ impl Client {
                     waiting: 0,
                     caller_waiting: false,
                     stopping: false,
+                    worker_panicked: false,
                 }),
                 work: Condvar::new(),
                 events_ready: Condvar::new(),
@@ -242,6 +243,8 @@ struct State {
     caller_waiting: bool,
     /// The [`Tracker`] was dropped: workers finish what they send and end.
     stopping: bool,
+    /// A worker panicked (a bug): the caller panics too rather than wait for nothing.
+    worker_panicked: bool,
 }
 
 impl State {
@@ -501,6 +504,10 @@ impl Tracker {
             if state.idle && state.feeds == 0 {
                 return None;
             }
+            if state.worker_panicked {
+                drop(state);
+                std::panic::resume_unwind(Box::new("a bankconnect worker thread panicked"));
+            }
             state.caller_waiting = true;
             state = shared
                 .events_ready
@@ -556,6 +563,7 @@ impl Tracker {
 /// One worker: take what the core hands out, under the lock; send without it; feed the answer
 /// back; wait (one worker with the next due time, the others until woken) when nothing is due.
 fn worker(shared: &Shared) {
+    let _panic = PanicGuard(shared);
     let mut state = shared.lock();
     loop {
         if state.stopping {
@@ -580,15 +588,16 @@ fn worker(shared: &Shared) {
                     kind = transmit.kind.as_str(),
                     request = transmit.id.get()
                 );
-                let result = span.in_scope(|| {
+                let answer = span.in_scope(|| {
                     tracing::debug!("send");
                     let result = send_guarded(shared.transport.as_ref(), transmit.request);
                     tracing::debug!(status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "response");
-                    result
+                    // Parsed before taking the lock, so that the workers parse side by side.
+                    Answer::classify(transmit.kind, result)
                 });
                 state = shared.lock();
                 let now = state.now();
-                state.core.handle_response(now, transmit.id, result);
+                state.core.handle_answer(now, transmit.id, answer);
             }
             Output::Event(event) => {
                 state.events.push_back(event);
@@ -612,6 +621,18 @@ fn worker(shared: &Shared) {
             }
             // Another worker wakes by then, or a response or an added session comes first.
             _ => state = wait(shared, state, None),
+        }
+    }
+}
+
+/// Tells the caller when its worker unwinds, so that it does not wait for events forever.
+struct PanicGuard<'a>(&'a Shared);
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().worker_panicked = true;
+            self.0.events_ready.notify_all();
         }
     }
 }
