@@ -7,10 +7,10 @@ use std::time::{Instant, SystemTime};
 
 use bankconnect_core::SchedulerConfig;
 use bankconnect_core::{
-    Api, ApiCall, ClientSettings, Outcome, Output, PendingStats, PollPolicy, ProgressReport,
-    RequestId, Retry, SessionId, SessionSnapshot, SessionStatusReply, TrackError, TrackerEvent,
-    TrackerSnapshot, TransportError, TransportErrorKind, WebhookHint, WebhookRegistration,
-    WebhookUpdated,
+    Answer, Api, ApiCall, ClientSettings, Outcome, Output, PendingStats, PollPolicy,
+    ProgressReport, RequestId, RequestKind, Retry, SessionId, SessionSnapshot, SessionStatusReply,
+    TrackError, TrackerEvent, TrackerSnapshot, TransportError, TransportErrorKind, WebhookHint,
+    WebhookRegistration, WebhookUpdated,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -214,9 +214,9 @@ impl WebhookFeed {
 pub struct Tracker {
     core: bankconnect_core::Tracker,
     transport: Arc<dyn AsyncTransport>,
-    in_flight: JoinSet<(RequestId, bankconnect_core::HttpResult)>,
+    in_flight: JoinSet<(RequestId, Answer)>,
     /// Which request each task carries, for a task that panicked.
-    tasks: HashMap<tokio::task::Id, RequestId>,
+    tasks: HashMap<tokio::task::Id, (RequestId, RequestKind)>,
     webhooks_tx: mpsc::UnboundedSender<WebhookHint>,
     webhooks: mpsc::UnboundedReceiver<WebhookHint>,
     /// Sessions fed while tracking; weak, so the channel closes with the last [`SessionFeed`].
@@ -355,16 +355,17 @@ impl Tracker {
                     );
                     tracing::debug!(parent: &span, "send");
                     let transport = Arc::clone(&self.transport);
-                    let (id, request) = (transmit.id, transmit.request);
+                    let (id, kind, request) = (transmit.id, transmit.kind, transmit.request);
                     let handle = self.in_flight.spawn(
                         async move {
                             let result = transport.send(request).await;
                             tracing::debug!(status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "response");
-                            (id, result)
+                            // Parsed in the request's task, on any of the runtime's workers.
+                            (id, Answer::classify(kind, result))
                         }
                         .instrument(span),
                     );
-                    self.tasks.insert(handle.id(), id);
+                    self.tasks.insert(handle.id(), (id, kind));
                     continue;
                 }
                 Output::Event(event) => return Some(event),
@@ -387,15 +388,21 @@ impl Tracker {
             };
             tokio::select! {
                 Some(joined) = self.in_flight.join_next_with_id() => {
-                    let (task, id, result) = match joined {
-                        Ok((task, (id, result))) => (task, Some(id), result),
-                        Err(err) => (err.id(), None, Err(TransportError::new(TransportErrorKind::Other, "the transport task failed"))),
+                    let (id, answer) = match joined {
+                        Ok((task, (id, answer))) => {
+                            self.tasks.remove(&task);
+                            (id, answer)
+                        }
+                        Err(err) => {
+                            let Some((id, kind)) = self.tasks.remove(&err.id()) else {
+                                continue;
+                            };
+                            let failure = TransportError::new(TransportErrorKind::Other, "the transport task failed");
+                            (id, Answer::classify(kind, Err(failure)))
+                        }
                     };
-                    let id = self.tasks.remove(&task).or(id);
-                    if let Some(id) = id {
-                        tracing::debug!(request = id.get(), status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "response");
-                        self.core.handle_response(Instant::now(), id, result);
-                    }
+                    tracing::debug!(request = id.get(), "answer");
+                    self.core.handle_answer(Instant::now(), id, answer);
                 }
                 Some(hint) = self.webhooks.recv() => self.handle_webhook(hint),
                 Some(session) = recv_fed(&mut self.adds) => self.add_fed(session),
