@@ -1,5 +1,5 @@
 //! The blocking client: single calls with the policy's retries, and many-session tracking by a
-//! pool of worker threads that share the core tracker (each sends what it takes from it).
+//! pool of threads (the caller and workers) that share the core tracker, each sending what it takes.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -74,7 +74,7 @@ impl Client {
         self
     }
 
-    /// Sets the client-wide limits (requests in flight = worker threads, rate limit).
+    /// Sets the client-wide limits (requests in flight = driving threads, the caller included; rate limit).
     pub fn with_limits(mut self, limits: SchedulerConfig) -> Self {
         self.settings = self.settings.with_limits(limits);
         self
@@ -238,8 +238,8 @@ struct State {
     now: Instant,
     /// Workers waiting on [`Shared::work`].
     waiting: usize,
-    /// The caller waits on [`Shared::events_ready`] (a notify is a system call even when
-    /// nobody waits, so it is made only when somebody does).
+    /// The caller waits on [`Shared::events_ready`], for an event or something to do (a
+    /// notify is a system call even when nobody waits, so it is made only when somebody does).
     caller_waiting: bool,
     /// The [`Tracker`] was dropped: workers finish what they send and end.
     stopping: bool,
@@ -267,15 +267,7 @@ impl Shared {
         let now = state.now();
         let out = change(&mut state, now);
         state.idle = false;
-        let (workers, caller) = (state.waiting > 0, state.caller_waiting);
-        drop(state);
-        if workers {
-            self.work.notify_one();
-        }
-        if caller {
-            // Only a caller driving without workers waits on a change.
-            self.events_ready.notify_one();
-        }
+        wake_one(self, &state);
         out
     }
 }
@@ -345,11 +337,12 @@ impl WebhookFeed {
 }
 
 /// Many sessions tracked over the core [`bankconnect_core::Tracker`] by up to `max_in_flight`
-/// worker threads, each of which takes the next due request, sends it and feeds the answer back
-/// itself (no hand-off per request); [`Tracker::next_event`] hands out what they find.
+/// threads (the caller of [`Tracker::next_event`] and workers), each of which takes the next due
+/// request, sends it and feeds the answer back itself: no hand-off per request.
 ///
-/// Tracking goes on between calls to `next_event` (up to a bounded queue of unread events);
-/// dropping the tracker stops it (a request in flight is finished, its answer dropped).
+/// With workers, tracking goes on between calls to `next_event` (up to a bounded queue of
+/// unread events); dropping the tracker stops them (a request in flight is finished, its
+/// answer dropped). A single session is driven by the caller alone, without threads.
 pub struct Tracker {
     shared: Arc<Shared>,
     /// Events taken from the shared queue and not handed out yet.
@@ -445,10 +438,11 @@ impl Tracker {
         state.core.snapshot(now, SystemTime::now())
     }
 
-    /// Starts worker threads up to one per tracked session (all of them while a session feed
-    /// may bring more), at most `max_in_flight`; the number started (0 only if the system
-    /// refused every thread).
-    fn start_workers(&mut self) -> usize {
+    /// Starts worker threads so that, with the caller, one thread per tracked session drives
+    /// (one per request in flight while a session feed may bring more), at most
+    /// `max_in_flight` in all. One session needs no thread: the caller drives it alone, as it
+    /// does should the system refuse threads.
+    fn start_workers(&mut self) {
         let wanted = {
             let state = self.shared.lock();
             if state.feeds > 0 {
@@ -457,17 +451,19 @@ impl Tracker {
                 state.core.len().clamp(1, self.max_workers)
             }
         };
-        while self.spawned < wanted {
+        while self.spawned + 1 < wanted {
             let shared = Arc::clone(&self.shared);
             let started = std::thread::Builder::new()
                 .name("bankconnect-worker".into())
-                .spawn(move || worker(&shared));
+                .spawn(move || {
+                    let _panic = PanicGuard(&shared);
+                    drive(&shared, Role::Worker);
+                });
             if started.is_err() {
                 break;
             }
             self.spawned += 1;
         }
-        self.spawned
     }
 
     /// Drives everything until the next session ends; `None` once nothing is tracked.
@@ -480,105 +476,64 @@ impl Tracker {
     }
 
     /// Drives everything until the next event: a progress update (when the limits ask for them
-    /// with `progress_updates`) or a session's outcome; `None` once nothing is tracked.
+    /// with `progress_updates`) or a session's outcome; `None` once nothing is tracked. The
+    /// calling thread drives too (it sends requests like a worker) until an event is ready.
     pub fn next_event(&mut self) -> Option<TrackerEvent> {
-        if self.start_workers() == 0 {
-            return self.next_event_without_workers();
-        }
         if let Some(event) = self.taken.pop_front() {
             return Some(event);
         }
-        let shared = Arc::clone(&self.shared);
-        let mut state = shared.lock();
-        loop {
-            if !state.events.is_empty() {
-                if state.events.len() >= MAX_QUEUED_EVENTS && state.waiting > 0 {
-                    // The workers stopped at the bound: room again.
-                    shared.work.notify_all();
-                }
-                // All at once: one lock for every event queued.
-                std::mem::swap(&mut self.taken, &mut state.events);
-                drop(state);
-                return self.taken.pop_front();
-            }
-            if state.idle && state.feeds == 0 {
-                return None;
-            }
-            if state.worker_panicked {
-                drop(state);
-                std::panic::resume_unwind(Box::new("a bankconnect worker thread panicked"));
-            }
-            state.caller_waiting = true;
-            state = shared
-                .events_ready
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
-            state.caller_waiting = false;
-        }
-    }
-
-    /// The system refused every worker thread: each request fails as a transport error, so
-    /// every session still ends with an outcome.
-    fn next_event_without_workers(&mut self) -> Option<TrackerEvent> {
-        let mut state = self.shared.lock();
-        loop {
-            if let Some(event) = state.events.pop_front() {
-                return Some(event);
-            }
-            let now = state.now();
-            match state.core.poll_output(now) {
-                Output::Send(transmit) => {
-                    let failure = TransportError::new(
-                        TransportErrorKind::Other,
-                        "no worker thread could be started",
-                    );
-                    state.core.handle_response(now, transmit.id, Err(failure));
-                }
-                Output::Event(event) => return Some(event),
-                Output::Idle if state.feeds == 0 => return None,
-                Output::WaitUntil(at) => {
-                    state.caller_waiting = true;
-                    state = self
-                        .shared
-                        .events_ready
-                        .wait_timeout(state, at.saturating_duration_since(now))
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                    state.caller_waiting = false;
-                }
-                _ => {
-                    state.caller_waiting = true;
-                    state = self
-                        .shared
-                        .events_ready
-                        .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner);
-                    state.caller_waiting = false;
-                }
-            }
-        }
+        self.start_workers();
+        self.taken = drive(&self.shared, Role::Caller)?;
+        self.taken.pop_front()
     }
 }
 
-/// One worker: take what the core hands out, under the lock; send without it; feed the answer
-/// back; wait (one worker with the next due time, the others until woken) when nothing is due.
-fn worker(shared: &Shared) {
-    let _panic = PanicGuard(shared);
+/// Who runs [`drive`]: a worker thread until the tracker is dropped, or the caller of
+/// [`Tracker::next_event`] until an event is ready.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Worker,
+    Caller,
+}
+
+/// The loop every driving thread runs: take what the core hands out, under the lock; send
+/// without it and classify the answer; feed the answer back; when nothing is due, wait (one
+/// thread with a timeout at the next due time, the others until woken). The caller returns
+/// the queued events as soon as there are any (`None` at the end).
+fn drive(shared: &Shared, role: Role) -> Option<VecDeque<TrackerEvent>> {
     let mut state = shared.lock();
     loop {
-        if state.stopping {
-            return;
-        }
-        if state.events.len() >= MAX_QUEUED_EVENTS {
-            state = wait(shared, state, None);
-            continue;
+        match role {
+            Role::Worker if state.stopping => return None,
+            Role::Worker if state.events.len() >= MAX_QUEUED_EVENTS => {
+                state = park(shared, state, role, None);
+                continue;
+            }
+            Role::Worker => {}
+            Role::Caller => {
+                if !state.events.is_empty() {
+                    if state.events.len() >= MAX_QUEUED_EVENTS && state.waiting > 0 {
+                        // The workers stopped at the bound: room again.
+                        shared.work.notify_all();
+                    }
+                    // All at once: one lock for every event queued.
+                    return Some(std::mem::take(&mut state.events));
+                }
+                if state.idle && state.feeds == 0 {
+                    return None;
+                }
+                if state.worker_panicked {
+                    drop(state);
+                    std::panic::resume_unwind(Box::new("a bankconnect worker thread panicked"));
+                }
+            }
         }
         let now = state.now();
         match state.core.poll_output(now) {
             Output::Send(transmit) => {
-                if state.timed_wait.is_none() && state.waiting > 0 {
-                    // Nobody waits for the next due time: hand that to an idle worker.
-                    shared.work.notify_one();
+                if state.timed_wait.is_none() {
+                    // Nobody waits for the next due time: hand that to a waiting thread.
+                    wake_one(shared, &state);
                 }
                 drop(state);
                 // One span per request, carrying the session (never a secret).
@@ -592,7 +547,7 @@ fn worker(shared: &Shared) {
                     tracing::debug!("send");
                     let result = send_guarded(shared.transport.as_ref(), transmit.request);
                     tracing::debug!(status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "response");
-                    // Parsed before taking the lock, so that the workers parse side by side.
+                    // Parsed before taking the lock, so that the threads parse side by side.
                     Answer::classify(transmit.kind, result)
                 });
                 state = shared.lock();
@@ -610,18 +565,30 @@ fn worker(shared: &Shared) {
                 if state.caller_waiting {
                     shared.events_ready.notify_one();
                 }
-                state = wait(shared, state, None);
+                if role == Role::Caller && state.feeds == 0 {
+                    return None;
+                }
+                state = park(shared, state, role, None);
             }
             Output::WaitUntil(at) if state.timed_wait.is_none_or(|t| t > at) => {
                 state.timed_wait = Some(at);
-                state = wait(shared, state, Some(at.saturating_duration_since(now)));
+                state = park(shared, state, role, Some(at.saturating_duration_since(now)));
                 if state.timed_wait == Some(at) {
                     state.timed_wait = None;
                 }
             }
-            // Another worker wakes by then, or a response or an added session comes first.
-            _ => state = wait(shared, state, None),
+            // Another thread wakes by then, or a response or an added session comes first.
+            _ => state = park(shared, state, role, None),
         }
+    }
+}
+
+/// Wakes one waiting thread to look at the state: a worker if any waits, else the caller.
+fn wake_one(shared: &Shared, state: &State) {
+    if state.waiting > 0 {
+        shared.work.notify_one();
+    } else if state.caller_waiting {
+        shared.events_ready.notify_one();
     }
 }
 
@@ -637,25 +604,36 @@ impl Drop for PanicGuard<'_> {
     }
 }
 
-fn wait<'a>(
+/// Waits (workers on [`Shared::work`], the caller on [`Shared::events_ready`]) until woken or
+/// `timeout`.
+fn park<'a>(
     shared: &'a Shared,
     mut state: MutexGuard<'a, State>,
+    role: Role,
     timeout: Option<std::time::Duration>,
 ) -> MutexGuard<'a, State> {
-    state.waiting += 1;
+    let condvar = match role {
+        Role::Worker => {
+            state.waiting += 1;
+            &shared.work
+        }
+        Role::Caller => {
+            state.caller_waiting = true;
+            &shared.events_ready
+        }
+    };
     let mut state = match timeout {
         Some(timeout) => {
-            shared
-                .work
+            condvar
                 .wait_timeout(state, timeout)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0
         }
-        None => shared
-            .work
-            .wait(state)
-            .unwrap_or_else(PoisonError::into_inner),
+        None => condvar.wait(state).unwrap_or_else(PoisonError::into_inner),
     };
-    state.waiting = state.waiting.saturating_sub(1);
+    match role {
+        Role::Worker => state.waiting = state.waiting.saturating_sub(1),
+        Role::Caller => state.caller_waiting = false,
+    }
     state
 }
