@@ -1,5 +1,6 @@
 //! The transport trait and its ureq implementation.
 
+use std::io::Read;
 use std::time::Duration;
 
 use bankconnect_core::MAX_RESPONSE_BODY;
@@ -62,8 +63,17 @@ impl BlockingTransport for UreqTransport {
         let response = self.agent.run(request).map_err(|err| map_error(&err))?;
         let (parts, mut body) = response.into_parts();
         let limit = u64::try_from(MAX_RESPONSE_BODY).unwrap_or(u64::MAX);
-        let bytes = match body.with_config().limit(limit).read_to_vec() {
-            Ok(bytes) => bytes,
+        // Sized from Content-Length (within the limit), not grown from nothing in steps.
+        let expected = body.content_length().unwrap_or(0).min(limit);
+        let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+        let read = body
+            .with_config()
+            .limit(limit)
+            .reader()
+            .read_to_end(&mut bytes)
+            .map_err(ureq::Error::from);
+        let bytes = match read {
+            Ok(_) => bytes,
             // Over the limit: answer with a body one byte too large, which the classifier refuses.
             Err(ureq::Error::BodyExceedsLimit(_)) => vec![b' '; MAX_RESPONSE_BODY + 1],
             Err(err) => return Err(map_error(&err)),
