@@ -89,33 +89,59 @@ impl Driver for AsyncDriver {
     fn track(&self, sessions: Vec<SessionId>) -> Result<Box<dyn Tracking>, ClientError> {
         let tracker = self.client.track_many(sessions)?;
         Ok(Box::new(AsyncTracking {
-            tracker,
+            webhooks: tracker.webhook_feed(),
+            tracker: Some(tracker),
+            events: None,
             runtime: self.runtime.clone(),
         }))
     }
 }
 
+/// Events queued between the tracker's task and the command before the task waits for it.
+const EVENTS_IN_TRANSIT: usize = 1024;
+
+/// The async tracker, run as a task on the runtime's workers from the first `next_event` on
+/// (next to its requests' tasks, so that a request's answer wakes no other thread); the
+/// command's thread receives only the events.
 struct AsyncTracking {
-    tracker: bankconnect_http_async::Tracker,
+    tracker: Option<bankconnect_http_async::Tracker>,
+    webhooks: bankconnect_http_async::WebhookFeed,
+    events: Option<tokio::sync::mpsc::Receiver<TrackerEvent>>,
     runtime: Handle,
 }
 
 impl Tracking for AsyncTracking {
     fn feed(&self) -> Feed {
-        let feed = self.tracker.webhook_feed();
+        let feed = self.webhooks.clone();
         Box::new(move |hint| {
             feed.send(hint);
         })
     }
 
     fn session_feed(&mut self) -> SessionFeed {
-        let feed = self.tracker.session_feed();
-        Box::new(move |session| feed.send(session))
+        match &mut self.tracker {
+            Some(tracker) => {
+                let feed = tracker.session_feed();
+                Box::new(move |session| feed.send(session))
+            }
+            // Running already: sessions can no longer be fed in.
+            None => Box::new(|_| false),
+        }
     }
 
     fn next_event(&mut self) -> Option<TrackerEvent> {
-        // The requests in flight keep running on the runtime's workers between calls.
-        self.runtime.block_on(self.tracker.next_event())
+        if let Some(mut tracker) = self.tracker.take() {
+            let (tx, rx) = tokio::sync::mpsc::channel(EVENTS_IN_TRANSIT);
+            self.runtime.spawn(async move {
+                while let Some(event) = tracker.next_event().await {
+                    if tx.send(event).await.is_err() {
+                        break; // The command stopped listening.
+                    }
+                }
+            });
+            self.events = Some(rx);
+        }
+        self.events.as_mut()?.blocking_recv()
     }
 }
 

@@ -71,7 +71,13 @@ impl AsyncTransport for ReqwestTransport {
         let mut head = http::Response::new(Vec::new());
         *head.status_mut() = response.status();
         *head.headers_mut() = std::mem::take(response.headers_mut());
-        let mut body = Vec::new();
+        // Sized from Content-Length (within the limit), not grown from nothing in steps.
+        let expected = response.content_length().unwrap_or(0);
+        let mut body = Vec::with_capacity(
+            usize::try_from(expected)
+                .unwrap_or(0)
+                .min(MAX_RESPONSE_BODY + 1),
+        );
         while let Some(chunk) = response.chunk().await.map_err(|err| map_error(&err))? {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_RESPONSE_BODY {
