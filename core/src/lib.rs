@@ -39,6 +39,7 @@ mod classify;
 mod client_settings;
 mod credentials;
 mod delivery_schedule;
+mod driver_client;
 mod error_codes;
 mod error_detail;
 mod ids;

@@ -6,9 +6,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
 
-use bankconnect_core::SchedulerConfig;
 use bankconnect_core::{
-    Answer, Api, ApiCall, ClientSettings, HttpResult, Outcome, Output, PendingStats, PollPolicy,
+    Answer, Api, ApiCall, ClientSettings, HttpResult, Outcome, Output, PendingStats,
     ProgressReport, Retry, SessionId, SessionSnapshot, SessionStatusReply, TrackError,
     TrackerEvent, TrackerSnapshot, TransportError, TransportErrorKind, WebhookHint,
     WebhookRegistration, WebhookUpdated,
@@ -37,63 +36,12 @@ pub struct Client {
     transport: Arc<dyn BlockingTransport>,
 }
 
-impl std::fmt::Debug for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
+bankconnect_core::driver_client_settings!(BlockingTransport);
 
 impl Client {
     /// A client with the default ureq transport (30 s per request).
     pub fn new(api: Api) -> Self {
         Self::with_transport(api, UreqTransport::default())
-    }
-
-    /// A client over your own transport (any `Fn(http::Request<Vec<u8>>) -> HttpResult` too).
-    pub fn with_transport(api: Api, transport: impl BlockingTransport + 'static) -> Self {
-        let settings = ClientSettings::new(api, ClientSettings::seed_from(SystemTime::now()));
-        Self::with_settings(settings, transport)
-    }
-
-    /// A client with every setting given (API, policy, limits, seed, pending-webhook bounds).
-    pub fn with_settings(
-        settings: ClientSettings,
-        transport: impl BlockingTransport + 'static,
-    ) -> Self {
-        Self {
-            settings,
-            transport: Arc::new(transport),
-        }
-    }
-
-    /// Sets the poll policy (validated when used).
-    pub fn with_policy(mut self, policy: PollPolicy) -> Self {
-        self.settings = self.settings.with_policy(policy);
-        self
-    }
-
-    /// Sets the client-wide limits (requests in flight = driving threads, the caller included; rate limit).
-    pub fn with_limits(mut self, limits: SchedulerConfig) -> Self {
-        self.settings = self.settings.with_limits(limits);
-        self
-    }
-
-    /// Sets the jitter seed (for reproducible runs).
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.settings = self.settings.with_seed(seed);
-        self
-    }
-
-    /// The settings in use.
-    pub fn settings(&self) -> &ClientSettings {
-        &self.settings
-    }
-
-    /// The policy in use.
-    pub fn policy(&self) -> &PollPolicy {
-        &self.settings.policy
     }
 
     /// Runs a call: send, then retry as the core says.
@@ -138,38 +86,6 @@ impl Client {
         tracker
             .next_outcome()
             .ok_or_else(|| Error::Stopped(session.clone()))
-    }
-
-    /// Tracks many sessions in one scheduler; call [`Tracker::next_outcome`] for each outcome as it happens.
-    pub fn track_many(
-        &self,
-        sessions: impl IntoIterator<Item = SessionId>,
-    ) -> Result<Tracker, Error> {
-        let mut tracker = self.tracker()?;
-        for session in sessions {
-            tracker.add(session)?;
-        }
-        Ok(tracker)
-    }
-
-    /// An empty tracker to add sessions and feed webhooks to.
-    pub fn tracker(&self) -> Result<Tracker, Error> {
-        Ok(self.tracker_over(bankconnect_core::Tracker::new(&self.settings)?))
-    }
-
-    /// A tracker resumed from a snapshot (see [`Tracker::snapshot`]); the time since it was
-    /// taken counts toward each session's max wait.
-    pub fn resume(
-        &self,
-        snapshot: TrackerSnapshot,
-    ) -> Result<Tracker, bankconnect_core::SnapshotError> {
-        let core = bankconnect_core::Tracker::resume_from(
-            &self.settings,
-            snapshot,
-            Instant::now(),
-            SystemTime::now(),
-        )?;
-        Ok(self.tracker_over(core))
     }
 
     fn tracker_over(&self, core: bankconnect_core::Tracker) -> Tracker {
