@@ -386,9 +386,14 @@ impl SessionMachine {
                 self.last_failure = None;
                 let completed = report.is_completed();
                 self.session_progress = Some(report.session_progress);
-                self.statements = report.statements;
-                // The parser grows the list to 4; many sessions kept for long make it worth trimming.
-                self.statements.shrink_to_fit();
+                // Most polls repeat the last report: keep the list held (trimmed already) rather
+                // than trim a new one, which costs a reallocation per answer.
+                if self.statements != report.statements {
+                    self.statements = report.statements;
+                    // The parser grows the list to 4; many sessions kept for long make it worth
+                    // trimming.
+                    self.statements.shrink_to_fit();
+                }
                 if completed {
                     self.on_completed(now, policy);
                 } else {
