@@ -162,27 +162,36 @@ pub(crate) enum Step {
     Finished,
 }
 
+/// What few sessions carry, boxed so that the many without it stay small (a tracker may hold
+/// hundreds of thousands of sessions).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Rare {
+    /// Time tracked before this process (from a resumed snapshot or an earlier add).
+    carried: Duration,
+    /// This session's own max wait, instead of the policy's.
+    max_wait: Option<Duration>,
+    /// The last transient failure, until a request succeeds.
+    last_failure: Option<TransientFailure>,
+    /// The accounts from an authenticated webhook, once one came.
+    webhook_accounts: Option<Vec<AccountResult>>,
+}
+
 /// The state of one session, without the policy or the API (which a scheduler shares).
 #[derive(Debug, Clone)]
 pub(crate) struct SessionMachine {
     id: SessionId,
     started: Instant,
-    /// Time tracked before this process (from a resumed snapshot).
-    carried: Duration,
-    /// This session's own max wait, instead of the policy's.
-    max_wait: Option<Duration>,
+    /// What few sessions carry (none while nothing unusual happened).
+    rare: Option<Box<Rare>>,
     phase: Phase,
     last_progress_sent: Option<Instant>,
     polls: u32,
     retries: u32,
     failures_in_row: u32,
-    last_failure: Option<TransientFailure>,
     session_progress: Option<SessionProgress>,
     statements: Vec<StatementProgress>,
     /// Whether a webhook named this session (authenticated or not).
     webhook_seen: bool,
-    /// The accounts from an authenticated webhook, once one came.
-    webhook_accounts: Option<Vec<AccountResult>>,
     /// A webhook came while a request was in flight: confirm with one more request.
     confirm_pending: bool,
     /// The completion verdict while `session_status` is being fetched.
@@ -196,18 +205,15 @@ impl SessionMachine {
         Self {
             id,
             started: now,
-            carried: Duration::ZERO,
-            max_wait: None,
+            rare: None,
             phase: Phase::Due(now, RequestKind::Progress),
             last_progress_sent: None,
             polls: 0,
             retries: 0,
             failures_in_row: 0,
-            last_failure: None,
             session_progress: None,
             statements: Vec::new(),
             webhook_seen: false,
-            webhook_accounts: None,
             confirm_pending: false,
             completed_with_stage_failure: None,
             rng,
@@ -224,8 +230,11 @@ impl SessionMachine {
         max_wait: Option<Duration>,
     ) -> Self {
         let mut machine = Self::new(id, now, seed);
-        machine.carried = elapsed;
-        machine.max_wait = max_wait;
+        if !elapsed.is_zero() || max_wait.is_some() {
+            let rare = machine.rare_mut();
+            rare.carried = elapsed;
+            rare.max_wait = max_wait;
+        }
         machine
     }
 
@@ -233,13 +242,51 @@ impl SessionMachine {
         &self.id
     }
 
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Time tracked before this process (from a resumed snapshot or an earlier add).
+    fn carried(&self) -> Duration {
+        self.rare
+            .as_ref()
+            .map_or(Duration::ZERO, |rare| rare.carried)
+    }
+
+    fn max_wait(&self) -> Option<Duration> {
+        self.rare.as_ref().and_then(|rare| rare.max_wait)
+    }
+
+    fn last_failure(&self) -> Option<&TransientFailure> {
+        self.rare
+            .as_ref()
+            .and_then(|rare| rare.last_failure.as_ref())
+    }
+
+    fn set_last_failure(&mut self, failure: Option<TransientFailure>) {
+        match failure {
+            Some(failure) => self.rare_mut().last_failure = Some(failure),
+            None => {
+                if let Some(rare) = self.rare.as_mut() {
+                    rare.last_failure = None;
+                }
+            }
+        }
+    }
+
+    fn webhook_accounts(&self) -> Option<&Vec<AccountResult>> {
+        self.rare
+            .as_ref()
+            .and_then(|rare| rare.webhook_accounts.as_ref())
+    }
+
     fn deadline(&self, policy: &PollPolicy) -> Instant {
-        let max_wait = self.max_wait.unwrap_or(policy.max_wait);
-        self.started + max_wait.saturating_sub(self.carried)
+        let max_wait = self.max_wait().unwrap_or(policy.max_wait);
+        self.started + max_wait.saturating_sub(self.carried())
     }
 
     fn elapsed(&self, now: Instant) -> Duration {
-        self.carried + now.saturating_duration_since(self.started)
+        self.carried() + now.saturating_duration_since(self.started)
     }
 
     /// When this session next needs attention without any input: `None` while a request is in
@@ -323,7 +370,7 @@ impl SessionMachine {
         } else if self.session_progress.is_none() && self.failures_in_row > 0 {
             // Nothing but transient failures the whole time: the API was unreachable, which is
             // more use to the caller than "timed out".
-            let error = self.last_failure.as_ref().map(OutcomeError::from);
+            let error = self.last_failure().map(OutcomeError::from);
             self.end(now, OutcomeKind::TransportError, error);
         } else {
             self.end(now, OutcomeKind::TimedOut, None);
@@ -383,7 +430,7 @@ impl SessionMachine {
             }
             Classified::Ok(report) => {
                 self.failures_in_row = 0;
-                self.last_failure = None;
+                self.set_last_failure(None);
                 let completed = report.is_completed();
                 self.session_progress = Some(report.session_progress);
                 // Most polls repeat the last report: keep the list held (trimmed already) rather
@@ -422,7 +469,11 @@ impl SessionMachine {
             .iter()
             .any(StatementProgress::has_failed_stage);
         let by = self.notified_by();
-        match self.webhook_accounts.take() {
+        match self
+            .rare
+            .as_mut()
+            .and_then(|rare| rare.webhook_accounts.take())
+        {
             // Only an authenticated webhook's accounts get here.
             Some(accounts) => self.end_completed(now, stage_failure, accounts, None, by),
             None if policy.fetch_accounts => {
@@ -484,7 +535,7 @@ impl SessionMachine {
                 self.end_without_accounts(now, reason);
             } else {
                 let error = OutcomeError::from(&failure);
-                self.last_failure = Some(failure);
+                self.set_last_failure(Some(failure));
                 self.end(now, OutcomeKind::TransportError, Some(error));
             }
             return;
@@ -499,7 +550,7 @@ impl SessionMachine {
                 at = at.max(sent + policy.interval);
             }
         }
-        self.last_failure = Some(failure);
+        self.set_last_failure(Some(failure));
         self.phase = Phase::Due(at, kind);
     }
 
@@ -549,7 +600,7 @@ impl SessionMachine {
         }
         self.webhook_seen = true;
         if hint.authenticated {
-            self.webhook_accounts = Some(hint.accounts);
+            self.rare_mut().webhook_accounts = Some(hint.accounts);
         }
     }
 
@@ -632,12 +683,12 @@ impl SessionMachine {
             polls: self.polls,
             retries: self.retries,
             failures_in_row: self.failures_in_row,
-            last_failure: self.last_failure.clone(),
+            last_failure: self.last_failure().cloned(),
             session_progress: self.session_progress.clone(),
             statements: self.statements.clone(),
-            max_wait: self.max_wait,
+            max_wait: self.max_wait(),
             webhook_seen: self.webhook_seen,
-            webhook_accounts: self.webhook_accounts.clone(),
+            webhook_accounts: self.webhook_accounts().cloned(),
             confirm_pending: self.confirm_pending,
             completed_with_stage_failure: self.completed_with_stage_failure,
             rng: self.rng.clone(),
@@ -645,11 +696,17 @@ impl SessionMachine {
     }
 
     pub(crate) fn resume(snapshot: SessionSnapshot, now: Instant) -> Self {
+        let rare = Rare {
+            carried: snapshot.elapsed,
+            max_wait: snapshot.max_wait,
+            last_failure: snapshot.last_failure,
+            webhook_accounts: snapshot.webhook_accounts,
+        };
         Self {
             id: snapshot.session_id,
             started: now,
-            carried: snapshot.elapsed,
-            max_wait: snapshot.max_wait,
+            webhook_seen: snapshot.webhook_seen || rare.webhook_accounts.is_some(),
+            rare: (rare != Rare::default()).then(|| Box::new(rare)),
             phase: Phase::Due(now + snapshot.due_in, snapshot.next_kind),
             last_progress_sent: snapshot
                 .since_last_poll
@@ -657,11 +714,8 @@ impl SessionMachine {
             polls: snapshot.polls,
             retries: snapshot.retries,
             failures_in_row: snapshot.failures_in_row,
-            last_failure: snapshot.last_failure,
             session_progress: snapshot.session_progress,
             statements: snapshot.statements,
-            webhook_seen: snapshot.webhook_seen || snapshot.webhook_accounts.is_some(),
-            webhook_accounts: snapshot.webhook_accounts,
             confirm_pending: snapshot.confirm_pending,
             completed_with_stage_failure: snapshot.completed_with_stage_failure,
             rng: snapshot.rng,

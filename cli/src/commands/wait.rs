@@ -359,10 +359,11 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
         ));
     }
     let streaming = args.sessions_from.as_deref() == Some("-");
-    let known = ids.clone();
+    // Only a stream needs the ids given up front again (to skip repeats).
+    let known = streaming.then(|| ids.clone());
     let mut tracker = driver.track(ids)?;
     let reader =
-        streaming.then(|| stream_stdin(tracker.session_feed(), known, Arc::clone(&report.pending)));
+        known.map(|known| stream_stdin(tracker.session_feed(), known, Arc::clone(&report.pending)));
     if let Some(addr) = args.webhook_listen {
         let feed = tracker.feed();
         let bound = runtime.block_on(serve_receiver(addr, receiver, hint_feeder(feed)))?;
