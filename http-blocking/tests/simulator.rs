@@ -194,3 +194,66 @@ fn a_timed_out_request_is_retried() {
         "did not wait for the slow answer"
     );
 }
+
+/// Requests the simulator has answered so far.
+fn requests_now(sim: &Sim) -> usize {
+    sim.sim.requests().len()
+}
+
+#[test]
+fn an_unread_tracker_stops_at_its_event_bound_and_a_dropped_one_stops_polling() {
+    let ids: Vec<String> = (0..20).map(|i| format!("unread-{i}")).collect();
+    let sim = sim(ids
+        .iter()
+        .map(|id| SessionScript::new(id).complete_after_polls(1_000_000))
+        .collect());
+    let client = Client::new(api(&sim.sim, false))
+        .with_policy(bankconnect_core::PollPolicy {
+            interval: Duration::from_millis(5),
+            ..driver_cases::fast_policy()
+        })
+        .with_limits(SchedulerConfig {
+            max_in_flight: 4,
+            progress_updates: true,
+            ..SchedulerConfig::default()
+        });
+    let mut tracker = client
+        .track_many(ids.iter().map(|id| SessionId::new(id).unwrap()))
+        .unwrap();
+    // One event read: the workers go on alone, each answer queueing a progress update.
+    assert!(matches!(
+        tracker.next_event(),
+        Some(bankconnect_core::TrackerEvent::Progress(_))
+    ));
+    // The count once it stops growing (or after 6 s, when it never does).
+    let settle = |sim: &Sim| {
+        let mut last = requests_now(sim);
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = requests_now(sim);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        last
+    };
+    // Nobody reads: polling stops once 1 024 events wait (plus the one read, the events the
+    // caller took with it, and the requests in flight).
+    let stopped = settle(&sim);
+    assert!(
+        (1024..1024 + 64).contains(&stopped),
+        "{stopped} requests before the tracker stopped"
+    );
+    // Reading makes room, and polling resumes.
+    for _ in 0..1000 {
+        assert!(tracker.next_event().is_some());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(requests_now(&sim) > stopped, "polling resumed");
+    // Dropped: the workers finish what they sent and stop.
+    drop(tracker);
+    let after_drop = settle(&sim);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(requests_now(&sim), after_drop, "no request after the drop");
+}
