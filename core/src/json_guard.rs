@@ -8,26 +8,17 @@ pub const DEFAULT_MAX_DEPTH: usize = 64;
 
 /// Returns the deepest nesting of `{`/`[` in a JSON text, stopping early once `limit` is passed.
 ///
-/// Brackets inside strings (escapes included) are not counted. The scan is linear and allocation-free;
-/// it does not validate the JSON (the parser does that afterwards).
+/// Brackets inside strings (escapes included) are not counted. The scan is linear and allocation-free
+/// (string contents, most of a body, are skipped with `memchr`); it does not validate the JSON (the
+/// parser does that afterwards).
 pub(crate) fn nesting_depth(bytes: &[u8], limit: usize) -> usize {
     let mut depth = 0usize;
     let mut deepest = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &byte in bytes {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
+    let mut rest = bytes;
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = tail;
         match byte {
-            b'"' => in_string = true,
+            b'"' => rest = after_string(rest),
             b'{' | b'[' => {
                 depth += 1;
                 if depth > deepest {
@@ -44,6 +35,19 @@ pub(crate) fn nesting_depth(bytes: &[u8], limit: usize) -> usize {
     deepest
 }
 
+/// What follows the string whose opening quote came just before `text` (nothing if it never
+/// closes).
+fn after_string(mut text: &[u8]) -> &[u8] {
+    while let Some(at) = memchr::memchr2(b'"', b'\\', text) {
+        match text.get(at) {
+            // An escape: skip it and the byte it escapes.
+            Some(b'\\') => text = text.get(at + 2..).unwrap_or_default(),
+            _ => return text.get(at + 1..).unwrap_or_default(),
+        }
+    }
+    &[]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +59,51 @@ mod tests {
         assert_eq!(nesting_depth(b"1", 64), 0);
         let deep = "[".repeat(200);
         assert_eq!(nesting_depth(deep.as_bytes(), 64), 65);
+    }
+
+    /// The byte-at-a-time scan the fast one replaced, as the reference.
+    fn reference(bytes: &[u8], limit: usize) -> usize {
+        let (mut depth, mut deepest) = (0usize, 0usize);
+        let (mut in_string, mut escaped) = (false, false);
+        for &byte in bytes {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if byte == b'\\' {
+                    escaped = true;
+                } else if byte == b'"' {
+                    in_string = false;
+                }
+                continue;
+            }
+            match byte {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > deepest {
+                        deepest = depth;
+                        if deepest > limit {
+                            return deepest;
+                        }
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        deepest
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn agrees_with_the_byte_at_a_time_scan(
+            text in proptest::collection::vec(
+                proptest::sample::select(b"{}[]\"\\ a:,".to_vec()),
+                0..200,
+            ),
+            limit in 0usize..8,
+        ) {
+            proptest::prop_assert_eq!(nesting_depth(&text, limit), reference(&text, limit));
+        }
     }
 }
