@@ -92,6 +92,7 @@ impl Driver for AsyncDriver {
             webhooks: tracker.webhook_feed(),
             tracker: Some(tracker),
             events: None,
+            task: None,
             runtime: self.runtime.clone(),
         }))
     }
@@ -107,6 +108,8 @@ struct AsyncTracking {
     tracker: Option<bankconnect_http_async::Tracker>,
     webhooks: bankconnect_http_async::WebhookFeed,
     events: Option<tokio::sync::mpsc::Receiver<TrackerEvent>>,
+    /// The tracker's task, to pass on its panic should it end by one.
+    task: Option<tokio::task::JoinHandle<()>>,
     runtime: Handle,
 }
 
@@ -132,16 +135,27 @@ impl Tracking for AsyncTracking {
     fn next_event(&mut self) -> Option<TrackerEvent> {
         if let Some(mut tracker) = self.tracker.take() {
             let (tx, rx) = tokio::sync::mpsc::channel(EVENTS_IN_TRANSIT);
-            self.runtime.spawn(async move {
+            self.task = Some(self.runtime.spawn(async move {
                 while let Some(event) = tracker.next_event().await {
                     if tx.send(event).await.is_err() {
                         break; // The command stopped listening.
                     }
                 }
-            });
+            }));
             self.events = Some(rx);
         }
-        self.events.as_mut()?.blocking_recv()
+        let event = self.events.as_mut()?.blocking_recv();
+        if event.is_none() {
+            // The end, or a panic in the tracker's task: then it is the command's too.
+            if let Some(task) = self.task.take() {
+                if let Err(err) = self.runtime.block_on(task) {
+                    if err.is_panic() {
+                        std::panic::resume_unwind(err.into_panic());
+                    }
+                }
+            }
+        }
+        event
     }
 }
 
