@@ -118,6 +118,13 @@ fn post(agent: &ureq::Agent, url: &str, body: &str) -> u16 {
     response.status().as_u16()
 }
 
+/// Adds `ids` in one batch at the service at `base` (each new: 202).
+fn add_batch(agent: &ureq::Agent, base: &str, ids: &[String]) {
+    let sessions: Vec<Value> = ids.iter().map(|id| json!({"session_id": id})).collect();
+    let body = json!({ "sessions": sessions }).to_string();
+    assert_eq!(post(agent, &format!("{base}/v1/sessions"), &body), 202);
+}
+
 fn get(agent: &ureq::Agent, url: &str) -> Value {
     let mut response = agent.get(url).call().unwrap();
     serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap_or(Value::Null)
@@ -347,15 +354,7 @@ fn notice_latency(runtime: &tokio::runtime::Runtime, sessions: usize) {
     );
     let agent = agent();
     for chunk in ids.chunks(1000) {
-        let body = json!({"sessions": chunk.iter().map(|id| json!({"session_id": id})).collect::<Vec<_>>()});
-        assert_eq!(
-            post(
-                &agent,
-                &format!("{}/v1/sessions", serve.base),
-                &body.to_string()
-            ),
-            202
-        );
+        add_batch(&agent, &serve.base, chunk);
     }
     // Every session polled once (processing), then complete at the API; the next poll would
     // come only in an hour, so each delivery follows its webhook.
@@ -427,16 +426,7 @@ fn fleet_run(
     std::thread::sleep(Duration::from_millis(1200));
     let before: f64 = fleet.iter().map(Service::cpu_ms).sum();
     for (k, chunk) in ids.chunks(500).enumerate() {
-        let body = json!({"sessions": chunk.iter().map(|id| json!({"session_id": id})).collect::<Vec<_>>()});
-        let replica = &fleet[k % replicas];
-        assert_eq!(
-            post(
-                &agent,
-                &format!("{}/v1/sessions", replica.base),
-                &body.to_string()
-            ),
-            202
-        );
+        add_batch(&agent, &fleet[k % replicas].base, chunk);
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
