@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use bankconnect_cli::duration::{
-    parse_duration, parse_http_path, parse_positive_duration, parse_size,
+    parse_duration, parse_http_path, parse_millis_duration, parse_positive_duration, parse_size,
 };
 
 /// BankConnect processing status: progress, session status, waiting on many sessions, webhooks,
@@ -122,14 +122,20 @@ pub(crate) struct ServeArgs {
     /// Where finished sessions are POSTed (http:// only to loopback).
     #[arg(long, env = "BANKCONNECT_DELIVER_TO")]
     pub(crate) deliver_to: Option<String>,
-    /// The whsec_… key that signs deliveries (required with --deliver-to).
-    #[arg(long, env = "BANKCONNECT_DELIVER_SECRET", hide_env_values = true)]
-    pub(crate) deliver_secret: Option<String>,
+    /// A whsec_… key that signs deliveries (required with --deliver-to); repeat (or separate
+    /// with commas) to rotate: each key signs every delivery.
+    #[arg(
+        long = "deliver-secret",
+        env = "BANKCONNECT_DELIVER_SECRET",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub(crate) deliver_secrets: Vec<String>,
     /// Delivery retry delays, comma-separated (the first attempt is after the first delay).
     #[arg(long, default_value = "0s,5s,5m,30m,2h,5h,10h,10h")]
     pub(crate) delivery_schedule: String,
     /// Least time between two polls of a session.
-    #[arg(long, value_parser = parse_positive_duration, default_value = "2s")]
+    #[arg(long, value_parser = parse_millis_duration, default_value = "2s")]
     pub(crate) interval: Duration,
     /// Most requests in flight to the API.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -138,14 +144,29 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     pub(crate) no_accounts: bool,
     /// Give up on a session this long after it was added (downtime counts).
-    #[arg(long, value_parser = parse_positive_duration, default_value = "24h")]
+    #[arg(long, value_parser = parse_millis_duration, default_value = "24h")]
     pub(crate) max_wait: Duration,
     /// Poll PROCESSING_NOT_REQUESTED like processing for this long.
     #[arg(long, value_parser = parse_duration, default_value = "24h")]
     pub(crate) not_requested_grace: Duration,
     /// How long a replica's hold on a session lasts unless renewed.
-    #[arg(long, value_parser = parse_positive_duration, default_value = "30s")]
+    #[arg(long, value_parser = parse_millis_duration, default_value = "30s")]
     pub(crate) lease: Duration,
+    /// Most connections open at once; further clients wait until one closes.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) max_connections: u32,
+    /// Log lines on stderr: text, or json (one object per line).
+    #[arg(long, env = "BANKCONNECT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -266,6 +287,7 @@ const IGNORED_GLOBALS: &[(&[&str], &[&str])] = &[
             "request_timeout",
         ],
     ),
+    (&["serve"], &["transport"]),
     (
         &["webhook", "listen"],
         &[

@@ -43,7 +43,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_tracing();
+    init_tracing(match &cli.command {
+        Command::Serve(args) => Some(args.log_format),
+        _ => None,
+    });
     let json = cli.global.json;
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
@@ -75,15 +78,27 @@ fn usage_message(err: &clap::Error) -> String {
     }
 }
 
-/// Logs to stderr as `RUST_LOG` says (warnings only by default). Nothing logged holds a secret.
-fn init_tracing() {
+/// Logs to stderr as `RUST_LOG` says: by default warnings only, and for `serve` also the
+/// service's operator lines (info), as text or JSON. Colour only on a terminal. Nothing logged
+/// holds a secret.
+fn init_tracing(serve: Option<args::LogFormat>) {
+    use std::io::IsTerminal;
+    let default = if serve.is_some() {
+        "warn,bankconnect_service=info,bankconnect=info"
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    let _ = match serve {
+        Some(args::LogFormat::Json) => builder.json().flatten_event(true).try_init(),
+        _ => builder.try_init(),
+    };
 }
 
 fn run(cli: &Cli) -> Result<u8, Failure> {

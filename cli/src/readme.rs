@@ -3,7 +3,8 @@
 //! compiles the README's code examples as doctests, so they cannot rot.
 #![forbid(unsafe_code)]
 
-pub mod duration;
+/// Durations, sizes and paths as people type them (the service's parsers, shared by the flags).
+pub use bankconnect_service::duration;
 
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -13,30 +13,3 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
 ) -> Result<Duration, D::Error> {
     Ok(Duration::from_millis(u64::deserialize(deserializer)?))
 }
-
-/// Lists of durations, each as whole milliseconds.
-pub(crate) mod vec {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(
-        value: &[Duration],
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(
-            value
-                .iter()
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        )
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<Duration>, D::Error> {
-        Ok(Vec::<u64>::deserialize(deserializer)?
-            .into_iter()
-            .map(Duration::from_millis)
-            .collect())
-    }
-}

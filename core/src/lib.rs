@@ -38,7 +38,6 @@ mod base_url;
 mod classify;
 mod client_settings;
 mod credentials;
-mod delivery_schedule;
 mod driver_client;
 mod error_codes;
 mod error_detail;
@@ -70,7 +69,6 @@ pub use classify::{
 };
 pub use client_settings::ClientSettings;
 pub use credentials::{Credentials, CredentialsError, Secret, MAX_SECRET_LEN};
-pub use delivery_schedule::{DeliverySchedule, ScheduleError};
 pub use error_codes::{AccountErrorCode, ApiErrorCode, StatementErrorCode};
 pub use error_detail::{ErrorDetail, YearMonth};
 pub use ids::{AccountId, IdError, SessionId, StatementId, MAX_ID_LEN};

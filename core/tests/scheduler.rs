@@ -353,8 +353,8 @@ proptest! {
         let mut respond = |id: &str, kind: RequestKind, count: u32, _: Duration| {
             served += 1;
             let latency = Duration::from_millis(latency_ms);
-            if served % fault_every == 0 {
-                return (if served % 3 == 0 { status_with_retry_after(429, "1") } else { json(502, "") }, latency);
+            if served.is_multiple_of(fault_every) {
+                return (if served.is_multiple_of(3) { status_with_retry_after(429, "1") } else { json(502, "") }, latency);
             }
             let index: usize = id[1..].parse().unwrap();
             let needed = polls_needed[index % polls_needed.len()];

@@ -47,6 +47,12 @@ impl Client {
         Self::with_transport(api, ReqwestTransport::default())
     }
 
+    /// The transport requests go through (to wrap it, e.g. to count requests, and build a
+    /// client over the wrapper with [`Client::with_settings`]).
+    pub fn transport(&self) -> Arc<dyn AsyncTransport> {
+        Arc::clone(&self.transport)
+    }
+
     /// Runs a call: send, then retry as the core says.
     async fn run<T>(&self, mut call: ApiCall<T>) -> Result<T, Error> {
         loop {

@@ -434,7 +434,7 @@ impl PostgresStore {
 
     pub(crate) async fn list_sessions(
         &self,
-        state: SessionState,
+        state: Option<SessionState>,
         limit: usize,
         after: i64,
     ) -> Result<Page, StoreError> {
@@ -442,14 +442,12 @@ impl PostgresStore {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM {FROM} WHERE s.state = $1 AND s.seq > $2 ORDER BY s.seq LIMIT $3"
+                "SELECT {COLUMNS} FROM {FROM} WHERE ($1::text IS NULL OR s.state = $1) AND s.seq > $2 ORDER BY s.seq LIMIT $3"
             ))
             .await?;
+        let state = state.map(SessionState::as_str);
         let rows = client
-            .query(
-                &stmt,
-                &[&state.as_str(), &after, &(limit.saturating_add(1))],
-            )
+            .query(&stmt, &[&state, &after, &(limit.saturating_add(1))])
             .await?;
         Ok(crate::store::page(records(&rows)?, limit))
     }
@@ -670,13 +668,21 @@ impl PostgresStore {
     }
 
     pub(crate) async fn release_all_leases(&self) -> Result<usize, StoreError> {
-        let client = self.client().await?;
-        let released = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let released = tx
             .execute(
                 "UPDATE sessions SET lease_owner = NULL, lease_until_ms = 0 WHERE state = 'tracking' AND lease_owner IS NOT NULL",
                 &[],
             )
             .await?;
+        tx.execute(
+            "UPDATE outbox SET claimed_by = NULL, claim_until_ms = 0 WHERE claimed_by IS NOT NULL",
+            &[],
+        )
+        .await?;
+        tx.execute("DELETE FROM replicas", &[]).await?;
+        tx.commit().await?;
         Ok(usize::try_from(released).unwrap_or(usize::MAX))
     }
 

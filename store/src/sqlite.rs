@@ -261,16 +261,19 @@ impl SqliteStore {
 
     pub(crate) async fn list_sessions(
         &self,
-        state: SessionState,
+        state: Option<SessionState>,
         limit: usize,
         after: i64,
     ) -> Result<Page, StoreError> {
         self.with(move |conn, _| {
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM {FROM} WHERE s.state = ?1 AND s.seq > ?2 ORDER BY s.seq LIMIT ?3"
+                "SELECT {COLUMNS} FROM {FROM} WHERE (?1 IS NULL OR s.state = ?1) AND s.seq > ?2 ORDER BY s.seq LIMIT ?3"
             ))?;
-            let rows = records(&mut stmt, params![state.as_str(), after, limit + 1])?;
+            let rows = records(
+                &mut stmt,
+                params![state.map(SessionState::as_str), after, limit + 1],
+            )?;
             Ok(crate::store::page(rows, limit))
         })
         .await
@@ -514,11 +517,21 @@ impl SqliteStore {
 
     pub(crate) async fn release_all_leases(&self) -> Result<usize, StoreError> {
         self.with(|conn, _| {
-            Ok(conn
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let released = tx
                 .prepare_cached(
                     "UPDATE sessions SET lease_owner = NULL, lease_until_ms = 0 WHERE state = 'tracking' AND lease_owner IS NOT NULL",
                 )?
-                .execute([])?)
+                .execute([])?;
+            // Deliveries a dead predecessor claimed are due again now, not when its claim
+            // lapses; its heartbeat goes too.
+            tx.prepare_cached(
+                "UPDATE outbox SET claimed_by = NULL, claim_until_ms = 0 WHERE claimed_by IS NOT NULL",
+            )?
+            .execute([])?;
+            tx.prepare_cached("DELETE FROM replicas")?.execute([])?;
+            tx.commit()?;
+            Ok(released)
         })
         .await
     }

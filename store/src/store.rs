@@ -286,11 +286,12 @@ impl Store {
         dispatch!(self.get_session(session))
     }
 
-    /// A page of sessions in `state`, in the order they were added, after `cursor` (from the
-    /// previous page). A row added while paging appears once, on a later page; none is skipped.
+    /// A page of sessions in `state` (`None`: every state), in the order they were added,
+    /// after `cursor` (from the previous page). A row added while paging appears once, on a
+    /// later page; none is skipped.
     pub async fn list_sessions(
         &self,
-        state: SessionState,
+        state: Option<SessionState>,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, StoreError> {
@@ -409,9 +410,10 @@ impl Store {
         dispatch!(self.release_leases(replica, claimable_from))
     }
 
-    /// Frees every lease, whoever holds it. For a store only one process uses (SQLite: one
-    /// node), so that a process restarted after a crash takes its sessions back at once instead
-    /// of waiting for its old leases to lapse. Returns how many were freed.
+    /// Frees every lease and delivery claim, whoever holds it, and forgets every heartbeat.
+    /// For a store only one process uses (SQLite: one node), so that a process restarted after
+    /// a crash takes its sessions and deliveries back at once instead of waiting for its old
+    /// claims to lapse. Returns how many leases were freed.
     pub async fn release_all_leases(&self) -> Result<usize, StoreError> {
         dispatch!(self.release_all_leases())
     }

@@ -713,7 +713,7 @@ async fn paging_skips_and_repeats_nothing_while_rows_are_added(fx: Fixture) {
     let mut extra = 0;
     loop {
         let page = store
-            .list_sessions(SessionState::Tracking, 10, cursor.as_deref())
+            .list_sessions(Some(SessionState::Tracking), 10, cursor.as_deref())
             .await
             .unwrap();
         seen.extend(
@@ -744,15 +744,30 @@ async fn paging_skips_and_repeats_nothing_while_rows_are_added(fx: Fixture) {
         .await
         .unwrap();
     let finished = store
-        .list_sessions(SessionState::Finished, 10, None)
+        .list_sessions(Some(SessionState::Finished), 10, None)
         .await
         .unwrap();
     assert_eq!(finished.sessions.len(), 1);
     assert_eq!(finished.next_cursor, None);
+    // Every state at once, still in the order added.
+    let all = store.list_sessions(None, 1000, None).await.unwrap();
+    let tracking = store
+        .list_sessions(Some(SessionState::Tracking), 1000, None)
+        .await
+        .unwrap();
+    assert_eq!(all.sessions.len(), tracking.sessions.len() + 1);
+    assert!(all
+        .sessions
+        .iter()
+        .any(|r| r.session_id.as_str() == "l0003" && r.state == SessionState::Finished));
+    assert!(all
+        .sessions
+        .windows(2)
+        .all(|w| w[0].added_at <= w[1].added_at));
     for bad in ["", "x", "s", "s-1", "szz", "s123456789abcdef01"] {
         assert!(matches!(
             store
-                .list_sessions(SessionState::Tracking, 10, Some(bad))
+                .list_sessions(Some(SessionState::Tracking), 10, Some(bad))
                 .await,
             Err(StoreError::InvalidCursor)
         ));

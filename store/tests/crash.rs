@@ -126,7 +126,7 @@ fn crash_and_check(backend: Backend) {
         let mut cursor: Option<String> = None;
         loop {
             let page = store
-                .list_sessions(SessionState::Finished, 500, cursor.as_deref())
+                .list_sessions(Some(SessionState::Finished), 500, cursor.as_deref())
                 .await
                 .unwrap();
             for record in &page.sessions {

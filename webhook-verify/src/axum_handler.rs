@@ -164,12 +164,53 @@ async fn receive_within(
     request: Request,
     budget: &Semaphore,
 ) -> (Reception, Vec<u8>) {
+    let (verified, bytes, now) = verify_within(receiver, request, budget).await;
+    let reception = match verified {
+        Ok(delivery) => receiver.receive_body_verified(delivery, now),
+        Err(rejection) => Reception::Rejected(rejection),
+    };
+    (reception, bytes)
+}
+
+/// A memory budget for the bodies of one intake's requests in flight: beyond it, requests are
+/// refused with 503 ([`Rejection::Overloaded`]) instead of multiplying memory.
+#[derive(Debug)]
+pub struct BodyBudget(Semaphore);
+
+impl BodyBudget {
+    /// A budget of `bytes` in all (e.g. [`MAX_BUFFERED_BODIES`]).
+    pub fn new(bytes: usize) -> Self {
+        Self(Semaphore::new(budget_units(bytes)))
+    }
+}
+
+/// Runs one request through the receiver's checks, authentication and strict parsing, with
+/// no dedupe (for an intake whose store dedupes on [`crate::Delivery::key`]), reading the body
+/// within `budget`; hands back the body as read (empty when refused before reading).
+pub async fn verify(
+    receiver: &Receiver,
+    request: Request,
+    budget: &BodyBudget,
+) -> (Result<crate::Delivery, Rejection>, Vec<u8>) {
+    let (verified, bytes, _) = verify_within(receiver, request, &budget.0).await;
+    (verified, bytes)
+}
+
+async fn verify_within(
+    receiver: &Receiver,
+    request: Request,
+    budget: &Semaphore,
+) -> (Result<crate::Delivery, Rejection>, Vec<u8>, i64) {
     let (parts, body) = request.into_parts();
     let target = parts
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
-    let rejected = |rejection| (Reception::Rejected(rejection), Vec::new());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or_default();
+    let rejected = |rejection| (Err(rejection), Vec::new(), now);
     if let Some(rejection) = receiver.precheck(&parts.method, target, &parts.headers) {
         return rejected(rejection);
     }
@@ -188,12 +229,8 @@ async fn receive_within(
             )))
         }
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or_default();
-    let reception = receiver.receive_body(&parts.headers, &bytes, now);
-    (reception, bytes)
+    let verified = receiver.verify_body(&parts.headers, &bytes, now);
+    (verified, bytes, now)
 }
 
 /// The HTTP answer for a reception: its status and a short JSON body.

@@ -45,4 +45,4 @@ pub use signature::{
     DEFAULT_TOLERANCE, MAX_SIGNATURE_ENTRIES, MAX_SIGNATURE_HEADER, WEBHOOK_ID, WEBHOOK_SIGNATURE,
     WEBHOOK_TIMESTAMP,
 };
-pub use strict_json::JsonError;
+pub use strict_json::{check_strict_json, JsonError};

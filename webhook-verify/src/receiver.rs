@@ -310,42 +310,58 @@ impl Receiver {
     }
 
     /// Handles a body already read (by a framework that bounded it to at most limit + 1 bytes),
-    /// after [`Receiver::precheck`] passed.
+    /// after [`Receiver::precheck`] passed: [`Receiver::verify_body`], then this receiver's
+    /// dedupe.
     pub fn receive_body(&self, headers: &HeaderMap, body: &[u8], now_unix: i64) -> Reception {
-        if body.len() > self.config.limits.max_body {
-            return Reception::Rejected(Rejection::TooLarge {
-                limit: self.config.limits.max_body,
-            });
+        match self.verify_body(headers, body, now_unix) {
+            // A panic elsewhere may have poisoned the dedupe lock; the store is still consistent.
+            Ok(delivery) => self.receive_body_verified(delivery, now_unix),
+            Err(rejection) => Reception::Rejected(rejection),
         }
-        // Authenticate the bytes as received, before any parsing.
-        let webhook_id = match self.config.auth.verify(headers, body, now_unix) {
-            Ok(id) => id,
-            Err(err) => return Reception::Rejected(err.into()),
-        };
-        let event = match WebhookEvent::parse(body, &self.config.limits) {
-            Ok(event) => event,
-            Err(err) => return Reception::Rejected(err.into()),
-        };
-        let key = match &webhook_id {
-            Some(id) => EventKey::from_webhook_id(id),
-            None => EventKey::from_normalized(&event.to_json(false)),
-        };
+    }
+
+    /// The dedupe half of [`Receiver::receive_body`], for a delivery already verified.
+    pub(crate) fn receive_body_verified(&self, delivery: Delivery, now_unix: i64) -> Reception {
         let first = match self.dedupe.lock() {
-            Ok(mut store) => store.insert_if_absent(key, now_unix),
-            // A panic elsewhere poisoned the lock; the store itself is still consistent.
-            Err(poisoned) => poisoned.into_inner().insert_if_absent(key, now_unix),
-        };
-        let delivery = Delivery {
-            event,
-            key,
-            webhook_id,
-            authenticated: self.config.authenticates(),
+            Ok(mut store) => store.insert_if_absent(delivery.key, now_unix),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .insert_if_absent(delivery.key, now_unix),
         };
         if first {
             Reception::Accepted(delivery)
         } else {
             Reception::Duplicate(delivery)
         }
+    }
+
+    /// Authenticates and strictly parses a body already read, after [`Receiver::precheck`]
+    /// passed, with no dedupe: for an intake that dedupes in its own store, with the
+    /// delivery's [`Delivery::key`].
+    pub fn verify_body(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<Delivery, Rejection> {
+        if body.len() > self.config.limits.max_body {
+            return Err(Rejection::TooLarge {
+                limit: self.config.limits.max_body,
+            });
+        }
+        // Authenticate the bytes as received, before any parsing.
+        let webhook_id = self.config.auth.verify(headers, body, now_unix)?;
+        let event = WebhookEvent::parse(body, &self.config.limits)?;
+        let key = match &webhook_id {
+            Some(id) => EventKey::from_webhook_id(id),
+            None => EventKey::from_normalized(&event.to_json(false)),
+        };
+        Ok(Delivery {
+            event,
+            key,
+            webhook_id,
+            authenticated: self.config.authenticates(),
+        })
     }
 }
 

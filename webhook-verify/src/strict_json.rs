@@ -47,6 +47,13 @@ impl<'a> Json<'a> {
 #[allow(clippy::exhaustive_structs)] // a message, nothing more
 pub struct JsonError(pub String);
 
+/// Checks that `body` is one strict JSON document under `limits` (duplicate keys, depth, string
+/// lengths, numbers, trailing data), for other intakes that parse it with serde afterwards (the
+/// status service's API).
+pub fn check_strict_json(body: &[u8], limits: &Limits) -> Result<(), JsonError> {
+    parse(body, limits).map(|_| ())
+}
+
 /// Parses `body` under `limits`.
 pub(crate) fn parse<'a>(body: &'a [u8], limits: &Limits) -> Result<Json<'a>, JsonError> {
     if body.starts_with(&[0xEF, 0xBB, 0xBF]) {

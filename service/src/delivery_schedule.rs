@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::JitterRng;
+use bankconnect_core::JitterRng;
 
 /// Most delays a schedule may hold.
 pub(crate) const MAX_ATTEMPTS: usize = 64;
@@ -32,7 +30,8 @@ pub enum ScheduleError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use bankconnect_core::{DeliverySchedule, JitterRng};
+/// use bankconnect_core::JitterRng;
+/// use bankconnect_service::DeliverySchedule;
 ///
 /// let schedule = DeliverySchedule::new(vec![Duration::ZERO, Duration::from_secs(5)])?;
 /// let mut rng = JitterRng::new(7);
@@ -40,13 +39,12 @@ pub enum ScheduleError {
 /// let retry = schedule.retry_after(1, &mut rng).expect("one retry left");
 /// assert!(retry >= Duration::from_secs(4) && retry <= Duration::from_secs(6));
 /// assert_eq!(schedule.retry_after(2, &mut rng), None); // given up
-/// # Ok::<(), bankconnect_core::ScheduleError>(())
+/// # Ok::<(), bankconnect_service::ScheduleError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct DeliverySchedule {
     /// The delays, one per attempt.
-    #[serde(rename = "delays_ms", with = "crate::duration_serde::vec")]
     pub delays: Vec<Duration>,
     /// The spread of each retry delay, as a fraction of it (default 0.2: ±20 %).
     pub jitter: f64,
@@ -81,6 +79,15 @@ impl DeliverySchedule {
         };
         schedule.validate()?;
         Ok(schedule)
+    }
+
+    /// Parses a comma-separated list of delays as people type them (`0s,5s,5m,30m`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let delays = text
+            .split(',')
+            .map(|part| crate::duration::parse_duration(part.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(delays).map_err(|err| format!("{err} (comma-separated)"))
     }
 
     /// The same schedule with another jitter fraction, validated.

@@ -1,4 +1,5 @@
-//! Durations and sizes on the command line: `250ms`, `2s`, `5m`, `1h`; `1MiB`, `65536`.
+//! Durations, sizes and paths as people type them (flags and the API's `max_wait`): `250ms`,
+//! `2s`, `5m`, `1h`; `1MiB`, `65536`; `/webhooks/bankconnect`.
 
 use std::time::Duration;
 
@@ -54,6 +55,19 @@ pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
         return Err(format!(
             "{:?} is zero: it must be more than zero (e.g. 250ms, 30s)",
             text.trim()
+        ));
+    }
+    Ok(duration)
+}
+
+/// Parses a duration the store keeps in milliseconds: at least 1 ms (`500us` would be stored
+/// as zero, so it is refused rather than rounded).
+pub fn parse_millis_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < Duration::from_millis(1) {
+        return Err(format!(
+            "{:?} is below 1ms: durations here are kept in milliseconds (e.g. 250ms, 30s)",
+            text.trim().chars().take(40).collect::<String>()
         ));
     }
     Ok(duration)
@@ -140,6 +154,15 @@ mod tests {
             "infs",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn millisecond_durations_refuse_what_would_be_stored_as_zero() {
+        assert_eq!(parse_millis_duration("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(parse_millis_duration("30m"), Ok(Duration::from_secs(1800)));
+        for bad in ["0s", "500us", "0.9ms", "1ns", "999999ns"] {
+            assert!(parse_millis_duration(bad).is_err(), "{bad}");
         }
     }
 

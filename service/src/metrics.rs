@@ -1,4 +1,5 @@
-//! The service's Prometheus metrics (prometheus-client): names and labels as docs/serve.md lists.
+//! The service's Prometheus metrics (prometheus-client): names and labels as docs/serve.md
+//! lists, and the transport wrapper that counts requests to the BankConnect API.
 
 use std::sync::atomic::AtomicU64;
 
@@ -95,7 +96,7 @@ pub(crate) fn label(name: &'static str, value: &str) -> Labels {
 
 /// The reqwest transport, counting each request by endpoint and status.
 pub(crate) struct CountingTransport {
-    pub(crate) inner: bankconnect_http_async::ReqwestTransport,
+    pub(crate) inner: std::sync::Arc<dyn bankconnect_http_async::AsyncTransport>,
     pub(crate) metrics: std::sync::Arc<Metrics>,
     /// The core's user agent plus `serve replica/ID`: FinBox's logs, an egress proxy's, or a
     /// test's can tell which replica sent a request.
@@ -105,7 +106,7 @@ pub(crate) struct CountingTransport {
 impl CountingTransport {
     /// Counts the requests of `inner` and names `replica` in their user agent.
     pub(crate) fn new(
-        inner: bankconnect_http_async::ReqwestTransport,
+        inner: std::sync::Arc<dyn bankconnect_http_async::AsyncTransport>,
         metrics: std::sync::Arc<Metrics>,
         replica: &str,
     ) -> Self {

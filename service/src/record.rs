@@ -1,9 +1,7 @@
-//! The JSON shapes of the service's API: session records, errors, deliveries.
+//! The JSON shapes of session records, as the API answers and deliveries carry them.
 
 use std::time::SystemTime;
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use bankconnect_store::SessionRecord;
 use serde_json::Value;
 
@@ -15,7 +13,8 @@ pub(crate) fn rfc3339(time: SystemTime) -> String {
 /// Where a session stands.
 #[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum StateBody {
+#[non_exhaustive]
+pub enum StateBody {
     /// Being polled.
     Tracking,
     /// Ended with an outcome.
@@ -27,7 +26,8 @@ pub(crate) enum StateBody {
 /// Where a finished session's delivery stands.
 #[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum DeliveryStateBody {
+#[non_exhaustive]
+pub enum DeliveryStateBody {
     /// No delivery (not finished, cancelled, or none configured).
     None,
     /// Not attempted yet.
@@ -42,37 +42,49 @@ pub(crate) enum DeliveryStateBody {
 
 /// A session's delivery.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct DeliveryBody {
-    pub(crate) state: DeliveryStateBody,
-    pub(crate) attempts: u32,
-    pub(crate) last_error: Option<String>,
+#[non_exhaustive]
+pub struct DeliveryBody {
+    /// Where the delivery stands.
+    pub state: DeliveryStateBody,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
 }
 
 /// The replica polling a session, while tracking.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct LeaseBody {
-    pub(crate) replica: String,
+#[non_exhaustive]
+pub struct LeaseBody {
+    /// The replica's id.
+    pub replica: String,
     /// RFC 3339.
-    pub(crate) until: String,
+    pub until: String,
 }
 
 /// A session record, as the API and deliveries show it.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct RecordBody {
-    pub(crate) session_id: String,
-    pub(crate) reference: Option<String>,
-    pub(crate) state: StateBody,
+#[non_exhaustive]
+pub struct RecordBody {
+    /// FinBox's session id.
+    pub session_id: String,
+    /// The caller's reference, as given.
+    pub reference: Option<String>,
+    /// Where the session stands.
+    pub state: StateBody,
     /// RFC 3339.
-    pub(crate) added_at: String,
+    pub added_at: String,
     /// RFC 3339.
-    pub(crate) updated_at: String,
+    pub updated_at: String,
     /// This session's own max wait, when not the service's.
-    pub(crate) max_wait_ms: Option<u64>,
+    pub max_wait_ms: Option<u64>,
     /// The outcome object of the CLI contract, once finished.
     #[schema(value_type = Option<Object>)]
-    pub(crate) outcome: Option<Value>,
-    pub(crate) delivery: DeliveryBody,
-    pub(crate) lease: Option<LeaseBody>,
+    pub outcome: Option<Value>,
+    /// Its delivery to the lender's back end.
+    pub delivery: DeliveryBody,
+    /// The replica polling it, while tracking.
+    pub lease: Option<LeaseBody>,
 }
 
 /// A session record as the API and deliveries show it.
@@ -113,65 +125,4 @@ pub(crate) fn record_body(record: &SessionRecord) -> RecordBody {
 /// The record as JSON.
 pub(crate) fn record_json(record: &SessionRecord) -> Value {
     serde_json::to_value(record_body(record)).unwrap_or(Value::Null)
-}
-
-/// `{"error": {"code", "message"}}`.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct ErrorBody {
-    pub(crate) error: ErrorDetailBody,
-}
-
-/// What went wrong.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct ErrorDetailBody {
-    /// INVALID_REQUEST, UNAUTHORIZED, NOT_FOUND, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE, STORE_UNAVAILABLE.
-    pub(crate) code: String,
-    pub(crate) message: String,
-}
-
-/// An API error: `{"error": {"code", "message"}}` with its status.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    pub(crate) status: StatusCode,
-    pub(crate) code: &'static str,
-    pub(crate) message: String,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
-    }
-
-    pub(crate) fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
-    }
-
-    pub(crate) fn unavailable(err: &bankconnect_store::StoreError) -> Self {
-        tracing::warn!(error = %err, "store unavailable");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "STORE_UNAVAILABLE",
-            "the store did not answer; nothing was changed, try again",
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetailBody {
-                code: self.code.to_owned(),
-                message: self.message,
-            },
-        };
-        (self.status, axum::Json(body)).into_response()
-    }
 }

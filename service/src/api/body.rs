@@ -1,0 +1,101 @@
+//! Reading what a client sends the API: a bounded `application/json` body, strict JSON
+//! (duplicate keys refused, as at the webhook intake), then the documented type by serde; and
+//! path segments. Every refusal is the JSON error shape.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use bankconnect_core::SessionId;
+use bankconnect_webhook_verify::Limits;
+use http_body_util::BodyExt;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Longest a client may take to send a body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Largest API request body (a batch of 1 000 sessions fits many times over).
+pub(crate) const MAX_API_BODY: usize = 1024 * 1024;
+
+/// The body as `T`: 415 unless `application/json`, 413 beyond [`MAX_API_BODY`], 400 for
+/// anything not strict JSON of that shape.
+pub(crate) async fn json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    if !is_json(headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    let bytes = tokio::time::timeout(BODY_TIMEOUT, read(body, MAX_API_BODY))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                format!(
+                    "the body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            )
+        })??;
+    let limits = Limits {
+        max_body: MAX_API_BODY,
+        max_depth: 8,
+        ..Limits::default()
+    };
+    bankconnect_webhook_verify::check_strict_json(&bytes, &limits)
+        .map_err(|err| ApiError::invalid(format!("the body is not acceptable JSON: {err}")))?;
+    serde_json::from_slice(&bytes).map_err(|err| ApiError::invalid(shape_error(&err)))
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`), in any case.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// serde's message without its position noise for one-line bodies, bounded in length.
+fn shape_error(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let text: String = text.chars().take(300).collect();
+    format!("bad body: {text}")
+}
+
+/// Reads a request body of at most `limit` bytes: 413 beyond, 400 when it cannot be read.
+async fn read(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = body;
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ApiError::invalid("the body could not be read"))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len().saturating_add(data.len()) > limit {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    format!("the body is larger than {limit} bytes"),
+                ));
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+/// A session id from a path segment (already percent-decoded by the router).
+pub(crate) fn session_id(text: &str) -> Result<SessionId, ApiError> {
+    SessionId::new(text).map_err(|err| ApiError::invalid(format!("bad session_id: {err}")))
+}
+
+/// A path segment that must decode to UTF-8: the JSON error shape, never axum's text.
+pub(crate) fn path_segment(
+    path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    path.map(|axum::extract::Path(segment)| segment)
+        .map_err(|err| ApiError::invalid(format!("bad path: {}", err.body_text())))
+}

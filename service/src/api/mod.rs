@@ -1,0 +1,165 @@
+//! The service's HTTP surface: one router per resource (sessions, the webhook intake,
+//! operations), each handler registered together with its OpenAPI description (utoipa-axum),
+//! so the document at `/openapi.json` is exactly what is routed.
+
+mod body;
+mod operations;
+mod sessions;
+mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use bankconnect_store::Store;
+use bankconnect_webhook_verify::{Receiver, WebhookSecret};
+use tokio::sync::mpsc;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::tracking::Command;
+
+pub use sessions::{AddAnswer, AddBody, BatchAnswer, BatchBody, NewSessionBody, PageBody};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct App {
+    pub(crate) store: Store,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) receiver: Arc<Receiver>,
+    pub(crate) api_token: Option<Arc<WebhookSecret>>,
+    pub(crate) replica: Arc<str>,
+    /// How long this replica's hold on a session it takes lasts unless renewed.
+    pub(crate) lease: Duration,
+    /// The service's max wait, the longest a session's own may be.
+    pub(crate) max_wait: Duration,
+    /// The one memory budget every webhook body in flight shares, so many slow senders
+    /// cannot multiply memory.
+    pub(crate) intake_budget: Arc<bankconnect_webhook_verify::axum_handler::BodyBudget>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "bankconnect serve",
+        description = "The BankConnect status service: sessions in, FinBox webhooks in, signed deliveries out (docs/serve.md)."
+    ),
+    tags(
+        (name = "sessions", description = "Sessions to track and their records"),
+        (name = "webhooks", description = "FinBox's webhook intake"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    ),
+    components(schemas(crate::error::ErrorBody))
+)]
+struct ApiDoc;
+
+/// The whole service's router and its OpenAPI document, built from one list of routes.
+pub(crate) fn router(app: App, webhook_path: &str) -> Router {
+    let v1 =
+        sessions::routes().route_layer(axum::middleware::from_fn_with_state(app.clone(), bearer));
+    let (router, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(v1)
+        .merge(webhook::routes(webhook_path))
+        .merge(operations::routes())
+        .split_for_parts();
+    let components = document.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    let document = Arc::new(serde_json::to_value(&document).unwrap_or_default());
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let document = Arc::clone(&document);
+                async move { axum::Json((*document).clone()) }
+            }),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(request_span))
+        .with_state(app)
+}
+
+/// One span per HTTP request (method and path: a session's path carries its id, never a
+/// secret; query strings, which may carry a webhook token, are left out).
+async fn request_span(request: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "http_request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        status = tracing::field::Empty,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    tracing::debug!(parent: &span, "answered");
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "this endpoint does not take that method",
+    )
+}
+
+/// `Authorization: Bearer TOKEN` on `/v1/*` when a token is configured: the scheme is
+/// case-insensitive (RFC 7235), the token compared in constant time.
+async fn bearer(State(app): State<App>, request: Request, next: Next) -> Response {
+    if let Some(token) = &app.api_token {
+        let given = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_token)
+            .unwrap_or_default();
+        if !token.matches(given.as_bytes()) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "a valid Authorization: Bearer token is required",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value, whatever the scheme's case.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_the_token_is_not() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  AbC "), Some("AbC"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+    }
+}

@@ -1,0 +1,365 @@
+//! `/v1/sessions`: sessions to track, added (one or a batch), read, listed and cancelled. What
+//! is answered 2xx is committed to the store first. The request and answer types here are the
+//! ones the handlers parse and serialize, and the ones the OpenAPI document describes.
+
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bankconnect_core::WebhookHint;
+use bankconnect_store::{Added, NewSession, SessionState, StoreError};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::body::{self, path_segment, session_id};
+use super::App;
+use crate::error::{ApiError, ErrorBody};
+use crate::record::{record_body, RecordBody};
+use crate::tracking::Command;
+
+/// Most sessions in one batch.
+pub(crate) const MAX_BATCH: usize = 1000;
+/// Longest caller's reference, in bytes.
+pub(crate) const MAX_REFERENCE: usize = 1024;
+
+/// The sessions routes (behind the bearer check).
+pub(super) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(add_sessions, list_sessions))
+        .routes(routes!(get_session, cancel_session))
+}
+
+/// One session to add.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NewSessionBody {
+    /// FinBox's session id.
+    pub session_id: String,
+    /// Free text of the caller's (a loan id, say), any characters, at most 1 024 bytes.
+    #[schema(max_length = 1024)]
+    pub reference: Option<String>,
+    /// This session's own max wait, e.g. "30m" (at least 1 ms, at most the service's).
+    pub max_wait: Option<String>,
+}
+
+/// A batch of sessions to add, all committed or none.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BatchBody {
+    /// The sessions, 1 to 1 000.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub sessions: Vec<NewSessionBody>,
+}
+
+/// One session, or a batch (`{"sessions": [...]}`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[non_exhaustive]
+pub enum AddBody {
+    /// A batch.
+    Batch(BatchBody),
+    /// One session.
+    One(NewSessionBody),
+}
+
+impl<'de> Deserialize<'de> for AddBody {
+    /// A body with a `sessions` member is a batch, any other a single session: each is then
+    /// read as its own type, so an error names the field at fault (an untagged enum would only
+    /// say that no variant matched).
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let batch = match &value {
+            serde_json::Value::Object(map) => map.contains_key("sessions"),
+            _ => {
+                return Err(serde::de::Error::custom(
+                    "the body must be a JSON object: a session or {\"sessions\": [...]}",
+                ))
+            }
+        };
+        let parsed = if batch {
+            BatchBody::deserialize(value).map(AddBody::Batch)
+        } else {
+            NewSessionBody::deserialize(value).map(AddBody::One)
+        };
+        parsed.map_err(serde::de::Error::custom)
+    }
+}
+
+/// The records of a batch.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[non_exhaustive]
+pub struct BatchAnswer {
+    /// One record per session of the batch, in its order.
+    pub sessions: Vec<RecordBody>,
+}
+
+/// The record, or the records of a batch.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[non_exhaustive]
+pub enum AddAnswer {
+    /// The session's record.
+    One(Box<RecordBody>),
+    /// The batch's records.
+    Batch(BatchAnswer),
+}
+
+/// A page of records.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[non_exhaustive]
+pub struct PageBody {
+    /// The records, in the order the sessions were added.
+    pub sessions: Vec<RecordBody>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// The states a list may ask for.
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum StateFilter {
+    /// Every state (the default).
+    #[default]
+    All,
+    Tracking,
+    Finished,
+    Cancelled,
+}
+
+/// The list's query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// tracking, finished, cancelled or all (default).
+    state: Option<StateFilter>,
+    /// Page size, 1 to 1 000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+impl NewSessionBody {
+    /// The session to store, checked: its id, the reference's length, a `max_wait` of at
+    /// least 1 ms and at most `service_max`.
+    fn checked(self, service_max: Duration) -> Result<NewSession, ApiError> {
+        let mut session = NewSession::new(session_id(&self.session_id)?);
+        if let Some(reference) = self.reference {
+            if reference.len() > MAX_REFERENCE {
+                return Err(ApiError::invalid(format!(
+                    "reference is longer than {MAX_REFERENCE} bytes"
+                )));
+            }
+            session = session.with_reference(reference);
+        }
+        if let Some(text) = self.max_wait {
+            let max_wait = crate::duration::parse_millis_duration(&text)
+                .map_err(|err| ApiError::invalid(format!("bad max_wait: {err}")))?;
+            if max_wait > service_max {
+                return Err(ApiError::invalid(format!(
+                    "bad max_wait: longer than the service's max wait ({})",
+                    humantime::format_duration(service_max)
+                )));
+            }
+            session = session.with_max_wait(max_wait);
+        }
+        Ok(session)
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    tag = "sessions",
+    request_body(content = AddBody, description = "one session, or {\"sessions\": [...]} (at most 1 000)", content_type = "application/json"),
+    responses(
+        (status = 202, description = "committed; the record, or {\"sessions\": [records]} for a batch", body = AddAnswer),
+        (status = 200, description = "already known: the stored record(s), unchanged", body = AddAnswer),
+        (status = 400, description = "bad body or id", body = ErrorBody),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+        (status = 413, description = "body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "not application/json", body = ErrorBody),
+        (status = 500, description = "the store refused (retrying will not help)", body = ErrorBody),
+        (status = 503, description = "the store did not answer; try again", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn add_sessions(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let parsed: AddBody = body::json(&headers, body).await?;
+    let (batch, entries) = match parsed {
+        AddBody::One(one) => (false, vec![one]),
+        AddBody::Batch(batch) if batch.sessions.is_empty() => {
+            return Err(ApiError::invalid("the batch is empty"))
+        }
+        AddBody::Batch(batch) if batch.sessions.len() > MAX_BATCH => {
+            return Err(ApiError::invalid(format!(
+                "a batch holds at most {MAX_BATCH} sessions"
+            )))
+        }
+        AddBody::Batch(batch) => (true, batch.sessions),
+    };
+    let sessions = entries
+        .into_iter()
+        .map(|entry| entry.checked(app.max_wait))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Leased to this replica in the same transaction: polled here at once, with no claim.
+    let now = SystemTime::now();
+    let added = app
+        .store
+        .add_sessions_leased(sessions, now, &app.replica, now + app.lease)
+        .await
+        .map_err(|err| ApiError::store(&err))?;
+    let mut created = Vec::new();
+    let mut kept = Vec::new();
+    for entry in &added {
+        if let Added::Created {
+            record,
+            pending_webhooks,
+        } = entry
+        {
+            created.push(record.clone());
+            tracing::debug!(session = %record.session_id, "session added");
+            kept.extend(
+                pending_webhooks
+                    .iter()
+                    .filter_map(|value| WebhookHint::deserialize(value).ok()),
+            );
+        }
+    }
+    let status = if created.is_empty() {
+        StatusCode::OK
+    } else {
+        // Committed already: if the tracker is gone (shutting down), its leases are released
+        // or lapse, and another process (or the next start) polls them.
+        let _ = app.commands.send(Command::Track(created, kept)).await;
+        StatusCode::ACCEPTED
+    };
+    let mut records = added.iter().map(|a| record_body(a.record()));
+    let answer = if batch {
+        AddAnswer::Batch(BatchAnswer {
+            sessions: records.collect(),
+        })
+    } else {
+        match records.next() {
+            Some(record) => AddAnswer::One(Box::new(record)),
+            None => return Err(ApiError::invalid("nothing to add")),
+        }
+    };
+    Ok((status, Json(answer)).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}",
+    tag = "sessions",
+    params(("id" = String, Path, description = "the session id")),
+    responses(
+        (status = 200, description = "the record", body = RecordBody),
+        (status = 400, description = "bad id", body = ErrorBody),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "unknown", body = ErrorBody),
+        (status = 503, description = "the store did not answer; try again", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn get_session(
+    State(app): State<App>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<RecordBody>, ApiError> {
+    let id = session_id(&path_segment(id)?)?;
+    match app.store.get_session(&id).await {
+        Ok(Some(record)) => Ok(Json(record_body(&record))),
+        Ok(None) => Err(ApiError::not_found(format!("no session {id}"))),
+        Err(err) => Err(ApiError::store(&err)),
+    }
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/sessions/{id}",
+    tag = "sessions",
+    params(("id" = String, Path, description = "the session id")),
+    responses(
+        (status = 200, description = "the record, cancelled (no delivery)", body = RecordBody),
+        (status = 400, description = "bad id", body = ErrorBody),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "unknown", body = ErrorBody),
+        (status = 409, description = "the session has finished: nothing to cancel (NOT_TRACKING)", body = ErrorBody),
+        (status = 503, description = "the store did not answer; try again", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn cancel_session(
+    State(app): State<App>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<RecordBody>, ApiError> {
+    let id = session_id(&path_segment(id)?)?;
+    match app.store.cancel_session(&id, SystemTime::now()).await {
+        Ok(Some(record)) if record.state == SessionState::Finished => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "NOT_TRACKING",
+            format!("session {id} has finished: nothing to cancel"),
+        )),
+        Ok(Some(record)) => {
+            let _ = app.commands.send(Command::Untrack(vec![id])).await;
+            Ok(Json(record_body(&record)))
+        }
+        Ok(None) => Err(ApiError::not_found(format!("no session {id}"))),
+        Err(err) => Err(ApiError::store(&err)),
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/sessions",
+    tag = "sessions",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "a page, in the order sessions were added", body = PageBody),
+        (status = 400, description = "bad query", body = ErrorBody),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+        (status = 503, description = "the store did not answer; try again", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn list_sessions(
+    State(app): State<App>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PageBody>, ApiError> {
+    let Query(query) =
+        query.map_err(|err| ApiError::invalid(format!("bad query: {}", err.body_text())))?;
+    let state = match query.state.unwrap_or_default() {
+        StateFilter::All => None,
+        StateFilter::Tracking => Some(SessionState::Tracking),
+        StateFilter::Finished => Some(SessionState::Finished),
+        StateFilter::Cancelled => Some(SessionState::Cancelled),
+    };
+    let limit = match query.limit {
+        None => 100,
+        Some(n @ 1..=1000) => n as usize,
+        Some(_) => return Err(ApiError::invalid("limit must be between 1 and 1000")),
+    };
+    match app
+        .store
+        .list_sessions(state, limit, query.cursor.as_deref())
+        .await
+    {
+        Ok(page) => Ok(Json(PageBody {
+            sessions: page.sessions.iter().map(record_body).collect(),
+            next_cursor: page.next_cursor,
+        })),
+        Err(StoreError::InvalidCursor) => Err(ApiError::invalid("invalid cursor")),
+        Err(err) => Err(ApiError::store(&err)),
+    }
+}
