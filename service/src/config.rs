@@ -351,7 +351,7 @@ mod tests {
             Err(ConfigError::WebhookPath(_))
         ));
         assert!(matches!(
-            with(|c| c.webhook_secrets = vec!["nope".into()]),
+            with(|c| c.webhook_secrets = vec!["whsec_not base64!".into()]),
             Err(ConfigError::WebhookSecret(_))
         ));
         assert!(matches!(

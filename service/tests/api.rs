@@ -1,0 +1,486 @@
+//! The service in-process: its router driven with `oneshot`, a SQLite temp file, the simulator
+//! on loopback. What the command adds (flags, exit codes, signals, SIGKILL) is tested on the
+//! binary in the CLI package.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::Router;
+use bankconnect_core::{Api, BaseUrl, Credentials, SchedulerConfig};
+use bankconnect_service::{DeliveryConfig, DeliverySchedule, Service, ServiceConfig, ServiceTasks};
+use bankconnect_sim::{Scenario, SessionScript, SimConfig, Simulator};
+use bankconnect_store::Store;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+struct Running {
+    router: Router,
+    tasks: ServiceTasks,
+    _sim: Simulator,
+    dir: PathBuf,
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "bankconnect_service_{name}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn start(name: &str, sessions: Vec<SessionScript>, config: ServiceConfig) -> Running {
+    let sim = Simulator::start(SimConfig {
+        scenario: Scenario {
+            sessions,
+            ..Scenario::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(
+        BaseUrl::parse(&sim.base_url()).unwrap(),
+        Credentials::new(
+            bankconnect_sim::DEFAULT_API_KEY,
+            bankconnect_sim::DEFAULT_SERVER_HASH,
+        )
+        .unwrap(),
+    );
+    let client = bankconnect_http_async::Client::new(api).with_limits(SchedulerConfig::default());
+    let dir = temp_dir(name);
+    let store = Store::open(&format!("sqlite:{}", dir.join("s.db").display()))
+        .await
+        .unwrap();
+    let (service, tasks) = Service::start(config, store, client).await.unwrap();
+    Running {
+        router: service.router(),
+        tasks,
+        _sim: sim,
+        dir,
+    }
+}
+
+fn fast() -> ServiceConfig {
+    ServiceConfig {
+        interval: Duration::from_millis(100),
+        lease: Duration::from_secs(3),
+        ..ServiceConfig::default()
+    }
+}
+
+async fn call(router: &Router, request: http::Request<Body>) -> (u16, http::HeaderMap, Value) {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, headers, value)
+}
+
+fn post(path: &str, body: &str) -> http::Request<Body> {
+    http::Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+fn get(path: &str) -> http::Request<Body> {
+    http::Request::get(path).body(Body::empty()).unwrap()
+}
+
+async fn wait_state(router: &Router, id: &str, want: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, _, record) = call(router, get(&format!("/v1/sessions/{id}"))).await;
+        if record["state"] == want || Instant::now() > deadline {
+            return record;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.tasks.shutdown(Duration::from_secs(5)).await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_added_read_listed_and_cancelled_with_the_documented_codes() {
+    let sessions = vec![
+        SessionScript::new("quick").complete_after(Duration::from_millis(200)),
+        SessionScript::new("slow").complete_after(Duration::from_secs(600)),
+    ];
+    let run = start("crud", sessions, fast()).await;
+    let r = &run.router;
+    let (status, _, record) = call(
+        r,
+        post(
+            "/v1/sessions",
+            r#"{"session_id": "quick", "reference": "loan-42"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{record}");
+    assert_eq!(record["reference"], "loan-42");
+    let (status, _, _) = call(r, post("/v1/sessions", r#"{"session_id": "quick"}"#)).await;
+    assert_eq!(status, 200, "known already");
+    let (status, _, batch) = call(
+        r,
+        post(
+            "/v1/sessions",
+            r#"{"sessions": [{"session_id": "slow", "max_wait": "1h"}]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{batch}");
+    assert_eq!(batch["sessions"][0]["max_wait_ms"], 3_600_000);
+
+    let finished = wait_state(r, "quick", "finished", Duration::from_secs(10)).await;
+    assert_eq!(finished["outcome"]["outcome"], "completed", "{finished}");
+
+    // The list shows every state by default.
+    let (status, _, page) = call(r, get("/v1/sessions")).await;
+    assert_eq!(status, 200);
+    let listed: Vec<&str> = page["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["session_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["quick", "slow"]);
+    let (_, _, tracking) = call(r, get("/v1/sessions?state=tracking")).await;
+    assert_eq!(tracking["sessions"].as_array().unwrap().len(), 1);
+    let (status, _, _) = call(r, get("/v1/sessions?state=nope")).await;
+    assert_eq!(status, 400);
+
+    // Cancel a tracking one; a finished one has nothing to cancel.
+    let delete = |id: &str| {
+        http::Request::delete(format!("/v1/sessions/{id}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _, cancelled) = call(r, delete("slow")).await;
+    assert_eq!(
+        (status, cancelled["state"].as_str()),
+        (200, Some("cancelled"))
+    );
+    let (status, _, err) = call(r, delete("quick")).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (409, Some("NOT_TRACKING"))
+    );
+    let (status, _, err) = call(r, delete("never-added")).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_and_sloppy_requests_get_the_json_error_and_change_nothing() {
+    let config = ServiceConfig {
+        api_token: Some("s3cret-token".into()),
+        ..fast()
+    };
+    let run = start("hostile", vec![], config).await;
+    let r = &run.router;
+    let authed = |mut request: http::Request<Body>, auth: &str| {
+        request
+            .headers_mut()
+            .insert("authorization", auth.parse().unwrap());
+        request
+    };
+    let body = r#"{"session_id": "a1"}"#;
+    // The scheme is case-insensitive, the token is not.
+    let (status, _, _) = call(r, authed(post("/v1/sessions", body), "bearer s3cret-token")).await;
+    assert_eq!(status, 202);
+    let (status, _, err) = call(r, authed(post("/v1/sessions", body), "Bearer S3CRET-TOKEN")).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (401, Some("UNAUTHORIZED"))
+    );
+    let (status, _, _) = call(r, post("/v1/sessions", body)).await;
+    assert_eq!(status, 401);
+
+    let ok = |request| authed(request, "Bearer s3cret-token");
+    let cases: Vec<(http::Request<Body>, u16, &str)> = vec![
+        // A cross-site form cannot add sessions.
+        (
+            http::Request::post("/v1/sessions")
+                .header("content-type", "text/plain")
+                .body(Body::from(r#"{"session_id": "form"}"#))
+                .unwrap(),
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            http::Request::post("/v1/sessions")
+                .body(Body::from(r#"{"session_id": "none"}"#))
+                .unwrap(),
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            post(
+                "/v1/sessions",
+                r#"{"session_id": "d1", "session_id": "d2"}"#,
+            ),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            post(
+                "/v1/sessions",
+                r#"{"session_id": "m1", "max_wait": "500us"}"#,
+            ),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            post(
+                "/v1/sessions",
+                r#"{"session_id": "m2", "max_wait": "0.9ms"}"#,
+            ),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            post("/v1/sessions", r#"{"session_id": "m3", "max_wait": "1ns"}"#),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            post("/v1/sessions", r#"{"session_id": "u1", "colour": "red"}"#),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            post("/v1/sessions", r#"{"sessions": []}"#),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            post(
+                "/v1/sessions",
+                r#"{"sessions": [{"session_id": "b1"}, {"session_id": 7}]}"#,
+            ),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (post("/v1/sessions", "[1, 2]"), 400, "INVALID_REQUEST"),
+        (post("/v1/sessions", "{"), 400, "INVALID_REQUEST"),
+        (get("/v1/sessions/%ff"), 400, "INVALID_REQUEST"),
+        (get("/v1/sessions?limit=0"), 400, "INVALID_REQUEST"),
+        (get("/v1/sessions?cursor=zzz"), 400, "INVALID_REQUEST"),
+        (get("/v1/sessions?color=1"), 400, "INVALID_REQUEST"),
+        (get("/nowhere"), 404, "NOT_FOUND"),
+        (
+            http::Request::put("/v1/sessions")
+                .body(Body::empty())
+                .unwrap(),
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+    ];
+    for (request, want, code) in cases {
+        let shown = format!("{} {}", request.method(), request.uri());
+        let (status, headers, err) = call(r, ok(request)).await;
+        assert_eq!(status, want, "{shown}: {err}");
+        assert_eq!(err["error"]["code"], code, "{shown}: {err}");
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{shown}"
+        );
+    }
+    // Nothing of the refused bodies was stored: the batch with a bad entry added none.
+    let (_, _, page) = call(r, ok(get("/v1/sessions"))).await;
+    let ids: Vec<&str> = page["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["session_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a1"]);
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_endpoints_need_no_token_and_the_document_is_the_routes() {
+    let config = ServiceConfig {
+        api_token: Some("t".repeat(16)),
+        webhook_path: "/hooks/finbox".into(),
+        ..fast()
+    };
+    let run = start("ops", vec![], config).await;
+    let r = &run.router;
+    let (status, _, health) = call(r, get("/healthz")).await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, _, ready) = call(r, get("/readyz")).await;
+    assert_eq!(
+        (status, ready["status"].as_str()),
+        (200, Some("ready")),
+        "{ready}"
+    );
+    let (status, _, metrics) = call(r, get("/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(metrics
+        .as_str()
+        .unwrap()
+        .contains("bankconnect_outcome_latency_seconds"));
+    let (status, _, doc) = call(r, get("/openapi.json")).await;
+    assert_eq!(status, 200);
+    let paths = doc["paths"].as_object().unwrap();
+    let mut names: Vec<&str> = paths.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "/healthz",
+            "/hooks/finbox",
+            "/metrics",
+            "/readyz",
+            "/v1/sessions",
+            "/v1/sessions/{id}"
+        ]
+    );
+    assert!(paths["/hooks/finbox"]["post"].is_object());
+    assert!(doc["components"]["schemas"]["NewSessionBody"].is_object());
+    // The webhook is routed where the document says.
+    let (status, _, answer) = call(
+        r,
+        post(
+            "/hooks/finbox",
+            r#"{"session_id": "w1", "event_name": "ENRICHMENT_NOTIFICATION", "accounts": []}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("accepted")),
+        "{answer}"
+    );
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_known_at_the_add_is_committed_with_nothing_else_tracked() {
+    // The session's max wait ran out before it was added (downtime, say): its outcome is known
+    // at once, with no other session being polled to wake the loop.
+    let sessions = vec![SessionScript::new("late").complete_after(Duration::from_secs(600))];
+    let run = start("parked", sessions, fast()).await;
+    let r = &run.router;
+    let (status, _, _) = call(
+        r,
+        post(
+            "/v1/sessions",
+            r#"{"session_id": "late", "max_wait": "1ms"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let record = wait_state(r, "late", "finished", Duration::from_secs(3)).await;
+    assert_eq!(record["state"], "finished", "{record}");
+    assert_eq!(record["outcome"]["outcome"], "timed_out", "{record}");
+    run.stop().await;
+}
+
+/// A receiver on loopback that hangs on `slow`'s delivery and answers the others at once,
+/// noting when each arrived.
+async fn receiver() -> (String, Arc<Mutex<Vec<(String, Instant)>>>) {
+    let seen: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let app = Router::new().route(
+        "/deliveries",
+        axum::routing::post(move |body: String| {
+            let log = Arc::clone(&log);
+            async move {
+                let value: Value = serde_json::from_str(&body).unwrap_or_default();
+                let id = value["data"]["session_id"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned();
+                log.lock().unwrap().push((id.clone(), Instant::now()));
+                if id == "slow" {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/deliveries"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_receiver_holds_up_only_its_own_delivery() {
+    let (url, seen) = receiver().await;
+    let mut sessions = vec![SessionScript::new("slow").complete_after(Duration::from_millis(100))];
+    for id in ["a", "b", "c"] {
+        sessions.push(SessionScript::new(id).complete_after(Duration::from_millis(600)));
+    }
+    let config = ServiceConfig {
+        delivery: Some(DeliveryConfig {
+            url,
+            secrets: vec![KEY.into()],
+        }),
+        delivery_schedule: DeliverySchedule::new(vec![Duration::ZERO, Duration::from_secs(30)])
+            .unwrap(),
+        ..fast()
+    };
+    let run = start("hang", sessions, config).await;
+    let r = &run.router;
+    let started = Instant::now();
+    let (status, _, _) = call(
+        r,
+        post(
+            "/v1/sessions",
+            r#"{"sessions": [{"session_id": "slow"}, {"session_id": "a"}, {"session_id": "b"}, {"session_id": "c"}]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, 202);
+    for id in ["a", "b", "c"] {
+        let deadline = Instant::now() + Duration::from_secs(8);
+        loop {
+            let (_, _, record) = call(r, get(&format!("/v1/sessions/{id}"))).await;
+            if record["delivery"]["state"] == "delivered" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} not delivered: {record}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|(id, _)| id == "slow"),
+        "slow was attempted: {seen:?}"
+    );
+    // Well within the hanging attempt's 15 s timeout.
+    assert!(started.elapsed() < Duration::from_secs(8));
+    run.stop().await;
+}
