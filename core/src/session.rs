@@ -174,6 +174,11 @@ struct Rare {
     last_failure: Option<TransientFailure>,
     /// The accounts from an authenticated webhook, once one came.
     webhook_accounts: Option<Vec<AccountResult>>,
+    /// When the webhook awaiting credit came (a poll sent after it that finds the session still
+    /// processing contradicts it).
+    webhook_at: Option<Instant>,
+    /// When a webhook last hastened a poll (at most once per interval).
+    hastened_at: Option<Instant>,
 }
 
 /// The state of one session, without the policy or the API (which a scheduler shares).
@@ -190,7 +195,8 @@ pub(crate) struct SessionMachine {
     failures_in_row: u32,
     session_progress: Option<SessionProgress>,
     statements: Vec<StatementProgress>,
-    /// Whether a webhook named this session (authenticated or not).
+    /// Whether a webhook named this session (authenticated or not) and no poll since has
+    /// contradicted it: the outcome is credited to it (`notified_by: webhook`).
     webhook_seen: bool,
     /// A webhook came while a request was in flight: confirm with one more request.
     confirm_pending: bool,
@@ -444,6 +450,7 @@ impl SessionMachine {
                 if completed {
                     self.on_completed(now, policy);
                 } else {
+                    self.contradicted();
                     self.schedule_next_poll(now, policy);
                 }
             }
@@ -452,6 +459,7 @@ impl SessionMachine {
                 let in_grace = err.code == ApiErrorCode::ProcessingNotRequested
                     && self.elapsed(now) < policy.not_requested_grace;
                 if in_grace || err.code == ApiErrorCode::ProcessingNotCompleted {
+                    self.contradicted();
                     self.schedule_next_poll(now, policy);
                 } else {
                     self.end(now, OutcomeKind::ApiError, Some(OutcomeError::from(&err)));
@@ -565,7 +573,6 @@ impl SessionMachine {
     }
 
     pub(crate) fn handle_webhook(&mut self, now: Instant, hint: WebhookHint, policy: &PollPolicy) {
-        let first = !self.webhook_seen;
         match &self.phase {
             Phase::Ended(_) => return,
             // Completion is known and session_status is being fetched: an authenticated webhook
@@ -585,22 +592,58 @@ impl SessionMachine {
                 }
                 return;
             }
-            // Only the first webhook may cause an early request, so a flood of (forged)
-            // webhooks cannot raise the poll rate.
-            Phase::InFlight(RequestKind::Progress) => self.confirm_pending |= first,
+            // A webhook may cause one early request per interval, so a flood of (forged)
+            // webhooks cannot raise the poll rate, and a later webhook after a contradicted one
+            // still gets its own confirmation.
+            Phase::InFlight(RequestKind::Progress) => {
+                if self.may_hasten(now, policy) {
+                    self.confirm_pending = true;
+                    self.rare_mut().hastened_at = Some(now);
+                }
+            }
             Phase::Due(at, RequestKind::Progress) => {
+                let at = *at;
                 let earliest = self
                     .last_progress_sent
                     .map_or(now, |sent| sent + policy.confirm_spacing())
                     .max(now);
-                if first && earliest < *at {
+                if earliest < at && self.may_hasten(now, policy) {
                     self.phase = Phase::Due(earliest, RequestKind::Progress);
+                    self.rare_mut().hastened_at = Some(now);
                 }
             }
         }
         self.webhook_seen = true;
+        let rare = self.rare_mut();
+        rare.webhook_at = Some(now);
         if hint.authenticated {
-            self.rare_mut().webhook_accounts = Some(hint.accounts);
+            rare.webhook_accounts = Some(hint.accounts);
+        }
+    }
+
+    /// Whether a webhook may hasten a poll now: none did within the last interval.
+    fn may_hasten(&self, now: Instant, policy: &PollPolicy) -> bool {
+        self.rare
+            .as_ref()
+            .and_then(|rare| rare.hastened_at)
+            .is_none_or(|at| now >= at + policy.interval)
+    }
+
+    /// A poll sent after the pending webhook found the session still processing: the hint was
+    /// wrong (or forged), so it earns no credit. An authenticated webhook's stays.
+    fn contradicted(&mut self) {
+        if !self.webhook_seen || self.webhook_accounts().is_some() {
+            return;
+        }
+        let webhook_at = self.rare.as_ref().and_then(|rare| rare.webhook_at);
+        let after = match (webhook_at, self.last_progress_sent) {
+            (Some(webhook), Some(sent)) => sent >= webhook,
+            // Resumed from a snapshot: the webhook came before every request since.
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        if after {
+            self.webhook_seen = false;
         }
     }
 
@@ -701,6 +744,8 @@ impl SessionMachine {
             max_wait: snapshot.max_wait,
             last_failure: snapshot.last_failure,
             webhook_accounts: snapshot.webhook_accounts,
+            webhook_at: None,
+            hastened_at: None,
         };
         Self {
             id: snapshot.session_id,

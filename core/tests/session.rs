@@ -695,3 +695,99 @@ fn an_unsigned_webhook_during_session_status_does_not_end_it() {
     };
     assert_eq!(outcome.outcome, OutcomeKind::Completed);
 }
+
+#[test]
+fn an_unsigned_webhook_the_poll_contradicts_earns_no_credit() {
+    let t0 = Instant::now();
+    let (outcome, sent) = drive(
+        track(no_jitter(), "s1", t0, 1),
+        t0,
+        |i, _| {
+            (
+                if i < 3 {
+                    processing("s1")
+                } else {
+                    completed("s1")
+                },
+                LATENCY,
+            )
+        },
+        Some((
+            Duration::from_millis(500),
+            unsigned_hint("s1", "completed", None, None),
+        )),
+    );
+    assert_eq!(outcome.outcome, OutcomeKind::Completed);
+    // The confirming poll found it processing: the end was learnt by polling.
+    assert_eq!(outcome.notified_by, NotifiedBy::Poll);
+    assert_eq!(sent.len(), 5, "{sent:?}"); // + session_status, fetched as for any poll
+}
+
+/// Sends what is due at `now` (answering with `answer`), returning the requests' paths.
+fn step(
+    session: &mut TrackedSession,
+    now: Instant,
+    answer: &dyn Fn() -> bankconnect_core::HttpResult,
+) -> Vec<String> {
+    let mut paths = Vec::new();
+    while let Action::Send(request) = session.poll_action(now) {
+        paths.push(request.uri().path().to_owned());
+        session.handle_input(now, Input::Response(answer()));
+    }
+    paths
+}
+
+#[test]
+fn a_later_webhook_gets_its_own_confirmation_at_most_once_per_interval() {
+    let t0 = Instant::now();
+    let policy = PollPolicy {
+        interval: Duration::from_secs(10),
+        ..no_jitter()
+    };
+    let mut session = track(policy, "s1", t0, 1);
+    let processing = || processing("s1");
+    assert_eq!(step(&mut session, t0, &processing).len(), 1); // the first poll
+                                                              // A forged webhook hastens one poll, which contradicts it.
+    let forged = unsigned_hint("s1", "completed", None, None);
+    session.handle_input(t0 + Duration::from_secs(2), Input::Webhook(forged.clone()));
+    assert_eq!(
+        step(&mut session, t0 + Duration::from_secs(2), &processing).len(),
+        1
+    );
+    // Another within the interval hastens nothing (a flood cannot raise the poll rate).
+    session.handle_input(t0 + Duration::from_secs(3), Input::Webhook(forged.clone()));
+    assert!(step(&mut session, t0 + Duration::from_secs(4), &processing).is_empty());
+    assert!(
+        matches!(session.poll_action(t0 + Duration::from_secs(4)), Action::WaitUntil(at) if at == t0 + Duration::from_secs(12))
+    );
+    assert_eq!(
+        step(&mut session, t0 + Duration::from_secs(12), &processing).len(),
+        1
+    );
+    // A real one after the interval gets its own confirming poll at once, and the credit.
+    let at = t0 + Duration::from_secs(13);
+    session.handle_input(
+        at,
+        Input::Webhook(unsigned_hint("s1", "completed", None, None)),
+    );
+    let Action::Send(request) = session.poll_action(at) else {
+        panic!("no confirming poll at once");
+    };
+    assert!(request.uri().path().ends_with("/progress/"));
+    session.handle_input(at, Input::Response(completed("s1")));
+    let Action::Send(request) = session.poll_action(at) else {
+        panic!("no session_status");
+    };
+    assert!(
+        request.uri().path().ends_with("/session_status/"),
+        "{request:?}"
+    );
+    session.handle_input(
+        at,
+        Input::Response(session_status("s1", "completed", "", "")),
+    );
+    let Action::Done(outcome) = session.poll_action(at) else {
+        panic!("not done");
+    };
+    assert_eq!(outcome.notified_by, NotifiedBy::Webhook);
+}
