@@ -15,6 +15,13 @@ use crate::fleet::{self, FleetCount, CLAIM_BATCH};
 use crate::metrics::{label, Metrics};
 use crate::tracking::{polled, Command, Polled};
 
+/// How long a webhook's dedupe record is kept: a copy FinBox (or a replay) sends later is new.
+const DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// A replica without a heartbeat this long is forgotten.
+const REPLICA_GONE: Duration = Duration::from_secs(3600);
+/// How often records are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 /// The coordinator's settings.
 pub(crate) struct Coordinator {
     pub(crate) store: Store,
@@ -55,6 +62,8 @@ impl Coordinator {
         let mut look =
             tokio::time::interval_at(tokio::time::Instant::now() + look_every, look_every);
         look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut prune = tokio::time::interval(PRUNE_EVERY);
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if *shutdown.borrow() {
                 break;
@@ -86,6 +95,7 @@ impl Coordinator {
                 _ = look.tick(), if several => {
                     more_to_claim = self.claim(fleet::share(fleet, several)).await;
                 }
+                _ = prune.tick() => self.prune().await,
                 () = std::future::ready(()), if more_to_claim => {
                     more_to_claim = self.claim(fleet::share(fleet, several)).await;
                 }
@@ -255,6 +265,25 @@ impl Coordinator {
                 *scanned = now;
             }
             Err(err) => tracing::warn!(error = %err, "cannot read accepted webhooks"),
+        }
+    }
+
+    /// Forgets dedupe records past their window (and beyond the store's bounds) and the
+    /// heartbeats of replicas long gone.
+    async fn prune(&self) {
+        let now = SystemTime::now();
+        let (Some(before), Some(replicas_before)) = (
+            now.checked_sub(DEDUPE_WINDOW),
+            now.checked_sub(REPLICA_GONE.max(self.lease * 10)),
+        ) else {
+            return;
+        };
+        match self.store.prune_webhooks(before, replicas_before).await {
+            Ok(pruned) if pruned.dedupe + pruned.replicas > 0 => {
+                tracing::debug!(dedupe = pruned.dedupe, replicas = pruned.replicas, "pruned");
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "cannot prune webhook records"),
         }
     }
 

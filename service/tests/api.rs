@@ -484,3 +484,31 @@ async fn a_hanging_receiver_holds_up_only_its_own_delivery() {
     assert!(started.elapsed() < Duration::from_secs(8));
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_megabyte_webhooks_cost_the_store_a_few_bytes_each() {
+    let run = start("forged", vec![], fast()).await;
+    let r = &run.router;
+    let message = "x".repeat(15_000);
+    for n in 0..40 {
+        let accounts: Vec<Value> = (0..60)
+            .map(|a| {
+                serde_json::json!({"account_id": format!("a{a}"), "bank_name": "sbi",
+                    "account_status": "failed", "error_code": "OTHER", "error_message": message})
+            })
+            .collect();
+        let body = serde_json::json!({"session_id": format!("unknown-{n}"),
+            "event_name": "ENRICHMENT_NOTIFICATION", "accounts": accounts})
+        .to_string();
+        assert!(body.len() > 800_000);
+        let (status, _, answer) = call(r, post("/webhooks/bankconnect", &body)).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    // 40 MB sent; the store keeps the hints without the accounts nobody may trust.
+    let size: u64 = std::fs::read_dir(&run.dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(size < 4 * 1024 * 1024, "the store grew to {size} bytes");
+    run.stop().await;
+}

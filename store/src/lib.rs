@@ -39,5 +39,5 @@ pub use model::{
 };
 pub use notices::{WebhookNotice, WebhookNotices};
 pub use schema::LATEST as SCHEMA_VERSION;
-pub use store::{Attempt, Bounds, StateCounts, Store};
+pub use store::{Attempt, Bounds, Pruned, StateCounts, Store};
 pub use url::StoreUrl;

@@ -81,8 +81,21 @@ async fn keep_pending(
             )
             .await?;
     }
+    // Bytes: the newest are kept while their running total fits.
+    dropped += tx
+        .execute(
+            "DELETE FROM pending_webhooks WHERE session_id IN ( \
+             SELECT session_id FROM (SELECT session_id, sum(octet_length(hint)) \
+             OVER (ORDER BY received_at_ms DESC, session_id DESC) AS kept FROM pending_webhooks) AS t \
+             WHERE kept > $1)",
+            &[&i64::try_from(bounds.pending_max_bytes).unwrap_or(i64::MAX)],
+        )
+        .await?;
     Ok(usize::try_from(dropped).unwrap_or(usize::MAX))
 }
+
+/// Rows deleted per statement by pruning.
+const PRUNE_BATCH: i64 = 5_000;
 
 type Connection =
     tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
@@ -697,15 +710,51 @@ impl PostgresStore {
         rows.iter().map(|row| col(row, 0)).collect()
     }
 
-    pub(crate) async fn prune_webhooks(&self, before: SystemTime) -> Result<usize, StoreError> {
+    pub(crate) async fn prune_webhooks(
+        &self,
+        before: SystemTime,
+        replicas_before: SystemTime,
+    ) -> Result<crate::store::Pruned, StoreError> {
         let client = self.client().await?;
-        let pruned = client
+        let mut pruned = crate::store::Pruned::default();
+        loop {
+            let mut n = client
+                .execute(
+                    "DELETE FROM accepted_webhooks WHERE dedupe_key IN ( \
+                     SELECT dedupe_key FROM accepted_webhooks WHERE received_at_ms < $1 LIMIT $2)",
+                    &[&to_ms(before), &PRUNE_BATCH],
+                )
+                .await?;
+            if n == 0 {
+                n = client
+                    .execute(
+                        "DELETE FROM accepted_webhooks WHERE dedupe_key IN ( \
+                         SELECT dedupe_key FROM (SELECT dedupe_key, \
+                         row_number() OVER w AS nth, sum(octet_length(event)) OVER w AS kept \
+                         FROM accepted_webhooks WINDOW w AS (ORDER BY received_at_ms DESC, dedupe_key DESC)) AS t \
+                         WHERE nth > $1 OR kept > $2 LIMIT $3)",
+                        &[
+                            &i64::try_from(self.bounds.dedupe_max_count).unwrap_or(i64::MAX),
+                            &i64::try_from(self.bounds.dedupe_max_bytes).unwrap_or(i64::MAX),
+                            &PRUNE_BATCH,
+                        ],
+                    )
+                    .await?;
+            }
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            pruned.dedupe += n;
+            if n < usize::try_from(PRUNE_BATCH).unwrap_or(usize::MAX) {
+                break;
+            }
+        }
+        let replicas = client
             .execute(
-                "DELETE FROM accepted_webhooks WHERE received_at_ms < $1",
-                &[&to_ms(before)],
+                "DELETE FROM replicas WHERE heartbeat_at_ms < $1",
+                &[&to_ms(replicas_before)],
             )
             .await?;
-        Ok(usize::try_from(pruned).unwrap_or(usize::MAX))
+        pruned.replicas = usize::try_from(replicas).unwrap_or(usize::MAX);
+        Ok(pruned)
     }
 
     pub(crate) async fn keep_pending_webhook(

@@ -57,8 +57,22 @@ fn keep_pending(
             )?
             .execute(params![count - max])?;
     }
+    // Bytes: the newest are kept while their running total fits.
+    dropped += tx
+        .prepare_cached(
+            "DELETE FROM pending_webhooks WHERE session_id IN ( \
+             SELECT session_id FROM (SELECT session_id, sum(length(CAST(hint AS BLOB))) \
+             OVER (ORDER BY received_at_ms DESC, session_id DESC) AS kept FROM pending_webhooks) \
+             WHERE kept > ?1)",
+        )?
+        .execute(params![
+            i64::try_from(bounds.pending_max_bytes).unwrap_or(i64::MAX)
+        ])?;
     Ok(dropped)
 }
+
+/// Rows deleted per statement by pruning.
+const PRUNE_BATCH: i64 = 5_000;
 
 /// A store in one SQLite file.
 #[derive(Clone)]
@@ -549,13 +563,55 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn prune_webhooks(&self, before: SystemTime) -> Result<usize, StoreError> {
-        self.with(move |conn, _| {
-            Ok(conn
-                .prepare_cached("DELETE FROM accepted_webhooks WHERE received_at_ms < ?1")?
-                .execute(params![to_ms(before)])?)
-        })
-        .await
+    pub(crate) async fn prune_webhooks(
+        &self,
+        before: SystemTime,
+        replicas_before: SystemTime,
+    ) -> Result<crate::store::Pruned, StoreError> {
+        let mut pruned = crate::store::Pruned::default();
+        // Each batch is its own statement (and lock), so adds and webhooks go in between.
+        loop {
+            let bounds = self.bounds;
+            let n = self
+                .with(move |conn, _| {
+                    let mut n = conn
+                        .prepare_cached(
+                            "DELETE FROM accepted_webhooks WHERE dedupe_key IN ( \
+                             SELECT dedupe_key FROM accepted_webhooks WHERE received_at_ms < ?1 LIMIT ?2)",
+                        )?
+                        .execute(params![to_ms(before), PRUNE_BATCH])?;
+                    if n == 0 {
+                        // Then count and bytes: the newest are kept while both fit.
+                        n = conn
+                            .prepare_cached(
+                                "DELETE FROM accepted_webhooks WHERE dedupe_key IN ( \
+                                 SELECT dedupe_key FROM (SELECT dedupe_key, \
+                                 row_number() OVER w AS nth, sum(length(CAST(event AS BLOB))) OVER w AS kept \
+                                 FROM accepted_webhooks WINDOW w AS (ORDER BY received_at_ms DESC, dedupe_key DESC)) \
+                                 WHERE nth > ?1 OR kept > ?2 LIMIT ?3)",
+                            )?
+                            .execute(params![
+                                i64::try_from(bounds.dedupe_max_count).unwrap_or(i64::MAX),
+                                i64::try_from(bounds.dedupe_max_bytes).unwrap_or(i64::MAX),
+                                PRUNE_BATCH
+                            ])?;
+                    }
+                    Ok(n)
+                })
+                .await?;
+            pruned.dedupe += n;
+            if n < usize::try_from(PRUNE_BATCH).unwrap_or(usize::MAX) {
+                break;
+            }
+        }
+        pruned.replicas = self
+            .with(move |conn, _| {
+                Ok(conn
+                    .prepare_cached("DELETE FROM replicas WHERE heartbeat_at_ms < ?1")?
+                    .execute(params![to_ms(replicas_before)])?)
+            })
+            .await?;
+        Ok(pruned)
     }
 
     pub(crate) async fn keep_pending_webhook(

@@ -14,14 +14,23 @@ use crate::sqlite::SqliteStore;
 use crate::url::StoreUrl;
 use crate::StoreError;
 
-/// Bounds of the pending-webhook table (webhooks for sessions not yet added).
+/// Bounds of what clients can make the store keep: webhooks for sessions not yet added
+/// (pending) and the accepted webhooks' dedupe records, each in count, bytes and age.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Bounds {
-    /// Most kept; the oldest fall out first (default 10 000).
+    /// Most pending webhooks kept; the oldest fall out first (default 10 000).
     pub pending_max_count: usize,
     /// How long one is kept (default 24 h).
     pub pending_max_age: Duration,
+    /// Most bytes of pending webhooks in all; the oldest fall out first (default 64 MiB).
+    pub pending_max_bytes: usize,
+    /// Most dedupe records kept by [`Store::prune_webhooks`]; the oldest go first (default
+    /// 100 000).
+    pub dedupe_max_count: usize,
+    /// Most bytes of dedupe records (their events) kept by [`Store::prune_webhooks`] (default
+    /// 64 MiB).
+    pub dedupe_max_bytes: usize,
 }
 
 impl Default for Bounds {
@@ -29,18 +38,46 @@ impl Default for Bounds {
         Self {
             pending_max_count: 10_000,
             pending_max_age: Duration::from_secs(24 * 60 * 60),
+            pending_max_bytes: 64 * 1024 * 1024,
+            dedupe_max_count: 100_000,
+            dedupe_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
 
 impl Bounds {
-    /// Keep at most `max_count` pending webhooks, each for at most `max_age`.
+    /// Keep at most `max_count` pending webhooks, each for at most `max_age` (other bounds at
+    /// their defaults).
     pub fn new(max_count: usize, max_age: Duration) -> Self {
         Self {
             pending_max_count: max_count,
             pending_max_age: max_age,
+            ..Self::default()
         }
     }
+
+    /// The same bounds with these byte limits.
+    pub fn with_bytes(mut self, pending_max_bytes: usize, dedupe_max_bytes: usize) -> Self {
+        self.pending_max_bytes = pending_max_bytes;
+        self.dedupe_max_bytes = dedupe_max_bytes;
+        self
+    }
+
+    /// The same bounds with this many dedupe records at most.
+    pub fn with_dedupe_count(mut self, dedupe_max_count: usize) -> Self {
+        self.dedupe_max_count = dedupe_max_count;
+        self
+    }
+}
+
+/// What [`Store::prune_webhooks`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Pruned {
+    /// Dedupe records past their window or beyond the bounds.
+    pub dedupe: usize,
+    /// Heartbeats of replicas gone for longer than the window.
+    pub replicas: usize,
 }
 
 /// Sessions per state.
@@ -199,10 +236,12 @@ impl Store {
 
     /// Opens the store with pending-webhook bounds of your own.
     pub async fn open_with(url: &str, bounds: Bounds) -> Result<Self, StoreError> {
-        if bounds.pending_max_count == 0 {
-            return Err(StoreError::Invalid(
-                "pending_max_count must be at least 1".into(),
-            ));
+        if bounds.pending_max_count == 0
+            || bounds.pending_max_bytes == 0
+            || bounds.dedupe_max_count == 0
+            || bounds.dedupe_max_bytes == 0
+        {
+            return Err(StoreError::Invalid("every bound must be at least 1".into()));
         }
         let backend = match StoreUrl::parse(url)? {
             StoreUrl::Sqlite(path) => {
@@ -493,9 +532,16 @@ impl Store {
         }
     }
 
-    /// Forgets accepted webhooks received before `before` (their dedupe window is over).
-    pub async fn prune_webhooks(&self, before: SystemTime) -> Result<usize, StoreError> {
-        dispatch!(self.prune_webhooks(before))
+    /// Forgets the dedupe records of webhooks received before `before` (their window is over)
+    /// and the oldest beyond the bounds' count and bytes, and the heartbeats of replicas not
+    /// seen since `replicas_before`. In batches of at most 5 000 rows per statement, so that
+    /// no write waits long behind it; returns what went.
+    pub async fn prune_webhooks(
+        &self,
+        before: SystemTime,
+        replicas_before: SystemTime,
+    ) -> Result<Pruned, StoreError> {
+        dispatch!(self.prune_webhooks(before, replicas_before))
     }
 
     /// Keeps a webhook for a session not added yet (one per session; an unauthenticated one

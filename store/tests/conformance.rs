@@ -466,7 +466,7 @@ async fn a_webhook_dedupe_key_is_recorded_once(fx: Fixture) {
         .record_webhook("key-2", None, &event, at(1))
         .await
         .unwrap());
-    assert_eq!(store.prune_webhooks(at(1)).await.unwrap(), 1);
+    assert_eq!(store.prune_webhooks(at(1), at(0)).await.unwrap().dedupe, 1);
     assert!(store
         .record_webhook("key-1", None, &event, at(2))
         .await
@@ -705,6 +705,93 @@ async fn pending_webhooks_are_bounded_and_applied_on_add(fx: Fixture) {
     );
 }
 
+async fn what_clients_can_fill_is_bounded_in_count_and_bytes(fx: Fixture) {
+    let bounds = Bounds::new(100, Duration::from_secs(3600))
+        .with_bytes(1000, 1000)
+        .with_dedupe_count(3);
+    let store = fx.open_with(bounds).await;
+    // Pending webhooks: three of about 400 bytes, of which the newest two fit in 1 000.
+    let big = |n: u32| json!({"session_id": "x", "n": n, "pad": "p".repeat(380)});
+    for (i, id) in ["p1", "p2", "p3"].into_iter().enumerate() {
+        store
+            .keep_pending_webhook(&sid(id), &big(i as u32), false, at(i as u64))
+            .await
+            .unwrap();
+    }
+    let added = store
+        .add_sessions(
+            vec![
+                NewSession::new(sid("p1")),
+                NewSession::new(sid("p2")),
+                NewSession::new(sid("p3")),
+            ],
+            at(10),
+        )
+        .await
+        .unwrap();
+    let kept: Vec<usize> = added
+        .iter()
+        .map(|a| match a {
+            Added::Created {
+                pending_webhooks, ..
+            } => pending_webhooks.len(),
+            _ => panic!("new"),
+        })
+        .collect();
+    assert_eq!(kept, [0, 1, 1], "the oldest fell out by bytes");
+    // Dedupe records: at most three, the newest.
+    let small = json!({"e": 1});
+    for n in 0..5u64 {
+        assert!(store
+            .record_webhook(&format!("k{n}"), None, &small, at(100 + n))
+            .await
+            .unwrap());
+    }
+    let pruned = store.prune_webhooks(at(0), at(0)).await.unwrap();
+    assert_eq!(pruned.dedupe, 2);
+    // The newest are still known (duplicates), the pruned ones are new again.
+    assert!(!store
+        .record_webhook("k4", None, &small, at(200))
+        .await
+        .unwrap());
+    assert!(store
+        .record_webhook("k0", None, &small, at(201))
+        .await
+        .unwrap());
+    // And by bytes: two events of 600 bytes do not fit in 1 000.
+    let wide = json!({"pad": "w".repeat(600)});
+    assert!(store
+        .record_webhook("w1", None, &wide, at(300))
+        .await
+        .unwrap());
+    assert!(store
+        .record_webhook("w2", None, &wide, at(301))
+        .await
+        .unwrap());
+    let pruned = store.prune_webhooks(at(0), at(0)).await.unwrap();
+    assert!(pruned.dedupe >= 2, "{pruned:?}");
+    assert!(!store
+        .record_webhook("w2", None, &wide, at(400))
+        .await
+        .unwrap());
+    assert!(store
+        .record_webhook("w1", None, &wide, at(401))
+        .await
+        .unwrap());
+    // Heartbeats of replicas gone long ago go too.
+    store
+        .renew_leases("old", at(1_000), Duration::from_secs(30))
+        .await
+        .unwrap();
+    store
+        .renew_leases("new", at(900_000), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let pruned = store.prune_webhooks(at(0), at(500_000)).await.unwrap();
+    assert_eq!(pruned.replicas, 1);
+    assert_eq!(store.live_replicas(at(0)).await.unwrap(), ["new"]);
+}
+
 async fn paging_skips_and_repeats_nothing_while_rows_are_added(fx: Fixture) {
     let store = fx.open().await;
     store.add_sessions(ids(25, "l"), at(0)).await.unwrap();
@@ -871,6 +958,7 @@ fn cases() -> Vec<(&'static str, Case)> {
         case!(each_due_delivery_goes_to_one_worker_at_a_time),
         case!(a_webhook_dedupe_key_is_recorded_once),
         case!(pending_webhooks_are_bounded_and_applied_on_add),
+        case!(what_clients_can_fill_is_bounded_in_count_and_bytes),
         case!(accepting_a_webhook_records_and_routes_it_in_one_transaction),
         case!(leased_webhooks_are_those_of_held_tracking_sessions_since_a_time),
         case!(listeners_hear_of_webhooks_for_tracking_sessions_from_others),

@@ -123,11 +123,17 @@ fn count(app: &App, result: &str) {
 
 /// Records a verified event once (shared dedupe) and routes its hint; `false` for a duplicate.
 async fn accept(app: &App, delivery: &Delivery) -> Result<bool, StoreError> {
-    let hint = delivery.hint();
+    let mut hint = delivery.hint();
+    if let Some(hint) = hint.as_mut().filter(|hint| !hint.authenticated) {
+        // An unauthenticated hint's accounts never decide anything: they are not kept, so a
+        // forged body costs the store a few bytes, not its size.
+        hint.accounts.clear();
+    }
     let session = delivery.event.session_id();
+    // What is kept is the hint the tracker takes; another event only needs its dedupe record.
     let event = match &hint {
         Some(hint) => serde_json::to_value(hint).unwrap_or(Value::Null),
-        None => delivery.event.to_json(false),
+        None => Value::Null,
     };
     let route = match &hint {
         Some(hint) => Route::Hint {
