@@ -556,6 +556,13 @@ fn help_leaves_out_the_global_options_a_command_ignores() {
             "{args:?}:\n{text}"
         );
     }
+    // serve is async only: no --transport in its help.
+    let serve = help(&["serve", "--help"]);
+    assert!(!serve.contains("--transport <"), "{serve}");
+    assert!(
+        serve.contains("--max-connections") && serve.contains("--log-format"),
+        "{serve}"
+    );
     // Still accepted where ignored, and the defaults of the globals still hold when running.
     let out = bankconnect(
         None,

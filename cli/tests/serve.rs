@@ -518,8 +518,10 @@ fn sigkill_at_any_point_loses_no_session_webhook_outcome_or_delivery() {
         SessionScript::new("after-add")
             .complete_after(Duration::from_millis(1500))
             .without_webhook(),
+        // Done at its first poll, which confirms the (unsigned) webhook kept for it: the credit
+        // shows the webhook's effect survived (a poll that contradicted it would earn none).
         SessionScript::new("hooked")
-            .complete_after(Duration::from_millis(200))
+            .complete_after_polls(1)
             .without_webhook(),
         SessionScript::new("undelivered")
             .complete_after(Duration::from_millis(100))
@@ -641,5 +643,180 @@ fn an_authenticated_but_malformed_webhook_makes_its_session_poll_at_once() {
     let records = serve.wait_finished(&["slowpoke"], false, Duration::from_secs(10));
     assert_eq!(records["slowpoke"]["outcome"]["outcome"], "completed");
     drop(serve);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_second_serve_on_the_same_sqlite_file_exits_2_naming_it() {
+    let sim = scenario_sim(vec![]);
+    let (db, dir) = temp_db("second");
+    let first = Serve::start(&sim, &db, None, &[]);
+    let store = format!("sqlite:{}", db.display());
+    let output = bankconnect(
+        Some(&sim.sim),
+        &["serve", "--listen", "127.0.0.1:0", "--store", &store],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(code(&output), 2);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&db.display().to_string()), "{stderr}");
+    assert!(stderr.contains("PostgreSQL"), "{stderr}");
+    // The first is unharmed.
+    assert_eq!(first.add(json!({"session_id": "still-here"})).0, 202);
+    drop(first);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn after_sigkill_a_restart_repolls_everything_within_one_interval() {
+    let ids: Vec<String> = (0..100).map(|n| format!("slow-{n:03}")).collect();
+    let sim = scenario_sim(
+        ids.iter()
+            .map(|id| SessionScript::new(id).complete_after(Duration::from_secs(600)))
+            .collect(),
+    );
+    let (db, dir) = temp_db("repoll");
+    let serve = Serve::start(&sim, &db, None, &["--interval", "2s"]);
+    let batch: Vec<Value> = ids.iter().map(|id| json!({"session_id": id})).collect();
+    assert_eq!(serve.add(json!({"sessions": batch})).0, 202);
+    std::thread::sleep(Duration::from_millis(500));
+    serve.kill9();
+    let killed_at = sim
+        .sim
+        .requests()
+        .iter()
+        .map(|r| r.at_ms)
+        .max()
+        .unwrap_or(0);
+    let serve = Serve::start(&sim, &db, None, &["--interval", "2s"]);
+    std::thread::sleep(Duration::from_secs(5));
+    let requests = sim.sim.requests();
+    let late: Vec<(&String, Option<u64>)> = ids
+        .iter()
+        .map(|id| {
+            let first = requests
+                .iter()
+                .filter(|r| r.at_ms > killed_at && r.session_id.as_deref() == Some(id.as_str()))
+                .map(|r| r.at_ms - killed_at)
+                .min();
+            (id, first)
+        })
+        // One interval, plus the restart itself.
+        .filter(|(_, first)| first.is_none_or(|ms| ms > 3_500))
+        .collect();
+    assert!(late.is_empty(), "re-polled late or not at all: {late:?}");
+    drop(serve);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_delivery_claimed_by_a_killed_serve_is_made_again_within_seconds() {
+    let sim = scenario_sim(vec![
+        SessionScript::new("claimed").complete_after(Duration::from_millis(100))
+    ]);
+    let (db, dir) = temp_db("claimed");
+    // A back end that takes the connection and never answers: the attempt hangs.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = hanging.local_addr().unwrap();
+    let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    let holder = Arc::clone(&held);
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for stream in hanging.incoming().flatten() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            holder.lock().unwrap().push(stream);
+        }
+    });
+    let deliver_to = format!("http://{addr}/deliveries");
+    let serve = Serve::start_delivering(&sim, &db, Some(deliver_to.clone()), &[]);
+    assert_eq!(serve.add(json!({"session_id": "claimed"})).0, 202);
+    let started = Instant::now();
+    while accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no attempt");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    serve.kill9();
+    // The restarted serve delivers to a back end that answers, elsewhere.
+    let receiver = Receiver::start(0);
+    let restarted = Instant::now();
+    let serve = Serve::start_delivering(&sim, &db, Some(receiver.url()), &[]);
+    let records = serve.wait_finished(&["claimed"], true, Duration::from_secs(10));
+    assert_eq!(records["claimed"]["delivery"]["state"], "delivered");
+    assert!(
+        restarted.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        restarted.elapsed()
+    );
+    drop(serve);
+    drop(held);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn serve_logs_what_an_operator_needs_as_json_lines_without_colour() {
+    let sim = scenario_sim(vec![]);
+    let (db, dir) = temp_db("logs");
+    let store = format!("sqlite:{}", db.display());
+    let mut child = bankconnect(
+        Some(&sim.sim),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &store,
+            "--log-format",
+            "json",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(
+        first.starts_with("listening on http://127.0.0.1:"),
+        "{first}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a redirected log: {stderr}"
+    );
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
+    for want in [
+        "store opened",
+        "listening",
+        "shutting down",
+        "leases released",
+        "service stopped",
+    ] {
+        assert!(messages.contains(&want), "no {want:?} line in {messages:?}");
+    }
+    let opened = lines
+        .iter()
+        .find(|l| l["message"] == "store opened")
+        .unwrap();
+    assert_eq!(opened["store"], "sqlite");
     let _ = std::fs::remove_dir_all(dir);
 }
