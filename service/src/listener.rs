@@ -17,8 +17,8 @@ use tokio::sync::{watch, Semaphore};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(clippy::exhaustive_structs)] // Plain data built with `..Default::default()`.
 pub struct ListenerLimits {
-    /// Most connections open at once (default 1 024); further clients wait in the kernel's
-    /// backlog until one closes.
+    /// Most connections open at once (default 1 024); a client beyond them is answered 503
+    /// at once.
     pub max_connections: usize,
     /// Longest a client may take to send a request's head, and longest a keep-alive
     /// connection may sit idle (default 10 s).
@@ -32,6 +32,22 @@ impl Default for ListenerLimits {
             head_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// Answers a connection over the cap with 503 and closes it, within a second.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str =
+        r#"{"error": {"code": "OVERLOADED", "message": "too many connections; try again"}}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 /// Serves `router` on `listener` until `stop` completes, then stops accepting, lets the
@@ -48,14 +64,6 @@ pub async fn serve(
     let (stopping_tx, stopping) = watch::channel(false);
     tokio::pin!(stop);
     loop {
-        // At the cap, stop accepting: new clients wait in the kernel's backlog, costing nothing.
-        let permit = tokio::select! {
-            () = &mut stop => break,
-            permit = Arc::clone(&connections).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             () = &mut stop => break,
             accepted = listener.accept() => accepted,
@@ -63,6 +71,12 @@ pub async fn serve(
         let Ok((stream, _peer)) = accepted else {
             // Out of file descriptors and the like: back off instead of spinning.
             tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        // At the cap, a new client is told so at once (503) instead of waiting in the backlog
+        // behind connections that may never send anything.
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            tokio::spawn(refuse(stream));
             continue;
         };
         let router = router.clone();

@@ -183,7 +183,7 @@ impl Service {
             replica: Arc::clone(&replica),
             lease: checked.lease,
             max_wait: checked.max_wait,
-            intake_budget: Arc::new(BodyBudget::new(MAX_BUFFERED_BODIES)),
+            body_budget: Arc::new(BodyBudget::new(MAX_BUFFERED_BODIES)),
         };
         let router = api::router(app, &checked.webhook_path);
         tracing::info!(replica = %replica, store = store.engine(), "service started");

@@ -512,3 +512,77 @@ async fn forged_megabyte_webhooks_cost_the_store_a_few_bytes_each() {
     assert!(size < 4 * 1024 * 1024, "the store grew to {size} bytes");
     run.stop().await;
 }
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_large_bodies_share_one_budget_and_the_rest_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let run = start("budget", vec![], fast()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(bankconnect_service::serve(
+        listener,
+        run.router.clone(),
+        bankconnect_service::ListenerLimits::default(),
+        async {
+            let _ = stop.await;
+        },
+        Duration::from_secs(1),
+    ));
+    let before = rss_kib();
+    let chunk = vec![b' '; 900_000];
+    let mut senders = Vec::new();
+    for n in 0..200 {
+        let chunk = chunk.clone();
+        let path = if n % 2 == 0 {
+            "/webhooks/bankconnect"
+        } else {
+            "/v1/sessions"
+        };
+        senders.push(tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            // Most of the body, then nothing more for a while.
+            let _ = stream.write_all(&chunk).await;
+            let mut answer = vec![0u8; 512];
+            let n = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut answer))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            let text = String::from_utf8_lossy(&answer[..n]).into_owned();
+            (text, stream)
+        }));
+    }
+    let mut refused = 0;
+    let mut held = Vec::new();
+    for sender in senders {
+        let (answer, stream) = sender.await.unwrap();
+        if answer.starts_with("HTTP/1.1 503") {
+            refused += 1;
+        }
+        held.push(stream);
+    }
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    // 200 bodies of 0.9 MB in flight would be 180 MB; the budget is 64 MiB.
+    assert!(refused >= 80, "refused {refused} of 200");
+    assert!(grown_mib < 150, "RSS grew by {grown_mib} MiB");
+    // A normal request still gets through meanwhile.
+    let (status, _, health) = call(&run.router, get("/healthz")).await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    drop(held);
+    let _ = stop_tx.send(());
+    run.stop().await;
+}

@@ -182,6 +182,41 @@ impl BodyBudget {
     pub fn new(bytes: usize) -> Self {
         Self(Semaphore::new(budget_units(bytes)))
     }
+
+    /// Reads a body of at most `limit` bytes within this budget (shared with every other body
+    /// read through it), for other endpoints of the same server; the bytes stay counted until
+    /// the returned [`BudgetShare`] drops.
+    pub async fn read(
+        &self,
+        body: Body,
+        limit: usize,
+    ) -> Result<(Vec<u8>, BudgetShare<'_>), BodyReadError> {
+        match read_body(body, limit, &self.0).await {
+            Ok((bytes, permit)) => Ok((bytes, BudgetShare(permit))),
+            Err(BodyError::TooLarge) => Err(BodyReadError::TooLarge),
+            Err(BodyError::Overloaded) => Err(BodyReadError::Overloaded),
+            Err(BodyError::Unreadable(reason)) => Err(BodyReadError::Unreadable(reason)),
+        }
+    }
+}
+
+/// The part of a [`BodyBudget`] a body read holds; given back when dropped.
+#[derive(Debug)]
+pub struct BudgetShare<'a>(#[allow(dead_code)] Option<tokio::sync::SemaphorePermit<'a>>);
+
+/// Why [`BodyBudget::read`] did not return a whole body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BodyReadError {
+    /// Larger than the limit.
+    #[error("the body is larger than the limit")]
+    TooLarge,
+    /// The budget is spent: answer 503.
+    #[error("too many bodies in flight")]
+    Overloaded,
+    /// The body could not be read (a bad chunk, a connection closed early).
+    #[error("the body could not be read: {0}")]
+    Unreadable(String),
 }
 
 /// Runs one request through the receiver's checks, authentication and strict parsing, with

@@ -5,8 +5,8 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use bankconnect_core::SessionId;
+use bankconnect_webhook_verify::axum_handler::{BodyBudget, BodyReadError};
 use bankconnect_webhook_verify::Limits;
-use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -21,6 +21,7 @@ pub(crate) const MAX_API_BODY: usize = 1024 * 1024;
 pub(crate) async fn json<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
+    budget: &BodyBudget,
 ) -> Result<T, ApiError> {
     if !is_json(headers) {
         return Err(ApiError::new(
@@ -29,7 +30,7 @@ pub(crate) async fn json<T: DeserializeOwned>(
             "send the body as Content-Type: application/json",
         ));
     }
-    let bytes = tokio::time::timeout(BODY_TIMEOUT, read(body, MAX_API_BODY))
+    let bytes = tokio::time::timeout(BODY_TIMEOUT, read(body, MAX_API_BODY, budget))
         .await
         .map_err(|_| {
             ApiError::new(
@@ -67,24 +68,24 @@ fn shape_error(err: &serde_json::Error) -> String {
     format!("bad body: {text}")
 }
 
-/// Reads a request body of at most `limit` bytes: 413 beyond, 400 when it cannot be read.
-async fn read(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut body = body;
-    let mut bytes = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| ApiError::invalid("the body could not be read"))?;
-        if let Ok(data) = frame.into_data() {
-            if bytes.len().saturating_add(data.len()) > limit {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PAYLOAD_TOO_LARGE",
-                    format!("the body is larger than {limit} bytes"),
-                ));
-            }
-            bytes.extend_from_slice(&data);
-        }
+/// Reads a request body of at most `limit` bytes within the server's shared body budget: 413
+/// beyond the limit, 503 when the budget is spent, 400 when it cannot be read.
+async fn read(body: Body, limit: usize, budget: &BodyBudget) -> Result<Vec<u8>, ApiError> {
+    match budget.read(body, limit).await {
+        // The body is parsed at once and dropped with the request: its share goes back then.
+        Ok((bytes, _share)) => Ok(bytes),
+        Err(BodyReadError::TooLarge) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("the body is larger than {limit} bytes"),
+        )),
+        Err(BodyReadError::Overloaded) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "OVERLOADED",
+            "too many request bodies in flight; try again",
+        )),
+        Err(_) => Err(ApiError::invalid("the body could not be read")),
     }
-    Ok(bytes)
 }
 
 /// A session id from a path segment (already percent-decoded by the router).

@@ -41,9 +41,9 @@ pub(crate) struct App {
     pub(crate) lease: Duration,
     /// The service's max wait, the longest a session's own may be.
     pub(crate) max_wait: Duration,
-    /// The one memory budget every webhook body in flight shares, so many slow senders
-    /// cannot multiply memory.
-    pub(crate) intake_budget: Arc<bankconnect_webhook_verify::axum_handler::BodyBudget>,
+    /// The one memory budget every request body in flight shares (API and webhooks), so many
+    /// slow senders cannot multiply memory.
+    pub(crate) body_budget: Arc<bankconnect_webhook_verify::axum_handler::BodyBudget>,
 }
 
 #[derive(OpenApi)]

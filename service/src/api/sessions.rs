@@ -186,8 +186,9 @@ impl NewSessionBody {
         (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
         (status = 413, description = "body over 1 MiB", body = ErrorBody),
         (status = 415, description = "not application/json", body = ErrorBody),
+        (status = 408, description = "the body did not arrive within 30 s", body = ErrorBody),
         (status = 500, description = "the store refused (retrying will not help)", body = ErrorBody),
-        (status = 503, description = "the store did not answer; try again", body = ErrorBody),
+        (status = 503, description = "the store did not answer, or too many bodies in flight; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -196,7 +197,7 @@ async fn add_sessions(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let parsed: AddBody = body::json(&headers, body).await?;
+    let parsed: AddBody = body::json(&headers, body, &app.body_budget).await?;
     let (batch, entries) = match parsed {
         AddBody::One(one) => (false, vec![one]),
         AddBody::Batch(batch) if batch.sessions.is_empty() => {

@@ -68,7 +68,7 @@ pub(super) fn routes(path: &str) -> OpenApiRouter<App> {
     )
 )]
 async fn webhook(State(app): State<App>, request: Request) -> Response {
-    let (verified, body) = axum_handler::verify(&app.receiver, request, &app.intake_budget).await;
+    let (verified, body) = axum_handler::verify(&app.receiver, request, &app.body_budget).await;
     let reception = match verified {
         Ok(delivery) => match accept(&app, &delivery).await {
             Ok(true) => Reception::Accepted(delivery),
