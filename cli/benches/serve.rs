@@ -13,6 +13,10 @@
 //! - `serve_notice_latency`: from a webhook's arrival to the signed delivery received by the
 //!   lender's endpoint (confirmation poll and session_status included), p99 over N sessions
 //!   (goal: 50 ms, the baseline column).
+//! - `serve_delivery_throughput`: deliveries per second from finished sessions (committed with
+//!   their deliveries due) to a local receiver that answers at once, against a bare reqwest loop
+//!   POSTing the same signed bodies to the same receiver at the same concurrency (64); reported
+//!   as microseconds per delivery (goal: ratio at most 1.5, and at least 1 000 deliveries/s).
 //! - `fleet_scaling` (with `BANKCONNECT_TEST_POSTGRES`): CPU time of the replicas per 1 000
 //!   sessions tracked to the end, three replicas against one on the same PostgreSQL and load;
 //!   goal at most 1.25x (at least 0.8x the work per CPU second per replica).
@@ -467,6 +471,156 @@ fn fleet_scaling(runtime: &tokio::runtime::Runtime, sessions: usize, rounds: usi
     );
 }
 
+/// A local receiver that answers 200 at once, counting what it got.
+fn counting_receiver(
+    runtime: &tokio::runtime::Runtime,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&count);
+    let url = runtime.block_on(async move {
+        let app = axum::Router::new().route(
+            "/deliveries",
+            axum::routing::post(move |_body: axum::body::Bytes| {
+                let counted = Arc::clone(&counted);
+                async move {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/deliveries")
+    });
+    (url, count)
+}
+
+/// Waits until `count` reaches `want`; the time from its first to its last increment.
+fn time_to(count: &std::sync::atomic::AtomicUsize, want: usize, from: usize) -> Duration {
+    use std::sync::atomic::Ordering;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while count.load(Ordering::Relaxed) <= from {
+        assert!(Instant::now() < deadline, "no delivery");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let first = Instant::now();
+    while count.load(Ordering::Relaxed) < from + want {
+        assert!(
+            Instant::now() < deadline,
+            "deliveries stalled at {}",
+            count.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    first.elapsed()
+}
+
+fn delivery_throughput(runtime: &tokio::runtime::Runtime, sessions: usize) {
+    const CONCURRENCY: usize = 64;
+    let dir = temp_dir("delivery");
+    let store_url = format!("sqlite:{}", dir.join("serve.db").display());
+    let ids: Vec<String> = (0..sessions).map(|i| format!("d-{i:06}")).collect();
+    // Finished sessions with their deliveries due, as a restart after an outage finds them.
+    let outcome = json!({"session_id": "x", "outcome": "completed", "notified_by": "poll",
+        "polls": 3, "retries": 0, "elapsed_ms": 4000, "accounts": [], "error": null});
+    runtime.block_on(async {
+        let store = bankconnect_store::Store::open(&store_url).await.unwrap();
+        let now = SystemTime::now();
+        for chunk in ids.chunks(1000) {
+            let batch = chunk
+                .iter()
+                .map(|id| {
+                    bankconnect_store::NewSession::new(
+                        bankconnect_core::SessionId::new(id).unwrap(),
+                    )
+                })
+                .collect();
+            store.add_sessions(batch, now).await.unwrap();
+        }
+        for id in &ids {
+            let session = bankconnect_core::SessionId::new(id).unwrap();
+            store
+                .finish_session_delivering_at(&session, &outcome, format!("msg_{id}"), now, now)
+                .await
+                .unwrap();
+        }
+    });
+    let (url, count) = counting_receiver(runtime);
+    let sim = sim_of(runtime, &[], |s| s);
+    let cpu_before = proc_stat::cpu_ms(None);
+    let serve = Service::start(&sim.base_url(), &store_url, &["--deliver-to", &url]);
+    let ours = time_to(&count, sessions, 0);
+    let serve_cpu = serve.cpu_ms();
+    drop(serve);
+    // The baseline: the same signed bodies, the same concurrency, a bare reqwest loop.
+    let secret = bankconnect_webhook_verify::WebhookSecret::standard(DELIVER_SECRET).unwrap();
+    let bodies: Arc<Vec<(String, String, String)>> = Arc::new(
+        ids.iter()
+            .map(|id| {
+                let body = json!({"type": "session.finished", "timestamp": "2026-12-01T00:00:00.000Z",
+                    "data": {"session_id": id, "reference": null, "state": "finished",
+                    "outcome": outcome, "delivery": {"state": "pending", "attempts": 0, "last_error": null}}})
+                .to_string();
+                let webhook_id = format!("msg_{id}");
+                let signature = bankconnect_webhook_verify::sign_standard(&secret, &webhook_id, 1_764_547_200, body.as_bytes());
+                (webhook_id, signature, body)
+            })
+            .collect(),
+    );
+    let from = count.load(std::sync::atomic::Ordering::Relaxed);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .unwrap();
+    let workers: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (bodies, next, client, url) = (
+                Arc::clone(&bodies),
+                Arc::clone(&next),
+                client.clone(),
+                url.clone(),
+            );
+            runtime.spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((id, signature, body)) = bodies.get(n) else {
+                        return;
+                    };
+                    let _ = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header("webhook-id", id)
+                        .header("webhook-timestamp", "1764547200")
+                        .header("webhook-signature", signature)
+                        .body(body.clone())
+                        .send()
+                        .await;
+                }
+            })
+        })
+        .collect();
+    let baseline = time_to(&count, sessions, from);
+    for worker in workers {
+        runtime.block_on(worker).unwrap();
+    }
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / sessions as f64;
+    line(
+        "serve_delivery_throughput",
+        "us_per_delivery",
+        per(ours),
+        per(baseline),
+    );
+    println!(
+        "serve_delivery_throughput: {sessions} deliveries at concurrency {CONCURRENCY}: serve {:.0}/s ({serve_cpu:.0} ms CPU), bare reqwest loop {:.0}/s (this process {:.0} ms CPU in all)",
+        sessions as f64 / ours.as_secs_f64(),
+        sessions as f64 / baseline.as_secs_f64(),
+        proc_stat::cpu_ms(None) - cpu_before,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     // Other plain arguments pick the cases to run by a part of their name (all when none).
@@ -489,6 +643,9 @@ fn main() {
     }
     if wanted("serve_notice_latency") {
         notice_latency(&runtime, if quick { 200 } else { 1000 });
+    }
+    if wanted("serve_delivery_throughput") {
+        delivery_throughput(&runtime, if quick { 2000 } else { 10_000 });
     }
     if wanted("fleet_scaling") {
         fleet_scaling(

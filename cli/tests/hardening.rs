@@ -514,6 +514,60 @@ fn many_slow_large_bodies_do_not_multiply_memory() {
 }
 
 #[test]
+fn many_slow_large_bodies_do_not_multiply_serves_memory() {
+    let sim = sim(vec![]);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!("bankconnect_rss_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = format!("sqlite:{}", dir.join("s.db").display());
+    let mut child = bankconnect(
+        Some(&sim.sim),
+        &["serve", "--listen", &addr, "--store", &store],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    wait_until_listening(&addr);
+    // 300 senders, half to the API and half to the intake, each with almost 1 MiB of an
+    // unfinished body: 300 MiB if all were buffered.
+    let chunk = vec![b' '; 64 * 1024];
+    let mut held = Vec::new();
+    for n in 0..300 {
+        let Ok(mut stream) = TcpStream::connect(&addr) else {
+            continue;
+        };
+        stream
+            .set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let path = if n % 2 == 0 {
+            "/webhooks/bankconnect"
+        } else {
+            "/v1/sessions"
+        };
+        let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1048000\r\n\r\n");
+        if stream.write_all(head.as_bytes()).is_err() {
+            continue;
+        }
+        for _ in 0..15 {
+            if stream.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        held.push(stream);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let peak = peak_rss_kib(child.id());
+    drop(held);
+    child.kill().unwrap();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(peak > 0, "no /proc reading");
+    assert!(peak < 200 * 1024, "peak RSS {peak} KiB for 300 slow bodies");
+}
+
+#[test]
 fn help_leaves_out_the_global_options_a_command_ignores() {
     let help = |args: &[&str]| {
         let out = run(None, args);

@@ -5,12 +5,13 @@
 //! by one replica. Attempts are independent: many are in flight at once, and a slow receiver
 //! holds up only its own.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bankconnect_core::JitterRng;
-use bankconnect_store::{Attempt, DueDelivery, Store};
+use bankconnect_core::{JitterRng, SessionId};
+use bankconnect_store::{Attempt, DueDelivery, SessionRecord, Store};
 use bankconnect_webhook_verify::WebhookSecret;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -26,8 +27,14 @@ pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 const CLAIM_FOR: Duration = Duration::from_secs(20);
 /// Most attempts in flight at once.
 pub(crate) const MAX_IN_FLIGHT: usize = 64;
+/// Most deliveries claimed at once (a batch ahead of those in flight).
+const CLAIM_BATCH: usize = 4 * MAX_IN_FLIGHT;
+/// Results recorded in one commit once this many wait.
+const RECORD_BATCH: usize = 2 * MAX_IN_FLIGHT;
 /// How often due retries are looked for when nothing wakes the worker.
 const IDLE_POLL: Duration = Duration::from_millis(250);
+/// Longest a finished attempt waits for others to share its commit.
+const RECORD_WAIT: Duration = Duration::from_millis(20);
 /// Longest shutdown waits for attempts in flight (their results are recorded).
 const LAST_ROUND: Duration = Duration::from_secs(2);
 
@@ -48,66 +55,141 @@ pub(crate) struct Delivery {
 }
 
 impl Delivery {
-    /// Claims due deliveries while there is room in flight, until `shutdown`.
+    /// Claims due deliveries while there is room in flight, until `shutdown`. Attempts' results
+    /// are recorded in batches (one transaction for all that finished meanwhile), so the
+    /// store's commit is not paid per delivery.
     pub(crate) async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
         let attempts = Arc::new(AtomicU64::new(0));
-        let mut in_flight: JoinSet<()> = JoinSet::new();
+        let mut in_flight: JoinSet<(SessionId, Attempt)> = JoinSet::new();
+        // Claimed and read, waiting for a slot in flight.
+        let mut ready: VecDeque<(DueDelivery, Option<SessionRecord>)> = VecDeque::new();
+        let mut done: Vec<(SessionId, Attempt)> = Vec::new();
+        // When what finished must be recorded at the latest (results wait a little to share a
+        // commit, never long: their claims hold meanwhile).
+        let mut record_by: Option<tokio::time::Instant> = None;
+        // The last claim found less than it asked for: nothing more is due until woken.
+        let mut drained = false;
         loop {
+            while let Some(joined) = in_flight.try_join_next() {
+                done.extend(joined.ok());
+            }
+            if !done.is_empty() {
+                let due =
+                    *record_by.get_or_insert_with(|| tokio::time::Instant::now() + RECORD_WAIT);
+                if done.len() >= RECORD_BATCH
+                    || in_flight.is_empty()
+                    || tokio::time::Instant::now() >= due
+                {
+                    this.record(&mut done).await;
+                    record_by = None;
+                }
+            }
             if *shutdown.borrow() {
                 break;
             }
-            let room = MAX_IN_FLIGHT.saturating_sub(in_flight.len());
-            let due = if room == 0 {
-                Vec::new()
-            } else {
-                match this
-                    .store
-                    .claim_deliveries(&this.replica, SystemTime::now(), CLAIM_FOR, room)
-                    .await
-                {
-                    Ok(due) => due,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "cannot claim deliveries");
-                        Vec::new()
-                    }
-                }
-            };
-            let claimed = due.len();
-            for delivery in due {
+            // Claims are writes (commits): made a batch ahead, not one per attempt finished.
+            if !drained && ready.len() < MAX_IN_FLIGHT {
+                let asked = CLAIM_BATCH - ready.len();
+                let claimed = this.claim(asked).await;
+                drained = claimed.len() < asked;
+                ready.extend(claimed);
+            }
+            while in_flight.len() < MAX_IN_FLIGHT {
+                let Some((delivery, record)) = ready.pop_front() else {
+                    break;
+                };
                 let this = Arc::clone(&this);
                 let n = attempts.fetch_add(1, Ordering::Relaxed);
-                in_flight.spawn(async move { this.deliver(delivery, n).await });
-            }
-            if claimed > 0 && claimed == room {
-                // Full: wait for a slot (or more to claim when one frees).
-                tokio::select! {
-                    _ = shutdown.changed() => break,
-                    Some(_) = in_flight.join_next() => {}
-                }
-                continue;
-            }
-            if claimed > 0 {
-                continue; // There may be more due right away.
+                in_flight.spawn(async move { this.deliver(delivery, record, n).await });
             }
             tokio::select! {
-                _ = shutdown.changed() => break,
-                () = this.wake.notified() => {}
-                Some(_) = in_flight.join_next() => {}
-                () = tokio::time::sleep(IDLE_POLL) => {}
+                _ = shutdown.changed() => {}
+                Some(joined) = in_flight.join_next() => done.extend(joined.ok()),
+                () = this.wake.notified(), if drained => drained = false,
+                () = tokio::time::sleep(IDLE_POLL), if drained => drained = false,
+                () = sleep_until(record_by) => {}
             }
         }
         // Attempts in flight get a moment to finish and be recorded; the rest are aborted
         // (their claims lapse and they are made again: at least once).
         let _ = tokio::time::timeout(LAST_ROUND, async {
-            while in_flight.join_next().await.is_some() {}
+            while let Some(joined) = in_flight.join_next().await {
+                done.extend(joined.ok());
+            }
         })
         .await;
+        this.record(&mut done).await;
     }
 
-    /// One attempt and its recorded result.
-    async fn deliver(&self, delivery: DueDelivery, n: u64) {
-        let result = self.attempt(&delivery).await;
+    /// Claims up to `limit` due deliveries and reads their records, in one round each.
+    async fn claim(&self, limit: usize) -> Vec<(DueDelivery, Option<SessionRecord>)> {
+        let due = match self
+            .store
+            .claim_deliveries(&self.replica, SystemTime::now(), CLAIM_FOR, limit)
+            .await
+        {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot claim deliveries");
+                return Vec::new();
+            }
+        };
+        if due.is_empty() {
+            return Vec::new();
+        }
+        let ids = due.iter().map(|d| d.session_id.clone()).collect();
+        let mut records: HashMap<SessionId, SessionRecord> =
+            match self.store.get_sessions(ids).await {
+                Ok(records) => records
+                    .into_iter()
+                    .map(|r| (r.session_id.clone(), r))
+                    .collect(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read the records to deliver");
+                    HashMap::new()
+                }
+            };
+        due.into_iter()
+            .map(|delivery| {
+                let record = records.remove(&delivery.session_id);
+                (delivery, record)
+            })
+            .collect()
+    }
+
+    /// Records finished attempts in one transaction (kept for the next round if it fails: the
+    /// claims hold meanwhile).
+    async fn record(&self, done: &mut Vec<(SessionId, Attempt)>) {
+        if done.is_empty() {
+            return;
+        }
+        let results = std::mem::take(done);
+        if let Err(err) = self
+            .store
+            .deliveries_attempted(results.clone(), SystemTime::now())
+            .await
+        {
+            tracing::warn!(error = %err, attempts = results.len(), "cannot record delivery attempts; retrying");
+            // Not forever: past the claim they would be made again anyway.
+            if results.len() < 4 * MAX_IN_FLIGHT {
+                *done = results;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// One attempt, and what its result makes of the delivery.
+    async fn deliver(
+        &self,
+        delivery: DueDelivery,
+        record: Option<SessionRecord>,
+        n: u64,
+    ) -> (SessionId, Attempt) {
+        let result = match record {
+            Some(record) => self.attempt(&delivery, &record).await,
+            None => Err("the session's record could not be read".to_owned()),
+        };
         let mut rng = JitterRng::new(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let attempt = self.next_step(&delivery, result, &mut rng);
         let kind = match &attempt {
@@ -128,14 +210,7 @@ impl Delivery {
             .deliveries
             .get_or_create(&label("result", kind))
             .inc();
-        if let Err(err) = self
-            .store
-            .delivery_attempted(&delivery.session_id, attempt, SystemTime::now())
-            .await
-        {
-            // The claim lapses and the attempt is made again: at least once.
-            tracing::warn!(session = %delivery.session_id, error = %err, "cannot record a delivery attempt");
-        }
+        (delivery.session_id, attempt)
     }
 
     /// What the attempt's result makes of the delivery.
@@ -160,17 +235,12 @@ impl Delivery {
     }
 
     /// One signed POST of the session's record; `Err` says why it did not count as delivered.
-    async fn attempt(&self, delivery: &DueDelivery) -> Result<(), String> {
-        let record = match self.store.get_session(&delivery.session_id).await {
-            Ok(Some(record)) => record,
-            Ok(None) => return Err("the session vanished".into()),
-            Err(err) => return Err(format!("store: {err}")),
-        };
+    async fn attempt(&self, delivery: &DueDelivery, record: &SessionRecord) -> Result<(), String> {
         let now = SystemTime::now();
         let body = serde_json::json!({
             "type": "session.finished",
             "timestamp": rfc3339(now),
-            "data": record_json(&record),
+            "data": record_json(record),
         })
         .to_string();
         let timestamp = now
@@ -204,6 +274,13 @@ impl Delivery {
         };
         tracing::debug!(session = %delivery.session_id, attempt = delivery.attempts + 1, ok = result.is_ok(), "delivery attempt");
         result
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -513,15 +513,6 @@ async fn forged_megabyte_webhooks_cost_the_store_a_few_bytes_each() {
     run.stop().await;
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_large_bodies_share_one_budget_and_the_rest_are_refused() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -538,7 +529,6 @@ async fn slow_large_bodies_share_one_budget_and_the_rest_are_refused() {
         },
         Duration::from_secs(1),
     ));
-    let before = rss_kib();
     let chunk = vec![b' '; 900_000];
     let mut senders = Vec::new();
     for n in 0..200 {
@@ -575,10 +565,9 @@ async fn slow_large_bodies_share_one_budget_and_the_rest_are_refused() {
         }
         held.push(stream);
     }
-    let grown_mib = rss_kib().saturating_sub(before) / 1024;
-    // 200 bodies of 0.9 MB in flight would be 180 MB; the budget is 64 MiB.
+    // 200 bodies of 0.9 MB in flight would be 180 MB; the budget is 64 MiB. (The process's
+    // RSS, shared with the other tests here, is measured on the binary: cli/tests/hardening.rs.)
     assert!(refused >= 80, "refused {refused} of 200");
-    assert!(grown_mib < 150, "RSS grew by {grown_mib} MiB");
     // A normal request still gets through meanwhile.
     let (status, _, health) = call(&run.router, get("/healthz")).await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));

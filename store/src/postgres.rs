@@ -445,6 +445,18 @@ impl PostgresStore {
         get_record(&self.client().await?, session.as_str()).await
     }
 
+    pub(crate) async fn get_sessions(
+        &self,
+        sessions: Vec<SessionId>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let client = self.client().await?;
+        let mut records = Vec::with_capacity(sessions.len());
+        for session in &sessions {
+            records.extend(get_record(&client, session.as_str()).await?);
+        }
+        Ok(records)
+    }
+
     pub(crate) async fn list_sessions(
         &self,
         state: Option<SessionState>,
@@ -906,28 +918,32 @@ impl PostgresStore {
         crate::store::due_deliveries(claimed)
     }
 
-    pub(crate) async fn delivery_attempted(
+    pub(crate) async fn deliveries_attempted(
         &self,
-        session: &SessionId,
-        result: crate::store::Attempt,
+        results: Vec<(SessionId, crate::store::Attempt)>,
         now: SystemTime,
-    ) -> Result<bool, StoreError> {
-        let (state, error, next) = result.columns();
-        let client = self.client().await?;
-        let stmt = client
+    ) -> Result<usize, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let stmt = tx
             .prepare_cached(
                 "UPDATE outbox SET state = $2, attempts = attempts + 1, last_error = $3, next_attempt_ms = $4, \
                  claimed_by = NULL, claim_until_ms = 0, updated_at_ms = $5 \
                  WHERE session_id = $1 AND state IN ('pending', 'failing')",
             )
             .await?;
-        let changed = client
-            .execute(
-                &stmt,
-                &[&session.as_str(), &state, &error, &next, &to_ms(now)],
-            )
-            .await?;
-        Ok(changed == 1)
+        let mut changed = 0;
+        for (session, result) in &results {
+            let (state, error, next) = result.columns();
+            changed += tx
+                .execute(
+                    &stmt,
+                    &[&session.as_str(), &state, &error, &next, &to_ms(now)],
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(usize::try_from(changed).unwrap_or(usize::MAX))
     }
 }
 

@@ -273,6 +273,20 @@ impl SqliteStore {
         self.with(move |conn, _| get_record(conn, &id)).await
     }
 
+    pub(crate) async fn get_sessions(
+        &self,
+        sessions: Vec<SessionId>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.with(move |conn, _| {
+            let mut records = Vec::with_capacity(sessions.len());
+            for session in &sessions {
+                records.extend(get_record(conn, session.as_str())?);
+            }
+            Ok(records)
+        })
+        .await
+    }
+
     pub(crate) async fn list_sessions(
         &self,
         state: Option<SessionState>,
@@ -747,23 +761,27 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn delivery_attempted(
+    pub(crate) async fn deliveries_attempted(
         &self,
-        session: &SessionId,
-        result: crate::store::Attempt,
+        results: Vec<(SessionId, crate::store::Attempt)>,
         now: SystemTime,
-    ) -> Result<bool, StoreError> {
-        let id = session.as_str().to_owned();
+    ) -> Result<usize, StoreError> {
         self.with(move |conn, _| {
-            let (state, error, next) = result.columns();
-            let changed = conn
-                .prepare_cached(
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut changed = 0;
+            {
+                let mut stmt = tx.prepare_cached(
                     "UPDATE outbox SET state = ?2, attempts = attempts + 1, last_error = ?3, next_attempt_ms = ?4, \
                      claimed_by = NULL, claim_until_ms = 0, updated_at_ms = ?5 \
                      WHERE session_id = ?1 AND state IN ('pending', 'failing')",
-                )?
-                .execute(params![id, state, error, next, to_ms(now)])?;
-            Ok(changed == 1)
+                )?;
+                for (session, result) in &results {
+                    let (state, error, next) = result.columns();
+                    changed += stmt.execute(params![session.as_str(), state, error, next, to_ms(now)])?;
+                }
+            }
+            tx.commit()?;
+            Ok(changed)
         })
         .await
     }

@@ -325,6 +325,14 @@ impl Store {
         dispatch!(self.get_session(session))
     }
 
+    /// The records of these sessions (those known), in one round on the store.
+    pub async fn get_sessions(
+        &self,
+        sessions: Vec<SessionId>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        dispatch!(self.get_sessions(sessions))
+    }
+
     /// A page of sessions in `state` (`None`: every state), in the order they were added,
     /// after `cursor` (from the previous page). A row added while paging appears once, on a
     /// later page; none is skipped.
@@ -575,6 +583,22 @@ impl Store {
         attempt: Attempt,
         now: SystemTime,
     ) -> Result<bool, StoreError> {
-        dispatch!(self.delivery_attempted(session, attempt, now))
+        let recorded = self
+            .deliveries_attempted(vec![(session.clone(), attempt)], now)
+            .await?;
+        Ok(recorded == 1)
+    }
+
+    /// Records the results of many delivery attempts in one transaction; returns how many
+    /// deliveries were pending or failing (the others are left as they are).
+    pub async fn deliveries_attempted(
+        &self,
+        results: Vec<(SessionId, Attempt)>,
+        now: SystemTime,
+    ) -> Result<usize, StoreError> {
+        if results.is_empty() {
+            return Ok(0);
+        }
+        dispatch!(self.deliveries_attempted(results, now))
     }
 }

@@ -792,6 +792,68 @@ async fn what_clients_can_fill_is_bounded_in_count_and_bytes(fx: Fixture) {
     assert_eq!(store.live_replicas(at(0)).await.unwrap(), ["new"]);
 }
 
+async fn many_attempts_are_recorded_in_one_round_and_records_read_together(fx: Fixture) {
+    let store = fx.open().await;
+    let ids = ["b1", "b2", "b3"];
+    store
+        .add_sessions(
+            ids.iter().map(|id| NewSession::new(sid(id))).collect(),
+            at(0),
+        )
+        .await
+        .unwrap();
+    for id in ids {
+        store
+            .finish_session_delivering_at(&sid(id), &json!({}), format!("msg_{id}"), at(1), at(1))
+            .await
+            .unwrap();
+    }
+    let records = store
+        .get_sessions(vec![sid("b3"), sid("nobody"), sid("b1")])
+        .await
+        .unwrap();
+    let read: Vec<&str> = records.iter().map(|r| r.session_id.as_str()).collect();
+    assert_eq!(read, ["b3", "b1"]);
+    let due = store
+        .claim_deliveries("w", at(2), Duration::from_secs(15), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 3);
+    let recorded = store
+        .deliveries_attempted(
+            vec![
+                (sid("b1"), Attempt::Delivered),
+                (
+                    sid("b2"),
+                    Attempt::GaveUp {
+                        error: "HTTP 500".into(),
+                    },
+                ),
+                (sid("nobody"), Attempt::Delivered),
+            ],
+            at(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded, 2);
+    let state = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .get_session(&sid(id))
+                .await
+                .unwrap()
+                .unwrap()
+                .delivery
+                .state
+        }
+    };
+    assert_eq!(state("b1").await, DeliveryState::Delivered);
+    assert_eq!(state("b2").await, DeliveryState::GivenUp);
+    assert_eq!(state("b3").await, DeliveryState::Pending);
+    assert_eq!(store.deliveries_attempted(vec![], at(4)).await.unwrap(), 0);
+}
+
 async fn paging_skips_and_repeats_nothing_while_rows_are_added(fx: Fixture) {
     let store = fx.open().await;
     store.add_sessions(ids(25, "l"), at(0)).await.unwrap();
@@ -959,6 +1021,7 @@ fn cases() -> Vec<(&'static str, Case)> {
         case!(a_webhook_dedupe_key_is_recorded_once),
         case!(pending_webhooks_are_bounded_and_applied_on_add),
         case!(what_clients_can_fill_is_bounded_in_count_and_bytes),
+        case!(many_attempts_are_recorded_in_one_round_and_records_read_together),
         case!(accepting_a_webhook_records_and_routes_it_in_one_transaction),
         case!(leased_webhooks_are_those_of_held_tracking_sessions_since_a_time),
         case!(listeners_hear_of_webhooks_for_tracking_sessions_from_others),
