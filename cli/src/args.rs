@@ -259,6 +259,7 @@ pub(crate) struct ListenArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = bankconnect_sim::BUILTIN_SESSIONS_HELP)]
 pub(crate) struct SimArgs {
     /// Where to listen.
     #[arg(long, default_value = "127.0.0.1:0")]

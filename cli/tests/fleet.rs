@@ -1,7 +1,7 @@
 //! Several `serve` replicas on one PostgreSQL database (a schema of this test's own): sessions
 //! added at any replica end once, no session is polled by two replicas at once, and a replica
-//! killed with SIGKILL has its sessions taken over. Skipped, saying so, without
-//! `BANKCONNECT_TEST_POSTGRES`.
+//! killed with SIGKILL has its sessions taken over. Without
+//! `BANKCONNECT_TEST_POSTGRES` the tests are listed as ignored, with a line saying so.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -132,11 +132,9 @@ fn wait_all_finished(replica: &Replica, ids: &[String], within: Duration) -> Vec
     }
 }
 
-#[test]
 fn replicas_share_the_sessions_and_take_over_a_killed_one() {
     let Some(base) = postgres() else {
-        eprintln!("SKIPPED: set BANKCONNECT_TEST_POSTGRES to run the fleet tests");
-        return;
+        return; // Listed as ignored by main without the variable.
     };
     let ids: Vec<String> = (0..24).map(|i| format!("f{i:02}")).collect();
     let sim = sim(ids
@@ -220,11 +218,9 @@ fn replicas_share_the_sessions_and_take_over_a_killed_one() {
     drop((a, b));
 }
 
-#[test]
 fn a_webhook_at_any_replica_wakes_the_one_polling_the_session() {
     let Some(base) = postgres() else {
-        eprintln!("SKIPPED: set BANKCONNECT_TEST_POSTGRES to run the fleet tests");
-        return;
+        return; // Listed as ignored by main without the variable.
     };
     let ids: Vec<String> = (0..6).map(|i| format!("w{i:02}")).collect();
     let sim = sim(ids
@@ -367,11 +363,9 @@ fn wait_for_status(replica: &Replica, path: &str, want: u16, within: Duration) {
     }
 }
 
-#[test]
 fn postgres_unreachable_means_not_ready_nothing_half_done_and_work_resumes() {
     let Some(base) = postgres() else {
-        eprintln!("SKIPPED: set BANKCONNECT_TEST_POSTGRES to run the fleet tests");
-        return;
+        return; // Listed as ignored by main without the variable.
     };
     let ids: Vec<String> = (0..6).map(|i| format!("p{i:02}")).collect();
     let sim = sim(ids
@@ -430,4 +424,39 @@ fn postgres_unreachable_means_not_ready_nothing_half_done_and_work_resumes() {
         &json!({"session_id": "p00"}).to_string(),
     );
     assert_eq!(status, 200, "known already");
+}
+
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let skip = postgres().is_none();
+    if skip {
+        eprintln!(
+            "fleet: SKIPPED, listed as ignored (set BANKCONNECT_TEST_POSTGRES, e.g. postgres://postgres@127.0.0.1:5432/test)"
+        );
+    }
+    let tests: [(&str, fn()); 3] = [
+        (
+            "replicas_share_the_sessions_and_take_over_a_killed_one",
+            replicas_share_the_sessions_and_take_over_a_killed_one,
+        ),
+        (
+            "a_webhook_at_any_replica_wakes_the_one_polling_the_session",
+            a_webhook_at_any_replica_wakes_the_one_polling_the_session,
+        ),
+        (
+            "postgres_unreachable_means_not_ready_nothing_half_done_and_work_resumes",
+            postgres_unreachable_means_not_ready_nothing_half_done_and_work_resumes,
+        ),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, test)| {
+            libtest_mimic::Trial::test(name, move || {
+                test();
+                Ok(())
+            })
+            .with_ignored_flag(skip)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
 }

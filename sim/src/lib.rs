@@ -33,7 +33,7 @@ mod webhook_delivery;
 pub use faults::{FaultKind, FaultRates};
 pub use scenario::{
     AccountScript, Scenario, ScenarioError, ScriptedFault, SessionScript, SessionWebhook, Stage,
-    StatementScript, WebhookSettings, ACCOUNT_ERROR_MESSAGES,
+    StatementScript, WebhookSettings, ACCOUNT_ERROR_MESSAGES, BUILTIN_SESSIONS_HELP,
 };
 pub use server::{
     SimConfig, SimError, Simulator, API_PREFIX, DEFAULT_API_KEY, DEFAULT_SERVER_HASH,

@@ -117,6 +117,25 @@ impl Scenario {
     }
 }
 
+/// What each built-in session does (`bankconnect sim --help`, docs/cli.md and
+/// `sim/scenarios/README.md` say the same); a test holds it to [`Scenario::builtin`].
+pub const BUILTIN_SESSIONS_HELP: &str = "\
+Built-in sessions (without --scenario):
+  sim-completed                       completes after 3 polls, one statement, one account
+  sim-failed-statement                completes; its statement failed at the transaction stage
+  sim-deleted                         410 SESSION_DELETED
+  sim-not-requested                   PROCESSING_NOT_REQUESTED on every poll
+  sim-not-requested-then-processing   PROCESSING_NOT_REQUESTED twice, then processing
+  sim-flaky                           500, 429, truncated, garbage, HTML, reset, then completes
+  sim-slow                            completes 10 s after its first request
+  sim-no-webhook                      completes, but no webhook is sent
+  sim-duplicate-webhook               completes; its webhook is sent twice
+  sim-account-<code>                  completes with the account failed with <code>, one per
+                                      documented code: missing-transactions, incomplete-months,
+                                      null-account-number, balance-mismatch,
+                                      incomplete-months-upload, incomplete-dates-upload,
+                                      unparsable";
+
 /// Every documented account error code with a realistic message.
 pub const ACCOUNT_ERROR_MESSAGES: &[(&str, &str)] = &[
     ("MISSING_TRANSACTIONS", "One or more transactions are missing in the specified date range"),
@@ -127,6 +146,23 @@ pub const ACCOUNT_ERROR_MESSAGES: &[(&str, &str)] = &[
     ("INCOMPLETE_DATES_UPLOAD", "Statement(s) uploaded contain incomplete dates. Missing dates present for {\"Jan 2024\": [1, 2, 3, 4]}"),
     ("UNPARSABLE", "The statement could not be parsed"),
 ];
+
+#[cfg(test)]
+mod builtin_help_tests {
+    use super::*;
+
+    #[test]
+    fn the_help_names_every_built_in_session() {
+        for session in Scenario::builtin().sessions {
+            let id = session.session_id.as_str();
+            let named = match id.strip_prefix("sim-account-") {
+                Some(code) => BUILTIN_SESSIONS_HELP.contains(code),
+                None => BUILTIN_SESSIONS_HELP.contains(&format!("  {id} ")),
+            };
+            assert!(named, "{id} is not in the help");
+        }
+    }
+}
 
 /// The stage fields of a progress entry, in order.
 pub(crate) const STAGES: [&str; 4] = [

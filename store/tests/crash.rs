@@ -27,7 +27,6 @@ fn outcome(i: u64) -> serde_json::Value {
 }
 
 /// The child's loop; does nothing unless run as the child.
-#[test]
 fn crash_child() {
     let Ok(url) = std::env::var(CHILD_ENV) else {
         return;
@@ -164,7 +163,6 @@ fn crash_and_check(backend: Backend) {
     }
 }
 
-#[test]
 fn sqlite_survives_sigkill_mid_write() {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
@@ -172,14 +170,38 @@ fn sqlite_survives_sigkill_mid_write() {
     crash_and_check(Backend::Sqlite);
 }
 
-#[test]
 fn postgres_survives_sigkill_mid_write() {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
-    if support::postgres_url().is_none() {
-        eprintln!("SKIPPED: set BANKCONNECT_TEST_POSTGRES to run the PostgreSQL crash test");
-        return;
-    }
     crash_and_check(Backend::Postgres);
+}
+
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let skip = support::postgres_url().is_none();
+    if skip && std::env::var(CHILD_ENV).is_err() {
+        eprintln!(
+            "crash: the PostgreSQL half is SKIPPED, listed as ignored (set BANKCONNECT_TEST_POSTGRES)"
+        );
+    }
+    let trial = |name: &'static str, test: fn()| {
+        libtest_mimic::Trial::test(name, move || {
+            test();
+            Ok(())
+        })
+    };
+    let trials = vec![
+        trial("crash_child", crash_child),
+        trial(
+            "sqlite_survives_sigkill_mid_write",
+            sqlite_survives_sigkill_mid_write,
+        ),
+        trial(
+            "postgres_survives_sigkill_mid_write",
+            postgres_survives_sigkill_mid_write,
+        )
+        .with_ignored_flag(skip),
+    ];
+    libtest_mimic::run(&args, trials).exit();
 }
