@@ -33,6 +33,8 @@ pub(crate) struct Coordinator {
     pub(crate) polled: Polled,
     pub(crate) tracking: mpsc::Sender<Command>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Whether the last heartbeat failed (a line is logged when this changes, not each time).
+    pub(crate) store_down: std::sync::atomic::AtomicBool,
 }
 
 impl Coordinator {
@@ -122,9 +124,24 @@ impl Coordinator {
             .renew_leases(&self.replica, SystemTime::now(), self.lease)
             .await
         {
-            Ok(_) => true,
+            Ok(_) => {
+                if self
+                    .store_down
+                    .swap(false, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!("store reachable again");
+                }
+                true
+            }
             Err(err) => {
-                tracing::warn!(error = %err, "cannot renew leases");
+                if !self
+                    .store_down
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::error!(error = %err, "store unreachable; polling goes on, commits wait");
+                } else {
+                    tracing::debug!(error = %err, "cannot renew leases");
+                }
                 false
             }
         }
@@ -162,6 +179,10 @@ impl Coordinator {
             return false;
         }
         tracing::info!(claimed = claimed.len(), "sessions taken over");
+        self.metrics
+            .leases
+            .get_or_create(&label("change", "taken_over"))
+            .inc_by(claimed.len() as u64);
         let full = claimed.len() == room;
         // Webhooks accepted for them before (by any replica, before any crash) still count.
         let ids: Vec<SessionId> = claimed.iter().map(|r| r.session_id.clone()).collect();
@@ -226,6 +247,10 @@ impl Coordinator {
         {
             Ok(released) => {
                 tracing::info!(released, "sessions handed back to other replicas");
+                self.metrics
+                    .leases
+                    .get_or_create(&label("change", "handed_back"))
+                    .inc_by(released as u64);
                 let _ = self.tracking.send(Command::Untrack(handed)).await;
             }
             Err(err) => tracing::warn!(error = %err, "cannot hand sessions back"),

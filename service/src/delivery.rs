@@ -27,14 +27,15 @@ pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 const CLAIM_FOR: Duration = Duration::from_secs(20);
 /// Most attempts in flight at once.
 pub(crate) const MAX_IN_FLIGHT: usize = 64;
-/// Most deliveries claimed at once (a batch ahead of those in flight).
-const CLAIM_BATCH: usize = 4 * MAX_IN_FLIGHT;
+/// Most deliveries claimed at once (a batch ahead of those in flight; at thousands a second
+/// they wait well under a second of their 20 s claim).
+const CLAIM_BATCH: usize = 16 * MAX_IN_FLIGHT;
 /// Results recorded in one commit once this many wait.
-const RECORD_BATCH: usize = 2 * MAX_IN_FLIGHT;
+const RECORD_BATCH: usize = 8 * MAX_IN_FLIGHT;
 /// How often due retries are looked for when nothing wakes the worker.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// Longest a finished attempt waits for others to share its commit.
-const RECORD_WAIT: Duration = Duration::from_millis(20);
+const RECORD_WAIT: Duration = Duration::from_millis(50);
 /// Longest shutdown waits for attempts in flight (their results are recorded).
 const LAST_ROUND: Duration = Duration::from_secs(2);
 

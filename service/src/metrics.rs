@@ -21,6 +21,9 @@ pub(crate) struct Metrics {
     pub(crate) outcomes: Family<Labels, Counter<u64, AtomicU64>>,
     pub(crate) deliveries: Family<Labels, Counter<u64, AtomicU64>>,
     pub(crate) outcome_latency: Histogram,
+    /// Sessions this replica claimed (taken over from the store: at start, or a dead
+    /// replica's) and handed back to the others.
+    pub(crate) leases: Family<Labels, Counter<u64, AtomicU64>>,
 }
 
 impl Metrics {
@@ -38,6 +41,12 @@ impl Metrics {
         let outcomes = Family::<Labels, Counter<u64, AtomicU64>>::default();
         let deliveries = Family::<Labels, Counter<u64, AtomicU64>>::default();
         let outcome_latency = Histogram::new(exponential_buckets(0.005, 2.0, 16));
+        let leases = Family::<Labels, Counter<u64, AtomicU64>>::default();
+        registry.register(
+            "bankconnect_lease_changes",
+            "Sessions this replica took over (claimed) or handed back, by change",
+            leases.clone(),
+        );
         registry.register(
             "bankconnect_sessions",
             "Sessions by state",
@@ -76,6 +85,7 @@ impl Metrics {
             outcomes,
             deliveries,
             outcome_latency,
+            leases,
         }
     }
 

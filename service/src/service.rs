@@ -145,6 +145,7 @@ impl Service {
             polled,
             tracking: commands_tx.clone(),
             metrics: Arc::clone(&metrics),
+            store_down: std::sync::atomic::AtomicBool::new(false),
         };
         let coordinator = tokio::spawn(coordinator.run(stop.clone(), async move {
             let _ = tracking.await;

@@ -575,3 +575,26 @@ async fn slow_large_bodies_share_one_budget_and_the_rest_are_refused() {
     let _ = stop_tx.send(());
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_means_the_schema_is_there_at_this_builds_version() {
+    let run = start("ready", vec![], fast()).await;
+    let r = &run.router;
+    let (status, _, _) = call(r, get("/readyz")).await;
+    assert_eq!(status, 200);
+    // The database re-created empty under the running service: it answers, but cannot write.
+    let db = run.dir.join("s.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.execute_batch("PRAGMA foreign_keys = OFF; DROP TABLE outbox; DROP TABLE sessions; DROP TABLE bankconnect_meta;")
+        .unwrap();
+    drop(conn);
+    let (status, _, ready) = call(r, get("/readyz")).await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["status"], "unavailable");
+    // And an add says so in the JSON shape, changing nothing.
+    let (status, _, err) = call(r, post("/v1/sessions", r#"{"session_id": "after-drop"}"#)).await;
+    assert!(status >= 500, "{status} {err}");
+    assert!(err["error"]["code"].is_string(), "{err}");
+    run.stop().await;
+}
