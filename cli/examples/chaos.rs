@@ -5,8 +5,9 @@
 //!   API faults at a rate, webhooks (duplicated and delayed by some scripts) posted to…
 //! - …a front (in this process) that plays the load balancer: each webhook goes to a random live
 //!   replica, some are lost, some duplicated to two replicas, some delayed.
-//! - A delivery receiver (in this process) verifies each delivery's signature and answers 5xx at
-//!   random.
+//! - A delivery receiver (in this process) verifies each delivery's signature, answers 5xx at
+//!   random, and hangs past the 15 s attempt timeout on a few attempts (a slow back end, which
+//!   must hold up only those).
 //! - Sessions are added in batches at random replicas during the first half of the run; every
 //!   few seconds a random replica is killed with SIGKILL and restarted on the same port.
 //!
@@ -18,8 +19,12 @@
 //! and exits non-zero unless every session finished correctly, none was lost, every finished
 //! session was delivered, and no session was polled by two replicas within one interval.
 //!
+//! With `--single`, one replica on a SQLite file instead, killed and restarted in place (the
+//! embedded default's crash safety under the same load).
+//!
 //! Run: `cargo xtask chaos [--seconds 60] [--sessions 2000]`, which builds the binary and this
-//! example and passes `--bin`. Needs PostgreSQL: `BANKCONNECT_TEST_POSTGRES` or `--store`.
+//! example, passes `--bin`, and runs the fleet and then `--single`. The fleet needs PostgreSQL:
+//! `BANKCONNECT_TEST_POSTGRES` or `--store`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -64,6 +69,8 @@ struct Settings {
     store: String,
     seed: u64,
     drain: Duration,
+    /// One replica on SQLite, restarted in place.
+    single: bool,
 }
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
@@ -88,20 +95,30 @@ impl Settings {
         if !bin.exists() {
             return Err(format!("no binary at {}; pass --bin", bin.display()));
         }
-        let store = arg::<String>(&args, "--store")
-            .filter(|url| !url.trim().is_empty())
-            .or_else(schema::postgres_url)
-            .ok_or(
-                "needs PostgreSQL: set BANKCONNECT_TEST_POSTGRES or pass --store postgres://…",
-            )?;
+        let single = args.iter().any(|arg| arg == "--single");
+        let store = if single {
+            String::new() // a SQLite file of the run's own
+        } else {
+            arg::<String>(&args, "--store")
+                .filter(|url| !url.trim().is_empty())
+                .or_else(schema::postgres_url)
+                .ok_or(
+                    "needs PostgreSQL: set BANKCONNECT_TEST_POSTGRES or pass --store postgres://… (or --single for SQLite)",
+                )?
+        };
         Ok(Self {
             seconds: arg(&args, "--seconds").unwrap_or(60),
             sessions: arg(&args, "--sessions").unwrap_or(2000),
-            replicas: arg(&args, "--replicas").unwrap_or(3),
+            replicas: if single {
+                1
+            } else {
+                arg(&args, "--replicas").unwrap_or(3)
+            },
             bin,
             store,
             seed: arg(&args, "--seed").unwrap_or(7),
             drain: Duration::from_secs(arg(&args, "--drain-seconds").unwrap_or(120)),
+            single,
         })
     }
 }
@@ -332,6 +349,8 @@ struct Deliveries {
     refused: u64,
     /// Deliveries whose signature did not verify.
     bad_signatures: u64,
+    /// Attempts left hanging past the attempt timeout on purpose.
+    hung: u64,
 }
 
 struct Receiving {
@@ -348,6 +367,13 @@ async fn receive(State(receiving): State<Arc<Receiving>>, request: Request) -> S
     if receiving.dice.chance(0.2) {
         receiving.deliveries.lock().unwrap().refused += 1;
         return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    if receiving.dice.chance(0.02) {
+        // A slow back end: past the 15 s attempt timeout, so the attempt fails and is retried;
+        // other deliveries must go on meanwhile.
+        receiving.deliveries.lock().unwrap().hung += 1;
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        return StatusCode::OK;
     }
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -530,11 +556,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let schema = match Schema::create(&settings.store, "bc_chaos") {
-        Ok(schema) => schema,
-        Err(err) => {
-            eprintln!("chaos: cannot create a schema: {err}");
-            return ExitCode::from(2);
+    let schema = if settings.single {
+        None
+    } else {
+        match Schema::create(&settings.store, "bc_chaos") {
+            Ok(schema) => Some(schema),
+            Err(err) => {
+                eprintln!("chaos: cannot create a schema: {err}");
+                return ExitCode::from(2);
+            }
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -542,7 +572,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .unwrap();
-    let ok = runtime.block_on(run(&settings, &schema));
+    let ok = runtime.block_on(run(&settings, schema.as_ref().map(Schema::url)));
     drop(schema);
     if ok {
         ExitCode::SUCCESS
@@ -551,13 +581,14 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(settings: &Settings, schema: &Schema) -> bool {
+async fn run(settings: &Settings, store: Option<String>) -> bool {
     let dice = Arc::new(Dice(AtomicU64::new(settings.seed)));
     let planned: Vec<_> = (0..settings.sessions).map(|i| plan("chaos", i)).collect();
     let expected: HashMap<String, Expect> =
         planned.iter().map(|(id, _, e)| (id.clone(), *e)).collect();
     let logs = std::env::temp_dir().join(format!("bankconnect-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&logs).unwrap();
+    let store = store.unwrap_or_else(|| format!("sqlite:{}", logs.join("chaos.db").display()));
 
     // The front's address must be known before the simulator starts (it posts webhooks there).
     let front_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -611,7 +642,7 @@ async fn run(settings: &Settings, schema: &Schema) -> bool {
                 .collect(),
         ),
         bin: settings.bin.clone(),
-        store: schema.url(),
+        store,
         sim_url: sim.base_url(),
         deliver_to: format!("http://{receiver_addr}/deliveries"),
         logs: logs.clone(),
@@ -732,6 +763,11 @@ async fn run(settings: &Settings, schema: &Schema) -> bool {
     let mut double_polled = 0usize;
     for (session, times) in &mut polls {
         times.sort_unstable();
+        if settings.single {
+            // One process at a time: a restarted one polls at once what the dead one polled
+            // last, which is no double polling.
+            continue;
+        }
         if let Some(pair) = times
             .windows(2)
             .find(|w| w[0].1 != w[1].1 && w[1].0 - w[0].0 < interval_ms)
@@ -760,7 +796,8 @@ async fn run(settings: &Settings, schema: &Schema) -> bool {
         }
     }
     println!(
-        "chaos-detail: seconds={} replicas={} kills={} api_requests={} webhooks_lost={} webhooks_duplicated={} deliveries_refused={} bad_signatures={} logs={}",
+        "chaos-detail: store={} seconds={} replicas={} kills={} api_requests={} webhooks_lost={} webhooks_duplicated={} deliveries_refused={} deliveries_hung={} bad_signatures={} logs={}",
+        if settings.single { "sqlite" } else { "postgres" },
         settings.seconds,
         settings.replicas,
         kills.len(),
@@ -768,6 +805,7 @@ async fn run(settings: &Settings, schema: &Schema) -> bool {
         front_state.lost.load(Ordering::Relaxed),
         front_state.duplicated.load(Ordering::Relaxed),
         deliveries.refused,
+        deliveries.hung,
         deliveries.bad_signatures,
         logs.display()
     );

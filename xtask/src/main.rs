@@ -5,7 +5,8 @@
 //!   `bench NAME: ours=X baseline=Y unit=U ratio=R` line per comparison; writes `docs/benchmarks.md`.
 //! - `cargo xtask soak [--sessions N] [--fault-rate F] [--transport async|blocking]`: the fault soak.
 //! - `cargo xtask chaos [--seconds 60] [--sessions 2000] [--debug]`: three `serve` replicas on
-//!   PostgreSQL killed at random under load (see `cli/examples/chaos.rs`); one `chaos:` line.
+//!   PostgreSQL killed at random under load, then one on SQLite restarted in place (see
+//!   `cli/examples/chaos.rs`); one `chaos:` line each.
 //! - `cargo xtask fuzz [--seconds S]`: every cargo-fuzz target for S seconds each, or, where
 //!   cargo-fuzz cannot run, the property suites with many more cases.
 
@@ -112,25 +113,31 @@ fn chaos(args: &[String]) -> ExitCode {
         eprintln!("xtask: cannot build the bankconnect binary");
         return ExitCode::FAILURE;
     }
-    let mut command = Command::new(cargo());
-    command
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "bankconnect-cli",
-            "--example",
-            "chaos",
-        ])
-        .args(profile)
-        .arg("--")
-        .args(args.iter().filter(|arg| *arg != "--debug"));
-    match command.status() {
-        Ok(status) if status.success() => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::FAILURE,
-        Err(err) => {
-            eprintln!("xtask: could not run the chaos example: {err}");
-            ExitCode::FAILURE
+    // The fleet on PostgreSQL, then one node on SQLite restarted in place.
+    let passed: Vec<&String> = args.iter().filter(|arg| *arg != "--debug").collect();
+    for extra in [&[][..], &["--single"]] {
+        let mut command = Command::new(cargo());
+        command
+            .args([
+                "run",
+                "--quiet",
+                "-p",
+                "bankconnect-cli",
+                "--example",
+                "chaos",
+            ])
+            .args(profile)
+            .arg("--")
+            .args(&passed)
+            .args(extra);
+        match command.status() {
+            Ok(status) if status.success() => {}
+            Ok(_) => return ExitCode::FAILURE,
+            Err(err) => {
+                eprintln!("xtask: could not run the chaos example: {err}");
+                return ExitCode::FAILURE;
+            }
         }
     }
+    ExitCode::SUCCESS
 }
