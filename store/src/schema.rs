@@ -3,7 +3,7 @@
 //! version is newer than [`LATEST`] is refused.
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 2;
+pub const LATEST: i64 = 3;
 
 /// SQLite migrations: index 0 brings an empty database to version 1, and so on.
 pub(crate) const SQLITE: &[&str] = &[
@@ -59,6 +59,10 @@ CREATE INDEX outbox_due ON outbox (next_attempt_ms) WHERE state IN ('pending', '
     r"
 -- 2: a replica that takes a session over reads its accepted webhooks.
 CREATE INDEX accepted_webhooks_by_session ON accepted_webhooks (session_id);
+",
+    r"
+-- 3: the sessions a replica holds (PostgreSQL had it from version 1).
+CREATE INDEX IF NOT EXISTS sessions_by_owner ON sessions (lease_owner) WHERE state = 'tracking';
 ",
 ];
 
@@ -117,5 +121,9 @@ CREATE INDEX outbox_due ON outbox (next_attempt_ms) WHERE state IN ('pending', '
     r"
 -- 2: a replica that takes a session over reads its accepted webhooks.
 CREATE INDEX accepted_webhooks_by_session ON accepted_webhooks (session_id);
+",
+    r"
+-- 3: in step with SQLite's version 3 (this index was here from version 1).
+CREATE INDEX IF NOT EXISTS sessions_by_owner ON sessions (lease_owner) WHERE state = 'tracking';
 ",
 ];

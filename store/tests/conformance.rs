@@ -1055,6 +1055,25 @@ fn main() {
             .with_ignored_flag(skip),
         );
     }
+    trials.push(
+        Trial::test(
+            "both_engines_migrations_yield_the_same_tables_columns_and_indexes",
+            || {
+                support::block_on(async {
+                    let sqlite = Fixture::new(Backend::Sqlite).await;
+                    let postgres = Fixture::new(Backend::Postgres).await;
+                    drop(sqlite.open().await);
+                    drop(postgres.open().await);
+                    let lite = sqlite_shape(&sqlite.url);
+                    let pg = postgres_shape(&postgres.url).await;
+                    assert_eq!(lite, pg, "the engines' schemas differ");
+                    assert!(lite.iter().any(|line| line == "index sessions_by_owner"));
+                });
+                Ok(())
+            },
+        )
+        .with_ignored_flag(postgres.is_none()),
+    );
     trials.push(Trial::test(
         "sqlite_works_on_a_current_thread_runtime",
         || {
@@ -1100,4 +1119,85 @@ fn main() {
         },
     ));
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// `table T`, `column T.C` and `index I` lines of a SQLite store, sorted.
+fn sqlite_shape(url: &str) -> Vec<String> {
+    let path = url.trim_start_matches("sqlite:");
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut lines = Vec::new();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for table in &tables {
+        lines.push(format!("table {table}"));
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info(?1)")
+            .unwrap()
+            .query_map([table], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        lines.extend(columns.into_iter().map(|c| format!("column {table}.{c}")));
+    }
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex_%'")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    lines.extend(indexes.into_iter().map(|i| format!("index {i}")));
+    lines.sort();
+    lines
+}
+
+/// The same lines for a PostgreSQL store (its own schema); primary and unique keys, which
+/// SQLite makes implicitly, are left out on both sides.
+async fn postgres_shape(url: &str) -> Vec<String> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut lines = Vec::new();
+    for row in client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        let table: String = row.get(0);
+        lines.push(format!("table {table}"));
+    }
+    for row in client
+        .query(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns WHERE table_schema = current_schema()",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        let (table, column): (String, String) = (row.get(0), row.get(1));
+        lines.push(format!("column {table}.{column}"));
+    }
+    for row in client
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() \
+             AND indexname NOT LIKE '%_pkey' AND indexname NOT LIKE '%_key'",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        let index: String = row.get(0);
+        lines.push(format!("index {index}"));
+    }
+    lines.sort();
+    lines
 }
