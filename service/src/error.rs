@@ -51,7 +51,7 @@ impl ApiError {
     /// The store failed: 503 "try again" when a retry can help (the store is unreachable or
     /// busy), 500 when it cannot (a damaged row, a schema this build does not know).
     pub(crate) fn store(err: &StoreError) -> Self {
-        if store_error_is_transient(err) {
+        if err.is_transient() {
             tracing::warn!(error = %err, "store unavailable");
             Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -79,9 +79,4 @@ impl IntoResponse for ApiError {
         };
         (self.status, axum::Json(body)).into_response()
     }
-}
-
-/// Whether a retry of the operation can succeed.
-pub(crate) fn store_error_is_transient(err: &StoreError) -> bool {
-    matches!(err, StoreError::Connect { .. } | StoreError::Database(_))
 }

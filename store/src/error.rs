@@ -24,9 +24,12 @@ pub enum StoreError {
         /// The newest this build knows.
         supported: i64,
     },
-    /// A query failed.
+    /// A query failed for a reason a retry cannot mend (a constraint, a missing table, bad SQL).
     #[error("store error: {0}")]
     Database(String),
+    /// The database is busy, locked, out of space or unreachable: a retry can help.
+    #[error("store busy or unreachable: {0}")]
+    Busy(String),
     /// A value read back could not be understood (a damaged row).
     #[error("store holds an unreadable value: {0}")]
     Corrupt(String),
@@ -38,9 +41,29 @@ pub enum StoreError {
     Invalid(String),
 }
 
+impl StoreError {
+    /// Whether the same operation may succeed if retried (the database was unreachable, busy,
+    /// locked, out of space or timed out), as against a constraint, a damaged row, a schema
+    /// this build does not know or bad input, which a retry cannot mend.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Connect { .. } | Self::Busy(_))
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
-        Self::Database(err.to_string())
+        use rusqlite::ErrorCode;
+        match err.sqlite_error_code() {
+            Some(
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DiskFull
+                | ErrorCode::CannotOpen
+                | ErrorCode::OutOfMemory,
+            ) => Self::Busy(err.to_string()),
+            _ => Self::Database(err.to_string()),
+        }
     }
 }
 
@@ -48,8 +71,22 @@ impl From<tokio_postgres::Error> for StoreError {
     fn from(err: tokio_postgres::Error) -> Self {
         // The Display of a database error carries the server's message; add its detail.
         match err.as_db_error() {
-            Some(db) => Self::Database(format!("{}: {}", db.code().code(), db.message())),
-            None => Self::Database(err.to_string()),
+            Some(db) => {
+                let code = db.code().code();
+                let text = format!("{code}: {}", db.message());
+                // Connection (08), transaction rollback such as serialization or deadlock (40),
+                // insufficient resources (53), operator intervention (57), system (58).
+                if ["08", "40", "53", "57", "58"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+                {
+                    Self::Busy(text)
+                } else {
+                    Self::Database(text)
+                }
+            }
+            // No answer from the server: the connection broke or timed out.
+            None => Self::Busy(err.to_string()),
         }
     }
 }
@@ -58,7 +95,36 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(err: deadpool_postgres::PoolError) -> Self {
         match err {
             deadpool_postgres::PoolError::Backend(err) => err.into(),
-            other => Self::Database(format!("no database connection: {other}")),
+            other => Self::Busy(format!("no database connection: {other}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: std::os::raw::c_int) -> StoreError {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None).into()
+    }
+
+    #[test]
+    fn a_retry_is_offered_only_where_it_can_help() {
+        assert!(sqlite(rusqlite::ffi::SQLITE_BUSY).is_transient());
+        assert!(sqlite(rusqlite::ffi::SQLITE_FULL).is_transient());
+        assert!(sqlite(rusqlite::ffi::SQLITE_IOERR).is_transient());
+        assert!(!sqlite(rusqlite::ffi::SQLITE_CONSTRAINT).is_transient());
+        assert!(!sqlite(rusqlite::ffi::SQLITE_CORRUPT).is_transient());
+        assert!(!StoreError::Corrupt("x".into()).is_transient());
+        assert!(!StoreError::NewerSchema {
+            found: 9,
+            supported: 3
+        }
+        .is_transient());
+        assert!(StoreError::Connect {
+            target: "t".into(),
+            reason: "r".into()
+        }
+        .is_transient());
     }
 }

@@ -321,7 +321,9 @@ impl PostgresStore {
             bounds: Bounds::default(),
         };
         store.migrate().await.map_err(|err| match err {
-            StoreError::Database(reason) => StoreError::Connect { target, reason },
+            StoreError::Database(reason) | StoreError::Busy(reason) => {
+                StoreError::Connect { target, reason }
+            }
             other => other,
         })?;
         Ok(store)

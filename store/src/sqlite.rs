@@ -145,7 +145,9 @@ impl SqliteStore {
                 reason: err.to_string(),
             })?
             .map_err(|err| match err {
-                StoreError::Database(reason) => StoreError::Connect { target, reason },
+                StoreError::Database(reason) | StoreError::Busy(reason) => {
+                    StoreError::Connect { target, reason }
+                }
                 other => other,
             })?;
         Ok(Self {
@@ -183,7 +185,7 @@ impl SqliteStore {
         }
         tokio::task::spawn_blocking(run)
             .await
-            .map_err(|err| StoreError::Database(format!("the store task failed: {err}")))?
+            .map_err(|err| StoreError::Busy(format!("the store task failed: {err}")))?
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
