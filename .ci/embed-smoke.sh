@@ -4,9 +4,11 @@
 # SIGTERM and exit 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build -q -p bankconnect-cli -p bankconnect-service --example embed
-BIN=target/debug/bankconnect
-EMBED=target/debug/examples/embed
+cargo build -q -p bankconnect-cli --bin bankconnect
+cargo build -q -p bankconnect-service --example embed
+TARGET="${CARGO_TARGET_DIR:-target}"
+BIN="$TARGET/debug/bankconnect"
+EMBED="$(cd "$TARGET/debug/examples" && pwd)/embed"
 WORK=$(mktemp -d)
 cleanup() { kill "${EMBED_PID:-}" "${SIM_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -15,7 +17,7 @@ SIM_PID=$!
 for _ in $(seq 50); do [ -s "$WORK/sim.out" ] && break; sleep 0.1; done
 BASE=$(head -1 "$WORK/sim.out" | sed 's/^listening on //')
 (cd "$WORK" && BANKCONNECT_BASE_URL="$BASE" BANKCONNECT_API_KEY=sim-api-key \
-    BANKCONNECT_SERVER_HASH=sim-server-hash exec "$OLDPWD/$EMBED" >"$WORK/embed.out" 2>"$WORK/embed.err") &
+    BANKCONNECT_SERVER_HASH=sim-server-hash exec "$EMBED" >"$WORK/embed.out" 2>"$WORK/embed.err") &
 EMBED_PID=$!
 for _ in $(seq 100); do [ -s "$WORK/embed.out" ] && break; sleep 0.1; done
 URL=$(head -1 "$WORK/embed.out" | sed 's/^listening on //')

@@ -3,7 +3,8 @@
 # no 5xx on any generated input, every answer matching its documented status, type and schema.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=target/debug/bankconnect
+TARGET="${CARGO_TARGET_DIR:-target}"
+BIN="$TARGET/debug/bankconnect"
 [ -x "$BIN" ] || cargo build -q -p bankconnect-cli
 if ! command -v schemathesis >/dev/null 2>&1; then
     python3 -m pip install -q --disable-pip-version-check 'schemathesis>=4,<5' >/dev/null 2>&1 \

@@ -17,8 +17,7 @@
 
 #[path = "support/pollers.rs"]
 mod pollers;
-#[path = "support/proc_stat.rs"]
-mod proc_stat;
+use bankconnect_testkit::proc_stat;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

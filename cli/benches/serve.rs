@@ -30,12 +30,9 @@
     missing_docs
 )]
 
-#[path = "support/proc_stat.rs"]
-mod proc_stat;
-#[path = "../tests/common/process.rs"]
-mod process;
-#[path = "../tests/common/schema.rs"]
-mod schema;
+use bankconnect_testkit::proc_stat;
+use bankconnect_testkit::process;
+use bankconnect_testkit::schema;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -24,8 +24,7 @@
 
 #[path = "support/pollers.rs"]
 mod pollers;
-#[path = "../tests/common/process.rs"]
-mod process;
+use bankconnect_testkit::process;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

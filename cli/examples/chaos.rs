@@ -35,10 +35,8 @@
 
 #[path = "support/mix.rs"]
 mod mix;
-#[path = "../tests/common/process.rs"]
-mod process;
-#[path = "../tests/common/schema.rs"]
-mod schema;
+use bankconnect_testkit::process;
+use bankconnect_testkit::schema;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

@@ -10,10 +10,8 @@
 )]
 
 mod common;
-#[path = "common/process.rs"]
-mod process;
-#[path = "common/schema.rs"]
-mod schema;
+use bankconnect_testkit::process;
+use bankconnect_testkit::schema;
 
 use std::net::TcpStream;
 use std::process::{Child, Stdio};

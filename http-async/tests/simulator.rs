@@ -7,8 +7,7 @@
     clippy::indexing_slicing
 )]
 
-#[path = "../../testkit/driver_cases.rs"]
-mod driver_cases;
+use bankconnect_testkit::driver_cases;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 
 /// User + system CPU time of process `pid` (`None`: this process) so far, in milliseconds; 0 if
 /// it cannot be read.
-pub(crate) fn cpu_ms(pid: Option<u32>) -> f64 {
+pub fn cpu_ms(pid: Option<u32>) -> f64 {
     let path = match pid {
         Some(pid) => format!("/proc/{pid}/stat"),
         None => "/proc/self/stat".to_owned(),

@@ -1,7 +1,5 @@
 //! Child processes that announce their address on their first stdout line
-//! (`listening on URL`): `serve` and `sim`. Shared by the tests, benches and examples (included
-//! by path: it uses only std).
-#![allow(dead_code)]
+//! (`listening on URL`): `serve` and `sim`. Shared by the tests, benches and examples.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout};
@@ -9,7 +7,7 @@ use std::process::{Child, ChildStdout};
 /// Reads the first stdout line of `child` (spawned with a piped stdout), returns what follows
 /// `listening on ` (the URL), and keeps draining the rest in a thread so the child never
 /// blocks on a full pipe. Panics, naming the line, if it says something else.
-pub(crate) fn listening_on(child: &mut Child) -> String {
+pub fn listening_on(child: &mut Child) -> String {
     let stdout = child
         .stdout
         .take()
@@ -19,7 +17,7 @@ pub(crate) fn listening_on(child: &mut Child) -> String {
 
 /// As [`listening_on`], for a caller that retries: the URL, or the first line it got instead
 /// (`None` if the process said nothing, e.g. it exited).
-pub(crate) fn listening_line(stdout: ChildStdout) -> Result<String, Option<String>> {
+pub fn listening_line(stdout: ChildStdout) -> Result<String, Option<String>> {
     let mut lines = BufReader::new(stdout).lines();
     let first = lines.next().and_then(Result::ok);
     std::thread::spawn(move || for _ in lines {});

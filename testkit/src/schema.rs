@@ -1,24 +1,23 @@
 //! A PostgreSQL schema of one test's (or run's) own, created with `psql` and dropped afterwards,
 //! and the store URL that points `serve` into it. Shared by the fleet tests, the chaos run and
-//! the fleet benchmark (included by path: it uses only std).
-#![allow(dead_code)]
+//! the fleet benchmark.
 
 /// `BANKCONNECT_TEST_POSTGRES`, when set and not empty.
-pub(crate) fn postgres_url() -> Option<String> {
+pub fn postgres_url() -> Option<String> {
     std::env::var("BANKCONNECT_TEST_POSTGRES")
         .ok()
         .filter(|url| !url.trim().is_empty())
 }
 
 /// A schema of its own, dropped (with everything in it) when this is dropped.
-pub(crate) struct Schema {
+pub struct Schema {
     base: String,
     name: String,
 }
 
 impl Schema {
     /// Creates a schema named `PREFIX_PID_NANOS` on the server `base` names.
-    pub(crate) fn create(base: &str, prefix: &str) -> Result<Self, String> {
+    pub fn create(base: &str, prefix: &str) -> Result<Self, String> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -32,7 +31,7 @@ impl Schema {
     }
 
     /// The store URL for `serve --store`: the server's URL with this schema as search path.
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         let separator = if self.base.contains('?') { '&' } else { '?' };
         format!(
             "{}{separator}options=-csearch_path%3D{}",
@@ -51,7 +50,7 @@ impl Drop for Schema {
 }
 
 /// Runs one SQL text through `psql`.
-pub(crate) fn psql(url: &str, sql: &str) -> Result<(), String> {
+pub fn psql(url: &str, sql: &str) -> Result<(), String> {
     let output = std::process::Command::new("psql")
         .args([url, "-Atqc", sql])
         .output()

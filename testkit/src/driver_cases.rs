@@ -1,13 +1,6 @@
 //! The scenario list both drivers are tested on, against the simulator over loopback HTTP.
-//! Included by `http-async/tests/simulator.rs` and `http-blocking/tests/simulator.rs`, so the two
+//! Used by `http-async/tests/simulator.rs` and `http-blocking/tests/simulator.rs`, so the two
 //! drivers are held to exactly the same expectations.
-#![allow(
-    dead_code,
-    unreachable_pub,
-    missing_docs,
-    clippy::unwrap_used,
-    clippy::indexing_slicing
-)]
 
 use std::time::Duration;
 

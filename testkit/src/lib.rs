@@ -1,0 +1,22 @@
+//! What the workspace's tests, benches and tools share (not published):
+//!
+//! - [`driver_cases`]: the scenario list both drivers are tested on, so the async and blocking
+//!   drivers are held to exactly the same expectations;
+//! - [`process`]: child processes that announce their address on their first stdout line;
+//! - [`schema`]: a PostgreSQL schema of one test's own, dropped afterwards;
+//! - [`proc_stat`]: CPU time of a process from `/proc`.
+#![forbid(unsafe_code)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::exhaustive_structs,
+    clippy::exhaustive_enums
+)]
+
+pub mod driver_cases;
+pub mod proc_stat;
+pub mod process;
+pub mod schema;
