@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::delivery_schedule::DeliverySchedule;
 use crate::metrics::{label, Metrics};
-use crate::record::{record_json, rfc3339};
+use crate::record::{record_body, rfc3339, RecordBody};
 
 /// Longest a delivery attempt may take.
 pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -238,12 +238,13 @@ impl Delivery {
     /// One signed POST of the session's record; `Err` says why it did not count as delivered.
     async fn attempt(&self, delivery: &DueDelivery, record: &SessionRecord) -> Result<(), String> {
         let now = SystemTime::now();
-        let body = serde_json::json!({
-            "type": "session.finished",
-            "timestamp": rfc3339(now),
-            "data": record_json(record),
+        // Serialized straight from the record's shape, with no JSON tree in between.
+        let body = serde_json::to_string(&FinishedEvent {
+            kind: "session.finished",
+            timestamp: rfc3339(now),
+            data: record_body(record),
         })
-        .to_string();
+        .map_err(|err| format!("cannot serialize the record: {err}"))?;
         let timestamp = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -276,6 +277,15 @@ impl Delivery {
         tracing::debug!(session = %delivery.session_id, attempt = delivery.attempts + 1, ok = result.is_ok(), "delivery attempt");
         result
     }
+}
+
+/// What a delivery POSTs: `{"type": "session.finished", "timestamp", "data": record}`.
+#[derive(serde::Serialize)]
+struct FinishedEvent {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    timestamp: String,
+    data: RecordBody,
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

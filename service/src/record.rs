@@ -121,8 +121,3 @@ pub(crate) fn record_body(record: &SessionRecord) -> RecordBody {
         }),
     }
 }
-
-/// The record as JSON.
-pub(crate) fn record_json(record: &SessionRecord) -> Value {
-    serde_json::to_value(record_body(record)).unwrap_or(Value::Null)
-}
