@@ -45,8 +45,8 @@ impl Coordinator {
         mut shutdown: watch::Receiver<bool>,
         tracking_done: impl std::future::Future<Output = ()>,
     ) {
-        // A shared store (PostgreSQL) is what makes a fleet: several processes, notices.
-        let several = self.store.engine() != "sqlite";
+        // A store several processes share (PostgreSQL) is what makes a fleet.
+        let several = self.store.capabilities().several_processes;
         // Heartbeat first, so that the fair share counts this replica.
         self.heartbeat().await;
         let mut fleet = self.count_fleet().await;

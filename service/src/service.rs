@@ -96,7 +96,7 @@ impl Service {
     ) -> Result<(Self, ServiceTasks), StartError> {
         let checked = config.check()?;
         let replica = replica_id();
-        if store.engine() == "sqlite" {
+        if !store.capabilities().several_processes {
             // One node: whatever a crashed predecessor held is ours again at once.
             store
                 .release_all_leases()

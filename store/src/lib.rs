@@ -22,16 +22,19 @@
 //! Errors name the engine, host and database, never a password.
 #![forbid(unsafe_code)]
 
+mod engine;
 mod error;
 mod model;
 mod notices;
 mod postgres;
 mod row;
 mod schema;
+mod shared;
 mod sqlite;
 mod store;
 mod url;
 
+pub use engine::Capabilities;
 pub use error::StoreError;
 pub use model::{
     Added, DeliveryState, DeliveryStatus, DueDelivery, Finish, Lease, NewSession, Page, Route,
@@ -39,5 +42,6 @@ pub use model::{
 };
 pub use notices::{WebhookNotice, WebhookNotices};
 pub use schema::LATEST as SCHEMA_VERSION;
-pub use store::{Attempt, Bounds, Pruned, StateCounts, Store};
+pub use shared::{Attempt, Bounds, Pruned, StateCounts};
+pub use store::Store;
 pub use url::StoreUrl;

@@ -19,7 +19,7 @@ use crate::model::{
 use crate::notices::{WebhookNotice, WebhookNotices};
 use crate::row::{RawRecord, COLUMNS, FROM};
 use crate::schema;
-use crate::store::{Bounds, StateCounts};
+use crate::shared::{Bounds, StateCounts};
 use crate::StoreError;
 
 /// Advisory lock keys (arbitrary constants, namespaced by their value).
@@ -38,7 +38,7 @@ fn stored(rows: &[Row]) -> Result<Vec<StoredWebhook>, StoreError> {
         .iter()
         .map(|row| Ok((col(row, 0)?, col(row, 1)?)))
         .collect::<Result<Vec<(String, String)>, StoreError>>()?;
-    crate::store::stored_webhooks(rows)
+    crate::shared::stored_webhooks(rows)
 }
 
 /// Keeps a webhook for a session not added yet, inside the caller's transaction: one per
@@ -366,17 +366,28 @@ impl PostgresStore {
         tx.commit().await?;
         Ok(())
     }
+}
 
-    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+#[async_trait::async_trait]
+impl crate::engine::Engine for PostgresStore {
+    fn capabilities(&self) -> crate::engine::Capabilities {
+        crate::engine::Capabilities {
+            name: "postgres",
+            several_processes: true,
+            notify: true,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
         self.client().await?.execute("SELECT 1", &[]).await?;
         Ok(())
     }
 
-    pub(crate) async fn schema_version(&self) -> Result<i64, StoreError> {
+    async fn schema_version(&self) -> Result<i64, StoreError> {
         read_version(&self.client().await?).await
     }
 
-    pub(crate) async fn add_sessions(
+    async fn add_sessions(
         &self,
         batch: Vec<NewSession>,
         now: SystemTime,
@@ -440,14 +451,11 @@ impl PostgresStore {
         Ok(out)
     }
 
-    pub(crate) async fn get_session(
-        &self,
-        session: &SessionId,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    async fn get_session(&self, session: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
         get_record(&self.client().await?, session.as_str()).await
     }
 
-    pub(crate) async fn get_sessions(
+    async fn get_sessions(
         &self,
         sessions: Vec<SessionId>,
     ) -> Result<Vec<SessionRecord>, StoreError> {
@@ -459,7 +467,7 @@ impl PostgresStore {
         Ok(records)
     }
 
-    pub(crate) async fn list_sessions(
+    async fn list_sessions(
         &self,
         state: Option<SessionState>,
         limit: usize,
@@ -476,10 +484,10 @@ impl PostgresStore {
         let rows = client
             .query(&stmt, &[&state, &after, &(limit.saturating_add(1))])
             .await?;
-        Ok(crate::store::page(records(&rows)?, limit))
+        Ok(crate::shared::page(records(&rows)?, limit))
     }
 
-    pub(crate) async fn tracking_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+    async fn tracking_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
@@ -490,7 +498,7 @@ impl PostgresStore {
         Ok(records(&rows)?.into_iter().map(|(_, r)| r).collect())
     }
 
-    pub(crate) async fn count_sessions(&self) -> Result<StateCounts, StoreError> {
+    async fn count_sessions(&self) -> Result<StateCounts, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query("SELECT state, count(*) FROM sessions GROUP BY state", &[])
@@ -503,7 +511,7 @@ impl PostgresStore {
         Ok(counts)
     }
 
-    pub(crate) async fn cancel_session(
+    async fn cancel_session(
         &self,
         session: &SessionId,
         now: SystemTime,
@@ -521,7 +529,7 @@ impl PostgresStore {
         Ok(record)
     }
 
-    pub(crate) async fn save_tracker_states(
+    async fn save_tracker_states(
         &self,
         states: Vec<(SessionId, serde_json::Value)>,
     ) -> Result<usize, StoreError> {
@@ -542,7 +550,7 @@ impl PostgresStore {
         Ok(usize::try_from(saved).unwrap_or(usize::MAX))
     }
 
-    pub(crate) async fn finish_session(
+    async fn finish_session(
         &self,
         session: &SessionId,
         outcome: String,
@@ -588,7 +596,7 @@ impl PostgresStore {
         Ok(Finish::Finished)
     }
 
-    pub(crate) async fn claim_sessions(
+    async fn claim_sessions(
         &self,
         replica: &str,
         now: SystemTime,
@@ -616,7 +624,7 @@ impl PostgresStore {
         Ok(records(&rows)?.into_iter().map(|(_, r)| r).collect())
     }
 
-    pub(crate) async fn renew_leases(
+    async fn renew_leases(
         &self,
         replica: &str,
         now: SystemTime,
@@ -642,7 +650,7 @@ impl PostgresStore {
         Ok(usize::try_from(renewed).unwrap_or(usize::MAX))
     }
 
-    pub(crate) async fn release_leases(
+    async fn release_leases(
         &self,
         replica: &str,
         claimable_from: SystemTime,
@@ -661,7 +669,7 @@ impl PostgresStore {
         Ok(usize::try_from(released).unwrap_or(usize::MAX))
     }
 
-    pub(crate) async fn release_sessions(
+    async fn release_sessions(
         &self,
         replica: &str,
         sessions: Vec<SessionId>,
@@ -679,7 +687,7 @@ impl PostgresStore {
         Ok(usize::try_from(released).unwrap_or(usize::MAX))
     }
 
-    pub(crate) async fn held_sessions(&self, replica: &str) -> Result<Vec<SessionId>, StoreError> {
+    async fn held_sessions(&self, replica: &str) -> Result<Vec<SessionId>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
@@ -691,10 +699,10 @@ impl PostgresStore {
             .iter()
             .map(|row| col(row, 0))
             .collect::<Result<Vec<String>, StoreError>>()?;
-        crate::store::session_ids(ids)
+        crate::shared::session_ids(ids)
     }
 
-    pub(crate) async fn release_all_leases(&self) -> Result<usize, StoreError> {
+    async fn release_all_leases(&self) -> Result<usize, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let released = tx
@@ -713,7 +721,7 @@ impl PostgresStore {
         Ok(usize::try_from(released).unwrap_or(usize::MAX))
     }
 
-    pub(crate) async fn live_replicas(&self, since: SystemTime) -> Result<Vec<String>, StoreError> {
+    async fn live_replicas(&self, since: SystemTime) -> Result<Vec<String>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
@@ -724,13 +732,13 @@ impl PostgresStore {
         rows.iter().map(|row| col(row, 0)).collect()
     }
 
-    pub(crate) async fn prune_webhooks(
+    async fn prune_webhooks(
         &self,
         before: SystemTime,
         replicas_before: SystemTime,
-    ) -> Result<crate::store::Pruned, StoreError> {
+    ) -> Result<crate::shared::Pruned, StoreError> {
         let client = self.client().await?;
-        let mut pruned = crate::store::Pruned::default();
+        let mut pruned = crate::shared::Pruned::default();
         loop {
             let mut n = client
                 .execute(
@@ -771,7 +779,7 @@ impl PostgresStore {
         Ok(pruned)
     }
 
-    pub(crate) async fn keep_pending_webhook(
+    async fn keep_pending_webhook(
         &self,
         session: &SessionId,
         hint: String,
@@ -793,7 +801,7 @@ impl PostgresStore {
         Ok(dropped)
     }
 
-    pub(crate) async fn accept_webhook(
+    async fn accept_webhook(
         &self,
         dedupe_key: String,
         session: Option<SessionId>,
@@ -846,7 +854,7 @@ impl PostgresStore {
         Ok(fate)
     }
 
-    pub(crate) async fn webhooks_of(
+    async fn webhooks_of(
         &self,
         sessions: Vec<SessionId>,
     ) -> Result<Vec<StoredWebhook>, StoreError> {
@@ -862,7 +870,7 @@ impl PostgresStore {
         stored(&rows)
     }
 
-    pub(crate) async fn leased_webhooks(
+    async fn leased_webhooks(
         &self,
         replica: String,
         since: SystemTime,
@@ -880,17 +888,17 @@ impl PostgresStore {
         stored(&rows)
     }
 
-    pub(crate) fn listen_webhooks(&self, replica: String) -> WebhookNotices {
+    fn listen_webhooks(&self, replica: String) -> Option<WebhookNotices> {
         let (notices, receiver) = mpsc::channel(NOTICE_QUEUE);
         let task = tokio::spawn(listen(
             std::sync::Arc::clone(&self.config),
             replica,
             notices,
         ));
-        WebhookNotices::new(receiver, task)
+        Some(WebhookNotices::new(receiver, task))
     }
 
-    pub(crate) async fn claim_deliveries(
+    async fn claim_deliveries(
         &self,
         worker: &str,
         now: SystemTime,
@@ -917,12 +925,12 @@ impl PostgresStore {
             .iter()
             .map(|row| Ok((col(row, 0)?, col(row, 1)?, col(row, 2)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        crate::store::due_deliveries(claimed)
+        crate::shared::due_deliveries(claimed)
     }
 
-    pub(crate) async fn deliveries_attempted(
+    async fn deliveries_attempted(
         &self,
-        results: Vec<(SessionId, crate::store::Attempt)>,
+        results: Vec<(SessionId, crate::shared::Attempt)>,
         now: SystemTime,
     ) -> Result<usize, StoreError> {
         let mut client = self.client().await?;

@@ -19,7 +19,7 @@ use crate::model::{
 };
 use crate::row::{RawRecord, COLUMNS, FROM};
 use crate::schema;
-use crate::store::{Bounds, StateCounts};
+use crate::shared::{Bounds, StateCounts};
 use crate::StoreError;
 
 /// Keeps a webhook for a session not added yet, inside the caller's transaction: one per
@@ -187,8 +187,19 @@ impl SqliteStore {
             .await
             .map_err(|err| StoreError::Busy(format!("the store task failed: {err}")))?
     }
+}
 
-    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+#[async_trait::async_trait]
+impl crate::engine::Engine for SqliteStore {
+    fn capabilities(&self) -> crate::engine::Capabilities {
+        crate::engine::Capabilities {
+            name: "sqlite",
+            several_processes: false,
+            notify: false,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
         self.with(|conn, _| {
             conn.query_row("SELECT 1", [], |_| Ok(()))?;
             Ok(())
@@ -196,11 +207,11 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn schema_version(&self) -> Result<i64, StoreError> {
+    async fn schema_version(&self) -> Result<i64, StoreError> {
         self.with(|conn, _| read_version(conn)).await
     }
 
-    pub(crate) async fn add_sessions(
+    async fn add_sessions(
         &self,
         batch: Vec<NewSession>,
         now: SystemTime,
@@ -267,15 +278,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn get_session(
-        &self,
-        session: &SessionId,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    async fn get_session(&self, session: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
         let id = session.as_str().to_owned();
         self.with(move |conn, _| get_record(conn, &id)).await
     }
 
-    pub(crate) async fn get_sessions(
+    async fn get_sessions(
         &self,
         sessions: Vec<SessionId>,
     ) -> Result<Vec<SessionRecord>, StoreError> {
@@ -289,7 +297,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn list_sessions(
+    async fn list_sessions(
         &self,
         state: Option<SessionState>,
         limit: usize,
@@ -304,12 +312,12 @@ impl SqliteStore {
                 &mut stmt,
                 params![state.map(SessionState::as_str), after, limit + 1],
             )?;
-            Ok(crate::store::page(rows, limit))
+            Ok(crate::shared::page(rows, limit))
         })
         .await
     }
 
-    pub(crate) async fn tracking_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+    async fn tracking_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
         self.with(|conn, _| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM {FROM} WHERE s.state = 'tracking' ORDER BY s.seq"
@@ -322,7 +330,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn count_sessions(&self) -> Result<StateCounts, StoreError> {
+    async fn count_sessions(&self) -> Result<StateCounts, StoreError> {
         self.with(|conn, _| {
             let mut stmt =
                 conn.prepare_cached("SELECT state, count(*) FROM sessions GROUP BY state")?;
@@ -337,7 +345,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn cancel_session(
+    async fn cancel_session(
         &self,
         session: &SessionId,
         now: SystemTime,
@@ -357,7 +365,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn save_tracker_states(
+    async fn save_tracker_states(
         &self,
         states: Vec<(SessionId, serde_json::Value)>,
     ) -> Result<usize, StoreError> {
@@ -378,7 +386,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn finish_session(
+    async fn finish_session(
         &self,
         session: &SessionId,
         outcome: String,
@@ -421,7 +429,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn claim_sessions(
+    async fn claim_sessions(
         &self,
         replica: &str,
         now: SystemTime,
@@ -457,7 +465,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn renew_leases(
+    async fn renew_leases(
         &self,
         replica: &str,
         now: SystemTime,
@@ -484,7 +492,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn release_leases(
+    async fn release_leases(
         &self,
         replica: &str,
         claimable_from: SystemTime,
@@ -505,7 +513,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn release_sessions(
+    async fn release_sessions(
         &self,
         replica: &str,
         sessions: Vec<SessionId>,
@@ -531,7 +539,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn held_sessions(&self, replica: &str) -> Result<Vec<SessionId>, StoreError> {
+    async fn held_sessions(&self, replica: &str) -> Result<Vec<SessionId>, StoreError> {
         let replica = replica.to_owned();
         self.with(move |conn, _| {
             let mut stmt = conn.prepare_cached(
@@ -540,12 +548,12 @@ impl SqliteStore {
             let ids = stmt
                 .query_map(params![replica], |row| row.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
-            crate::store::session_ids(ids)
+            crate::shared::session_ids(ids)
         })
         .await
     }
 
-    pub(crate) async fn release_all_leases(&self) -> Result<usize, StoreError> {
+    async fn release_all_leases(&self) -> Result<usize, StoreError> {
         self.with(|conn, _| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let released = tx
@@ -566,7 +574,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn live_replicas(&self, since: SystemTime) -> Result<Vec<String>, StoreError> {
+    async fn live_replicas(&self, since: SystemTime) -> Result<Vec<String>, StoreError> {
         self.with(move |conn, _| {
             let mut stmt = conn.prepare_cached(
                 "SELECT replica_id FROM replicas WHERE heartbeat_at_ms >= ?1 ORDER BY replica_id",
@@ -579,12 +587,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn prune_webhooks(
+    async fn prune_webhooks(
         &self,
         before: SystemTime,
         replicas_before: SystemTime,
-    ) -> Result<crate::store::Pruned, StoreError> {
-        let mut pruned = crate::store::Pruned::default();
+    ) -> Result<crate::shared::Pruned, StoreError> {
+        let mut pruned = crate::shared::Pruned::default();
         // Each batch is its own statement (and lock), so adds and webhooks go in between.
         loop {
             let bounds = self.bounds;
@@ -630,7 +638,7 @@ impl SqliteStore {
         Ok(pruned)
     }
 
-    pub(crate) async fn keep_pending_webhook(
+    async fn keep_pending_webhook(
         &self,
         session: &SessionId,
         hint: String,
@@ -647,12 +655,13 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn accept_webhook(
+    async fn accept_webhook(
         &self,
         dedupe_key: String,
         session: Option<SessionId>,
         event: String,
         route: Route,
+        _origin: String,
         now: SystemTime,
     ) -> Result<WebhookFate, StoreError> {
         self.with(move |conn, bounds| {
@@ -688,7 +697,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn webhooks_of(
+    async fn webhooks_of(
         &self,
         sessions: Vec<SessionId>,
     ) -> Result<Vec<StoredWebhook>, StoreError> {
@@ -705,12 +714,12 @@ impl SqliteStore {
                     rows.push(row?);
                 }
             }
-            crate::store::stored_webhooks(rows)
+            crate::shared::stored_webhooks(rows)
         })
         .await
     }
 
-    pub(crate) async fn leased_webhooks(
+    async fn leased_webhooks(
         &self,
         replica: String,
         since: SystemTime,
@@ -727,12 +736,12 @@ impl SqliteStore {
                     Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            crate::store::stored_webhooks(rows)
+            crate::shared::stored_webhooks(rows)
         })
         .await
     }
 
-    pub(crate) async fn claim_deliveries(
+    async fn claim_deliveries(
         &self,
         worker: &str,
         now: SystemTime,
@@ -758,14 +767,14 @@ impl SqliteStore {
                 rows.collect::<Result<Vec<_>, _>>()?
             };
             tx.commit()?;
-            crate::store::due_deliveries(claimed)
+            crate::shared::due_deliveries(claimed)
         })
         .await
     }
 
-    pub(crate) async fn deliveries_attempted(
+    async fn deliveries_attempted(
         &self,
-        results: Vec<(SessionId, crate::store::Attempt)>,
+        results: Vec<(SessionId, crate::shared::Attempt)>,
         now: SystemTime,
     ) -> Result<usize, StoreError> {
         self.with(move |conn, _| {

@@ -1,200 +1,21 @@
-//! The store interface: one type over both backends, chosen by URL.
+//! The store's façade: one type over the engine a URL names (`crate::engine::Engine`).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bankconnect_core::SessionId;
 
+use crate::engine::{Capabilities, Engine};
 use crate::model::{
-    decode_cursor, encode_cursor, Added, DueDelivery, Finish, NewSession, Page, Route,
-    SessionRecord, SessionState, StoredWebhook, WebhookFate,
+    decode_cursor, Added, DueDelivery, Finish, NewSession, Page, Route, SessionRecord,
+    SessionState, StoredWebhook, WebhookFate,
 };
 use crate::notices::WebhookNotices;
 use crate::postgres::PostgresStore;
+use crate::shared::{Attempt, Bounds, Pruned, StateCounts};
 use crate::sqlite::SqliteStore;
 use crate::url::StoreUrl;
 use crate::StoreError;
-
-/// Bounds of what clients can make the store keep: webhooks for sessions not yet added
-/// (pending) and the accepted webhooks' dedupe records, each in count, bytes and age.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Bounds {
-    /// Most pending webhooks kept; the oldest fall out first (default 10 000).
-    pub pending_max_count: usize,
-    /// How long one is kept (default 24 h).
-    pub pending_max_age: Duration,
-    /// Most bytes of pending webhooks in all; the oldest fall out first (default 64 MiB).
-    pub pending_max_bytes: usize,
-    /// Most dedupe records kept by [`Store::prune_webhooks`]; the oldest go first (default
-    /// 100 000).
-    pub dedupe_max_count: usize,
-    /// Most bytes of dedupe records (their events) kept by [`Store::prune_webhooks`] (default
-    /// 64 MiB).
-    pub dedupe_max_bytes: usize,
-}
-
-impl Default for Bounds {
-    fn default() -> Self {
-        Self {
-            pending_max_count: 10_000,
-            pending_max_age: Duration::from_secs(24 * 60 * 60),
-            pending_max_bytes: 64 * 1024 * 1024,
-            dedupe_max_count: 100_000,
-            dedupe_max_bytes: 64 * 1024 * 1024,
-        }
-    }
-}
-
-impl Bounds {
-    /// Keep at most `max_count` pending webhooks, each for at most `max_age` (other bounds at
-    /// their defaults).
-    pub fn new(max_count: usize, max_age: Duration) -> Self {
-        Self {
-            pending_max_count: max_count,
-            pending_max_age: max_age,
-            ..Self::default()
-        }
-    }
-
-    /// The same bounds with these byte limits.
-    pub fn with_bytes(mut self, pending_max_bytes: usize, dedupe_max_bytes: usize) -> Self {
-        self.pending_max_bytes = pending_max_bytes;
-        self.dedupe_max_bytes = dedupe_max_bytes;
-        self
-    }
-
-    /// The same bounds with this many dedupe records at most.
-    pub fn with_dedupe_count(mut self, dedupe_max_count: usize) -> Self {
-        self.dedupe_max_count = dedupe_max_count;
-        self
-    }
-}
-
-/// What [`Store::prune_webhooks`] removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Pruned {
-    /// Dedupe records past their window or beyond the bounds.
-    pub dedupe: usize,
-    /// Heartbeats of replicas gone for longer than the window.
-    pub replicas: usize,
-}
-
-/// Sessions per state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct StateCounts {
-    /// Being polled.
-    pub tracking: u64,
-    /// Ended.
-    pub finished: u64,
-    /// Cancelled.
-    pub cancelled: u64,
-}
-
-impl StateCounts {
-    pub(crate) fn add(&mut self, state: &str, n: i64) {
-        let n = u64::try_from(n).unwrap_or(0);
-        match SessionState::parse(state) {
-            Some(SessionState::Tracking) => self.tracking += n,
-            Some(SessionState::Finished) => self.finished += n,
-            Some(SessionState::Cancelled) => self.cancelled += n,
-            None => {}
-        }
-    }
-}
-
-/// The result of one delivery attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Attempt {
-    /// Answered 2xx.
-    Delivered,
-    /// Failed; try again at `retry_at`.
-    Failed {
-        /// Why.
-        error: String,
-        /// The next attempt.
-        retry_at: SystemTime,
-    },
-    /// Failed, and the schedule is spent.
-    GaveUp {
-        /// Why the last attempt failed.
-        error: String,
-    },
-}
-
-impl Attempt {
-    /// `(state, last_error, next_attempt_ms)` columns.
-    pub(crate) fn columns(&self) -> (&'static str, Option<&str>, Option<i64>) {
-        match self {
-            Self::Delivered => ("delivered", None, None),
-            Self::Failed { error, retry_at } => {
-                ("failing", Some(error), Some(crate::model::to_ms(*retry_at)))
-            }
-            Self::GaveUp { error } => ("given_up", Some(error), None),
-        }
-    }
-}
-
-pub(crate) fn page(mut rows: Vec<(i64, SessionRecord)>, limit: i64) -> Page {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next_cursor = if more {
-        rows.last().map(|(seq, _)| encode_cursor(*seq))
-    } else {
-        None
-    };
-    Page {
-        sessions: rows.into_iter().map(|(_, record)| record).collect(),
-        next_cursor,
-    }
-}
-
-pub(crate) fn due_deliveries(
-    rows: Vec<(String, String, i64)>,
-) -> Result<Vec<DueDelivery>, StoreError> {
-    rows.into_iter()
-        .map(|(session, webhook_id, attempts)| {
-            Ok(DueDelivery {
-                session_id: SessionId::new(&session)
-                    .map_err(|err| StoreError::Corrupt(format!("outbox session id: {err}")))?,
-                webhook_id,
-                attempts: u32::try_from(attempts).unwrap_or(0),
-            })
-        })
-        .collect()
-}
-
-pub(crate) fn session_ids(ids: Vec<String>) -> Result<Vec<SessionId>, StoreError> {
-    ids.iter()
-        .map(|id| {
-            SessionId::new(id).map_err(|err| StoreError::Corrupt(format!("session id: {err}")))
-        })
-        .collect()
-}
-
-/// Stored webhook rows (session id, event text) as [`StoredWebhook`]s.
-pub(crate) fn stored_webhooks(
-    rows: Vec<(String, String)>,
-) -> Result<Vec<StoredWebhook>, StoreError> {
-    rows.into_iter()
-        .map(|(session, event)| {
-            let session_id = SessionId::new(&session)
-                .map_err(|err| StoreError::Corrupt(format!("webhook session id: {err}")))?;
-            let event = serde_json::from_str(&event)
-                .map_err(|err| StoreError::Corrupt(format!("webhook event: {err}")))?;
-            Ok(StoredWebhook { session_id, event })
-        })
-        .collect()
-}
-
-#[derive(Debug, Clone)]
-enum Backend {
-    Sqlite(SqliteStore),
-    Postgres(PostgresStore),
-}
 
 /// The durable store: sessions, accepted webhooks, pending webhooks, leases and the delivery
 /// outbox, on SQLite or PostgreSQL with the same semantics. Cheap to clone (a handle).
@@ -214,16 +35,13 @@ enum Backend {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Store {
-    backend: Backend,
+    engine: Arc<dyn Engine>,
 }
 
-/// Calls the same method on whichever backend.
+/// Calls the engine's method of the same name.
 macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match &$self.backend {
-            Backend::Sqlite(store) => store.$method($($arg),*).await,
-            Backend::Postgres(store) => store.$method($($arg),*).await,
-        }
+        $self.engine.$method($($arg),*).await
     };
 }
 
@@ -243,27 +61,29 @@ impl Store {
         {
             return Err(StoreError::Invalid("every bound must be at least 1".into()));
         }
-        let backend = match StoreUrl::parse(url)? {
+        let engine: Arc<dyn Engine> = match StoreUrl::parse(url)? {
             StoreUrl::Sqlite(path) => {
                 let mut store = SqliteStore::open(path).await?;
                 store.set_bounds(bounds);
-                Backend::Sqlite(store)
+                Arc::new(store)
             }
             StoreUrl::Postgres(url) => {
                 let mut store = PostgresStore::open(&url).await?;
                 store.set_bounds(bounds);
-                Backend::Postgres(store)
+                Arc::new(store)
             }
         };
-        Ok(Self { backend })
+        Ok(Self { engine })
+    }
+
+    /// What this store's engine can do (several processes, notices), as it declares.
+    pub fn capabilities(&self) -> Capabilities {
+        self.engine.capabilities()
     }
 
     /// `"sqlite"` or `"postgres"`.
     pub fn engine(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite(_) => "sqlite",
-            Backend::Postgres(_) => "postgres",
-        }
+        self.engine.capabilities().name
     }
 
     /// Whether the database answers (for `/readyz`).
@@ -501,14 +321,7 @@ impl Store {
         now: SystemTime,
     ) -> Result<WebhookFate, StoreError> {
         let (key, session, event) = (dedupe_key.to_owned(), session.cloned(), event.to_string());
-        match &self.backend {
-            Backend::Sqlite(store) => store.accept_webhook(key, session, event, route, now).await,
-            Backend::Postgres(store) => {
-                store
-                    .accept_webhook(key, session, event, route, origin.to_owned(), now)
-                    .await
-            }
-        }
+        dispatch!(self.accept_webhook(key, session, event, route, origin.to_owned(), now))
     }
 
     /// The accepted webhooks of these sessions, oldest first (fed to a tracker when it takes
@@ -534,10 +347,7 @@ impl Store {
     /// `LISTEN`/`NOTIFY`, on a connection of its own that reconnects by itself); `None` on
     /// SQLite, where one process does everything. Must be called within a tokio runtime.
     pub fn listen_webhooks(&self, replica: &str) -> Option<WebhookNotices> {
-        match &self.backend {
-            Backend::Sqlite(_) => None,
-            Backend::Postgres(store) => Some(store.listen_webhooks(replica.to_owned())),
-        }
+        self.engine.listen_webhooks(replica.to_owned())
     }
 
     /// Forgets the dedupe records of webhooks received before `before` (their window is over)

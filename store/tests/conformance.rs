@@ -48,6 +48,12 @@ const LEASE: Duration = Duration::from_secs(30);
 
 async fn adding_is_idempotent(fx: Fixture) {
     let store = fx.open().await;
+    // Each engine declares what it can do; the service asks this, never the engine's name.
+    let capabilities = store.capabilities();
+    let fleet = fx.backend == Backend::Postgres;
+    assert_eq!(capabilities.several_processes, fleet);
+    assert_eq!(capabilities.notify, fleet);
+    assert_eq!(store.listen_webhooks("r").is_some(), capabilities.notify);
     let new = NewSession::new(sid("s-1"))
         .with_reference("loan-42")
         .with_max_wait(Duration::from_secs(600));

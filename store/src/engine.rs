@@ -1,0 +1,147 @@
+//! The interface every engine implements, and what each declares it can do (River's driver
+//! shape): the façade [`crate::Store`] calls only this, so the engines cannot drift apart in
+//! what they offer, and the service asks capabilities instead of engine names.
+
+use std::time::{Duration, SystemTime};
+
+use bankconnect_core::SessionId;
+
+use crate::model::{
+    Added, DueDelivery, Finish, NewSession, Page, Route, SessionRecord, SessionState,
+    StoredWebhook, WebhookFate,
+};
+use crate::notices::WebhookNotices;
+use crate::shared::{Attempt, Pruned, StateCounts};
+use crate::StoreError;
+
+/// What an engine can do, declared by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// The engine's name in logs and `/readyz`: `sqlite` or `postgres`.
+    pub name: &'static str,
+    /// Several processes may share the store (a fleet); otherwise one process owns it, and
+    /// may take back at start whatever a crashed predecessor held.
+    pub several_processes: bool,
+    /// Accepted webhooks are announced to the other processes at commit
+    /// ([`crate::Store::listen_webhooks`]).
+    pub notify: bool,
+}
+
+/// One engine's operations, with the façade's semantics (documented on [`crate::Store`]).
+#[async_trait::async_trait]
+pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
+    /// What this engine can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Notices of webhooks accepted by others, for an engine that [`Capabilities::notify`]s.
+    fn listen_webhooks(&self, _replica: String) -> Option<WebhookNotices> {
+        None
+    }
+
+    async fn ping(&self) -> Result<(), StoreError>;
+    async fn schema_version(&self) -> Result<i64, StoreError>;
+    async fn add_sessions(
+        &self,
+        batch: Vec<NewSession>,
+        now: SystemTime,
+        lease: Option<(String, SystemTime)>,
+    ) -> Result<Vec<Added>, StoreError>;
+    async fn get_session(&self, session: &SessionId) -> Result<Option<SessionRecord>, StoreError>;
+    async fn get_sessions(
+        &self,
+        sessions: Vec<SessionId>,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
+    async fn list_sessions(
+        &self,
+        state: Option<SessionState>,
+        limit: usize,
+        after: i64,
+    ) -> Result<Page, StoreError>;
+    async fn tracking_sessions(&self) -> Result<Vec<SessionRecord>, StoreError>;
+    async fn count_sessions(&self) -> Result<StateCounts, StoreError>;
+    async fn cancel_session(
+        &self,
+        session: &SessionId,
+        now: SystemTime,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+    async fn save_tracker_states(
+        &self,
+        states: Vec<(SessionId, serde_json::Value)>,
+    ) -> Result<usize, StoreError>;
+    async fn finish_session(
+        &self,
+        session: &SessionId,
+        outcome: String,
+        webhook_id: Option<String>,
+        first_attempt: SystemTime,
+        now: SystemTime,
+    ) -> Result<Finish, StoreError>;
+    async fn claim_sessions(
+        &self,
+        replica: &str,
+        now: SystemTime,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
+    async fn renew_leases(
+        &self,
+        replica: &str,
+        now: SystemTime,
+        lease: Duration,
+    ) -> Result<usize, StoreError>;
+    async fn release_leases(
+        &self,
+        replica: &str,
+        claimable_from: SystemTime,
+    ) -> Result<usize, StoreError>;
+    async fn release_sessions(
+        &self,
+        replica: &str,
+        sessions: Vec<SessionId>,
+        claimable_from: SystemTime,
+    ) -> Result<usize, StoreError>;
+    async fn held_sessions(&self, replica: &str) -> Result<Vec<SessionId>, StoreError>;
+    async fn release_all_leases(&self) -> Result<usize, StoreError>;
+    async fn live_replicas(&self, since: SystemTime) -> Result<Vec<String>, StoreError>;
+    async fn prune_webhooks(
+        &self,
+        before: SystemTime,
+        replicas_before: SystemTime,
+    ) -> Result<Pruned, StoreError>;
+    async fn keep_pending_webhook(
+        &self,
+        session: &SessionId,
+        hint: String,
+        authenticated: bool,
+        now: SystemTime,
+    ) -> Result<usize, StoreError>;
+    async fn accept_webhook(
+        &self,
+        dedupe_key: String,
+        session: Option<SessionId>,
+        event: String,
+        route: Route,
+        origin: String,
+        now: SystemTime,
+    ) -> Result<WebhookFate, StoreError>;
+    async fn webhooks_of(&self, sessions: Vec<SessionId>)
+        -> Result<Vec<StoredWebhook>, StoreError>;
+    async fn leased_webhooks(
+        &self,
+        replica: String,
+        since: SystemTime,
+    ) -> Result<Vec<StoredWebhook>, StoreError>;
+    async fn claim_deliveries(
+        &self,
+        worker: &str,
+        now: SystemTime,
+        claim_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+    async fn deliveries_attempted(
+        &self,
+        results: Vec<(SessionId, Attempt)>,
+        now: SystemTime,
+    ) -> Result<usize, StoreError>;
+}

@@ -1,0 +1,186 @@
+//! What the façade and both engines share, below all three: the bounds, counts and attempt
+//! results they exchange, and the reading of rows into records (no engine imports the
+//! façade).
+
+use std::time::{Duration, SystemTime};
+
+use bankconnect_core::SessionId;
+
+use crate::model::{encode_cursor, DueDelivery, Page, SessionRecord, SessionState, StoredWebhook};
+use crate::StoreError;
+
+/// Bounds of what clients can make the store keep: webhooks for sessions not yet added
+/// (pending) and the accepted webhooks' dedupe records, each in count, bytes and age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Bounds {
+    /// Most pending webhooks kept; the oldest fall out first (default 10 000).
+    pub pending_max_count: usize,
+    /// How long one is kept (default 24 h).
+    pub pending_max_age: Duration,
+    /// Most bytes of pending webhooks in all; the oldest fall out first (default 64 MiB).
+    pub pending_max_bytes: usize,
+    /// Most dedupe records kept by [`crate::Store::prune_webhooks`]; the oldest go first (default
+    /// 100 000).
+    pub dedupe_max_count: usize,
+    /// Most bytes of dedupe records (their events) kept by [`crate::Store::prune_webhooks`] (default
+    /// 64 MiB).
+    pub dedupe_max_bytes: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            pending_max_count: 10_000,
+            pending_max_age: Duration::from_secs(24 * 60 * 60),
+            pending_max_bytes: 64 * 1024 * 1024,
+            dedupe_max_count: 100_000,
+            dedupe_max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Bounds {
+    /// Keep at most `max_count` pending webhooks, each for at most `max_age` (other bounds at
+    /// their defaults).
+    pub fn new(max_count: usize, max_age: Duration) -> Self {
+        Self {
+            pending_max_count: max_count,
+            pending_max_age: max_age,
+            ..Self::default()
+        }
+    }
+
+    /// The same bounds with these byte limits.
+    pub fn with_bytes(mut self, pending_max_bytes: usize, dedupe_max_bytes: usize) -> Self {
+        self.pending_max_bytes = pending_max_bytes;
+        self.dedupe_max_bytes = dedupe_max_bytes;
+        self
+    }
+
+    /// The same bounds with this many dedupe records at most.
+    pub fn with_dedupe_count(mut self, dedupe_max_count: usize) -> Self {
+        self.dedupe_max_count = dedupe_max_count;
+        self
+    }
+}
+
+/// What [`crate::Store::prune_webhooks`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Pruned {
+    /// Dedupe records past their window or beyond the bounds.
+    pub dedupe: usize,
+    /// Heartbeats of replicas gone for longer than the window.
+    pub replicas: usize,
+}
+
+/// Sessions per state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StateCounts {
+    /// Being polled.
+    pub tracking: u64,
+    /// Ended.
+    pub finished: u64,
+    /// Cancelled.
+    pub cancelled: u64,
+}
+
+impl StateCounts {
+    pub(crate) fn add(&mut self, state: &str, n: i64) {
+        let n = u64::try_from(n).unwrap_or(0);
+        match SessionState::parse(state) {
+            Some(SessionState::Tracking) => self.tracking += n,
+            Some(SessionState::Finished) => self.finished += n,
+            Some(SessionState::Cancelled) => self.cancelled += n,
+            None => {}
+        }
+    }
+}
+
+/// The result of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Attempt {
+    /// Answered 2xx.
+    Delivered,
+    /// Failed; try again at `retry_at`.
+    Failed {
+        /// Why.
+        error: String,
+        /// The next attempt.
+        retry_at: SystemTime,
+    },
+    /// Failed, and the schedule is spent.
+    GaveUp {
+        /// Why the last attempt failed.
+        error: String,
+    },
+}
+
+impl Attempt {
+    /// `(state, last_error, next_attempt_ms)` columns.
+    pub(crate) fn columns(&self) -> (&'static str, Option<&str>, Option<i64>) {
+        match self {
+            Self::Delivered => ("delivered", None, None),
+            Self::Failed { error, retry_at } => {
+                ("failing", Some(error), Some(crate::model::to_ms(*retry_at)))
+            }
+            Self::GaveUp { error } => ("given_up", Some(error), None),
+        }
+    }
+}
+
+pub(crate) fn page(mut rows: Vec<(i64, SessionRecord)>, limit: i64) -> Page {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = if more {
+        rows.last().map(|(seq, _)| encode_cursor(*seq))
+    } else {
+        None
+    };
+    Page {
+        sessions: rows.into_iter().map(|(_, record)| record).collect(),
+        next_cursor,
+    }
+}
+
+pub(crate) fn due_deliveries(
+    rows: Vec<(String, String, i64)>,
+) -> Result<Vec<DueDelivery>, StoreError> {
+    rows.into_iter()
+        .map(|(session, webhook_id, attempts)| {
+            Ok(DueDelivery {
+                session_id: SessionId::new(&session)
+                    .map_err(|err| StoreError::Corrupt(format!("outbox session id: {err}")))?,
+                webhook_id,
+                attempts: u32::try_from(attempts).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn session_ids(ids: Vec<String>) -> Result<Vec<SessionId>, StoreError> {
+    ids.iter()
+        .map(|id| {
+            SessionId::new(id).map_err(|err| StoreError::Corrupt(format!("session id: {err}")))
+        })
+        .collect()
+}
+
+/// Stored webhook rows (session id, event text) as [`StoredWebhook`]s.
+pub(crate) fn stored_webhooks(
+    rows: Vec<(String, String)>,
+) -> Result<Vec<StoredWebhook>, StoreError> {
+    rows.into_iter()
+        .map(|(session, event)| {
+            let session_id = SessionId::new(&session)
+                .map_err(|err| StoreError::Corrupt(format!("webhook session id: {err}")))?;
+            let event = serde_json::from_str(&event)
+                .map_err(|err| StoreError::Corrupt(format!("webhook event: {err}")))?;
+            Ok(StoredWebhook { session_id, event })
+        })
+        .collect()
+}
