@@ -27,8 +27,7 @@ use bankconnect_core::{Api, BaseUrl, Credentials, PollPolicy, SessionId};
 use bankconnect_sim::{FaultRates, Scenario, SimConfig, Simulator};
 use bankconnect_webhook_verify::{Receiver, ReceiverConfig, Reception};
 
-#[path = "support/mix.rs"]
-mod mix;
+use bankconnect_testkit::mix;
 use mix::{correct, plan, Expect};
 
 static PANICS: AtomicU64 = AtomicU64::new(0);

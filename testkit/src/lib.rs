@@ -4,7 +4,8 @@
 //!   drivers are held to exactly the same expectations;
 //! - [`process`]: child processes that announce their address on their first stdout line;
 //! - [`schema`]: a PostgreSQL schema of one test's own, dropped afterwards;
-//! - [`proc_stat`]: CPU time of a process from `/proc`.
+//! - [`proc_stat`]: CPU time of a process from `/proc`;
+//! - [`mix`]: the session mix the soak and the chaos run share.
 #![forbid(unsafe_code)]
 #![allow(
     missing_docs,
@@ -17,6 +18,7 @@
 )]
 
 pub mod driver_cases;
+pub mod mix;
 pub mod proc_stat;
 pub mod process;
 pub mod schema;

@@ -6,7 +6,7 @@
 //! - `cargo xtask soak [--sessions N] [--fault-rate F] [--transport async|blocking]`: the fault soak.
 //! - `cargo xtask chaos [--seconds 60] [--sessions 2000] [--debug]`: three `serve` replicas on
 //!   PostgreSQL killed at random under load, then one on SQLite restarted in place (see
-//!   `cli/examples/chaos.rs`); one `chaos:` line each.
+//!   `chaos/`); one `chaos:` line each.
 //! - `cargo xtask fuzz [--seconds S]`: every cargo-fuzz target for S seconds each, or, where
 //!   cargo-fuzz cannot run, the property suites with many more cases.
 
@@ -118,14 +118,7 @@ fn chaos(args: &[String]) -> ExitCode {
     for extra in [&[][..], &["--single"]] {
         let mut command = Command::new(cargo());
         command
-            .args([
-                "run",
-                "--quiet",
-                "-p",
-                "bankconnect-cli",
-                "--example",
-                "chaos",
-            ])
+            .args(["run", "--quiet", "-p", "bankconnect-chaos"])
             .args(profile)
             .arg("--")
             .args(&passed)
@@ -134,7 +127,7 @@ fn chaos(args: &[String]) -> ExitCode {
             Ok(status) if status.success() => {}
             Ok(_) => return ExitCode::FAILURE,
             Err(err) => {
-                eprintln!("xtask: could not run the chaos example: {err}");
+                eprintln!("xtask: could not run the chaos tool: {err}");
                 return ExitCode::FAILURE;
             }
         }

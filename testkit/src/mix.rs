@@ -8,7 +8,7 @@ use bankconnect_sim::{FaultKind, SessionScript, Stage};
 
 /// The outcome a planned session must end with.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Expect {
+pub enum Expect {
     Completed,
     AccountFailure,
     StageFailure,
@@ -20,7 +20,7 @@ pub(crate) enum Expect {
 /// the outcome it must end with. Kinds: clean with a webhook, INCOMPLETE_MONTHS, a failed
 /// statement stage, deleted (410), duplicate and delayed webhooks, never webhooked, a
 /// transient fault on the first request, unknown.
-pub(crate) fn plan(prefix: &str, i: usize) -> (String, Option<SessionScript>, Expect) {
+pub fn plan(prefix: &str, i: usize) -> (String, Option<SessionScript>, Expect) {
     let id = format!("{prefix}-{i}");
     let (script, expect) = match i % 8 {
         0 => (
@@ -78,7 +78,7 @@ pub(crate) fn plan(prefix: &str, i: usize) -> (String, Option<SessionScript>, Ex
 }
 
 /// Whether `outcome` is what `expect` says.
-pub(crate) fn correct(outcome: &Outcome, expect: Expect) -> bool {
+pub fn correct(outcome: &Outcome, expect: Expect) -> bool {
     let api_error = |code: &str| {
         outcome.outcome == OutcomeKind::ApiError
             && outcome.error.as_ref().is_some_and(|e| e.code == code)
