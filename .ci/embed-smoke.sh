@@ -6,16 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -q -p bankconnect-cli --bin bankconnect
 cargo build -q -p bankconnect-service --example embed
-TARGET="${CARGO_TARGET_DIR:-target}"
-BIN="$TARGET/debug/bankconnect"
+. .ci/lib.sh
 EMBED="$(cd "$TARGET/debug/examples" && pwd)/embed"
 WORK=$(mktemp -d)
 cleanup() { kill "${EMBED_PID:-}" "${SIM_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-"$BIN" sim --addr 127.0.0.1:0 >"$WORK/sim.out" 2>/dev/null &
-SIM_PID=$!
-for _ in $(seq 50); do [ -s "$WORK/sim.out" ] && break; sleep 0.1; done
-BASE=$(head -1 "$WORK/sim.out" | sed 's/^listening on //')
+start_sim
 (cd "$WORK" && BANKCONNECT_BASE_URL="$BASE" BANKCONNECT_API_KEY=sim-api-key \
     BANKCONNECT_SERVER_HASH=sim-server-hash exec "$EMBED" >"$WORK/embed.out" 2>"$WORK/embed.err") &
 EMBED_PID=$!

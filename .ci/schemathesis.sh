@@ -3,8 +3,7 @@
 # no 5xx on any generated input, every answer matching its documented status, type and schema.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TARGET="${CARGO_TARGET_DIR:-target}"
-BIN="$TARGET/debug/bankconnect"
+. .ci/lib.sh
 [ -x "$BIN" ] || cargo build -q -p bankconnect-cli
 if ! command -v schemathesis >/dev/null 2>&1; then
     python3 -m pip install -q --disable-pip-version-check 'schemathesis>=4,<5' >/dev/null 2>&1 \
@@ -14,10 +13,7 @@ fi
 WORK=$(mktemp -d)
 cleanup() { kill "${SERVE_PID:-}" "${SIM_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-"$BIN" sim --addr 127.0.0.1:0 >"$WORK/sim.out" 2>/dev/null &
-SIM_PID=$!
-for _ in $(seq 50); do [ -s "$WORK/sim.out" ] && break; sleep 0.1; done
-BASE=$(head -1 "$WORK/sim.out" | sed 's/^listening on //')
+start_sim
 BANKCONNECT_BASE_URL="$BASE" BANKCONNECT_API_KEY=sim-api-key BANKCONNECT_SERVER_HASH=sim-server-hash \
     "$BIN" serve --listen 127.0.0.1:0 --store "sqlite:$WORK/serve.db" --interval 200ms \
     >"$WORK/serve.out" 2>"$WORK/serve.err" &

@@ -473,27 +473,21 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn many_slow_large_bodies_do_not_multiply_memory() {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = bankconnect(None, &["webhook", "listen", "--addr", &addr])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until_listening(&addr);
-    // 300 senders, each with almost 1 MiB of an unfinished body: 300 MiB if all were buffered.
+/// Opens 300 connections to `addr`, each sending the head of a POST to one of `paths` (in turn)
+/// and almost 1 MiB of its body, then stalling: 300 MiB if all were buffered. Returns the
+/// process's peak RSS in KiB while they are held.
+fn peak_rss_under_slow_bodies(addr: &str, paths: &[&str], pid: u32) -> u64 {
     let chunk = vec![b' '; 64 * 1024];
     let mut held = Vec::new();
-    for _ in 0..300 {
-        let Ok(mut stream) = TcpStream::connect(&addr) else {
+    for n in 0..300 {
+        let Ok(mut stream) = TcpStream::connect(addr) else {
             continue;
         };
         stream
             .set_write_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        let head = "POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1048000\r\n\r\n";
+        let path = paths[n % paths.len()];
+        let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1048000\r\n\r\n");
         if stream.write_all(head.as_bytes()).is_err() {
             continue;
         }
@@ -505,8 +499,22 @@ fn many_slow_large_bodies_do_not_multiply_memory() {
         held.push(stream);
     }
     std::thread::sleep(Duration::from_millis(500));
-    let peak = peak_rss_kib(child.id());
+    let peak = peak_rss_kib(pid);
     drop(held);
+    peak
+}
+
+#[test]
+fn many_slow_large_bodies_do_not_multiply_memory() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = bankconnect(None, &["webhook", "listen", "--addr", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_listening(&addr);
+    let peak = peak_rss_under_slow_bodies(&addr, &["/"], child.id());
     child.kill().unwrap();
     let _ = child.wait();
     assert!(peak > 0, "no /proc reading");
@@ -530,36 +538,12 @@ fn many_slow_large_bodies_do_not_multiply_serves_memory() {
     .spawn()
     .unwrap();
     wait_until_listening(&addr);
-    // 300 senders, half to the API and half to the intake, each with almost 1 MiB of an
-    // unfinished body: 300 MiB if all were buffered.
-    let chunk = vec![b' '; 64 * 1024];
-    let mut held = Vec::new();
-    for n in 0..300 {
-        let Ok(mut stream) = TcpStream::connect(&addr) else {
-            continue;
-        };
-        stream
-            .set_write_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let path = if n % 2 == 0 {
-            "/webhooks/bankconnect"
-        } else {
-            "/v1/sessions"
-        };
-        let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1048000\r\n\r\n");
-        if stream.write_all(head.as_bytes()).is_err() {
-            continue;
-        }
-        for _ in 0..15 {
-            if stream.write_all(&chunk).is_err() {
-                break;
-            }
-        }
-        held.push(stream);
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let peak = peak_rss_kib(child.id());
-    drop(held);
+    // Half to the API, half to the intake: one budget for both.
+    let peak = peak_rss_under_slow_bodies(
+        &addr,
+        &["/webhooks/bankconnect", "/v1/sessions"],
+        child.id(),
+    );
     child.kill().unwrap();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(dir);

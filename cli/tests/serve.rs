@@ -244,15 +244,7 @@ impl Drop for Serve {
 }
 
 fn temp_db(name: &str) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!(
-        "bankconnect_serve_{name}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = bankconnect_testkit::temp_dir(&format!("serve_{name}"));
     (dir.join("serve.db"), dir)
 }
 

@@ -42,7 +42,6 @@ mod delivery_schedule;
 pub mod duration;
 mod error;
 mod fleet;
-mod listener;
 mod metrics;
 mod record;
 mod service;
@@ -51,10 +50,12 @@ mod tracking;
 
 // The public API: the service, its settings, and the wire types of its API.
 pub use api::{AddAnswer, AddBody, BatchAnswer, BatchBody, NewSessionBody, PageBody};
+/// The bounded listener `serve` runs the router on (connection cap, head timeout, graceful
+/// stop), for apps that want the same limits.
+pub use bankconnect_webhook_verify::axum_handler::{serve_with as serve, ListenerLimits};
 pub use config::{ConfigError, DeliveryConfig, ServiceConfig};
 pub use delivery_schedule::{DeliverySchedule, ScheduleError};
 pub use error::{ErrorBody, ErrorDetailBody};
-pub use listener::{serve, ListenerLimits};
 pub use record::{DeliveryBody, DeliveryStateBody, LeaseBody, RecordBody, StateBody};
 pub use service::{Service, ServiceTasks, StartError};
 pub use single_process::{LockError, SingleProcessLock};

@@ -31,19 +31,6 @@ struct Running {
     dir: PathBuf,
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "bankconnect_service_{name}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 async fn start(name: &str, sessions: Vec<SessionScript>, config: ServiceConfig) -> Running {
     let sim = Simulator::start(SimConfig {
         scenario: Scenario {
@@ -63,7 +50,7 @@ async fn start(name: &str, sessions: Vec<SessionScript>, config: ServiceConfig) 
         .unwrap(),
     );
     let client = bankconnect_http_async::Client::new(api).with_limits(SchedulerConfig::default());
-    let dir = temp_dir(name);
+    let dir = bankconnect_testkit::temp_dir(&format!("service_{name}"));
     let store = Store::open(&format!("sqlite:{}", dir.join("s.db").display()))
         .await
         .unwrap();

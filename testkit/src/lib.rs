@@ -22,3 +22,18 @@ pub mod mix;
 pub mod proc_stat;
 pub mod process;
 pub mod schema;
+
+/// A new, empty folder under the system's temporary one, named for `name`, this process and
+/// the time (remove it when done).
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "bankconnect_{name}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,6 +1,5 @@
 //! An axum integration over the framework-free [`Receiver`] (feature `axum`).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,6 +10,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use tokio::sync::Semaphore;
 
+pub use crate::listener::{serve_with, ListenerLimits};
 use crate::receiver::{Receiver, Reception, Rejection};
 
 /// A router that answers every request with the receiver's verdict, and hands each accepted or
@@ -46,7 +46,7 @@ where
 /// Most body bytes buffered at once by one router, over all requests (64 MiB), so many slow
 /// senders cannot multiply memory.
 pub const MAX_BUFFERED_BODIES: usize = 64 * 1024 * 1024;
-/// Most connections served at once by [`serve`]; further clients wait in the listen backlog.
+/// Most connections served at once by [`serve`]; a client beyond them is answered 503 at once.
 pub const MAX_CONNECTIONS: usize = 1024;
 
 /// The budget counts KiB, which keeps it within a semaphore's permits.
@@ -61,42 +61,19 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a client may take to send a body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `router` on `listener` until the task is dropped, with the timeouts a public endpoint
-/// needs ([`HEAD_TIMEOUT`] for the request head; the handler bounds the body by [`BODY_TIMEOUT`]),
-/// so slow or idle clients cannot hold connections open.
+/// Serves `router` on `listener` until the task is dropped, within [`ListenerLimits`]'s
+/// defaults ([`HEAD_TIMEOUT`] for the request head, which also closes idle connections;
+/// [`MAX_CONNECTIONS`]; the handler bounds the body by [`BODY_TIMEOUT`]), so slow or idle
+/// clients cannot hold connections open. [`serve_with`] takes limits and a graceful stop.
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) {
-    use tower::ServiceExt;
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        // At the cap, stop accepting: new clients wait in the kernel's backlog, costing nothing.
-        let Ok(permit) = Arc::clone(&connections).acquire_owned().await else {
-            return;
-        };
-        let Ok((stream, _peer)) = listener.accept().await else {
-            // Out of file descriptors and the like: back off instead of spinning.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let router = router.clone();
-        let service =
-            hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                let router = router.clone();
-                async move {
-                    router
-                        .oneshot(request.map(Body::new))
-                        .await
-                        .map_err(|never: Infallible| never)
-                }
-            });
-        tokio::spawn(async move {
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-            drop(permit);
-        });
-    }
+    serve_with(
+        listener,
+        router,
+        ListenerLimits::default(),
+        std::future::pending(),
+        Duration::ZERO,
+    )
+    .await;
 }
 
 /// Runs one request through the receiver.

@@ -32,6 +32,8 @@ pub mod axum_handler;
 mod dedupe;
 mod event;
 mod limits;
+#[cfg(feature = "axum")]
+mod listener;
 mod receiver;
 mod signature;
 mod strict_json;

@@ -1,4 +1,4 @@
-//! A bounded HTTP/1 listener for the service's router: at most so many connections, the request
+//! A bounded HTTP/1 listener for an axum router (the receiver's, or the status service's): at most so many connections, the request
 //! head within a time limit (which also closes idle keep-alive connections), and a graceful
 //! stop that lets requests in flight finish. Bodies are bounded in time and bytes by the
 //! handlers (the API and the intake).
@@ -17,8 +17,8 @@ use tokio::sync::{watch, Semaphore};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(clippy::exhaustive_structs)] // Plain data built with `..Default::default()`.
 pub struct ListenerLimits {
-    /// Most connections open at once (default 1 024); a client beyond them is answered 503
-    /// at once.
+    /// Most connections open at once (default [`crate::axum_handler::MAX_CONNECTIONS`]); a
+    /// client beyond them is answered 503 at once.
     pub max_connections: usize,
     /// Longest a client may take to send a request's head, and longest a keep-alive
     /// connection may sit idle (default 10 s).
@@ -28,8 +28,8 @@ pub struct ListenerLimits {
 impl Default for ListenerLimits {
     fn default() -> Self {
         Self {
-            max_connections: 1024,
-            head_timeout: Duration::from_secs(10),
+            max_connections: crate::axum_handler::MAX_CONNECTIONS,
+            head_timeout: crate::axum_handler::HEAD_TIMEOUT,
         }
     }
 }
@@ -52,7 +52,7 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
 
 /// Serves `router` on `listener` until `stop` completes, then stops accepting, lets the
 /// requests in flight finish (up to `grace`) and returns.
-pub async fn serve(
+pub async fn serve_with(
     listener: TcpListener,
     router: Router,
     limits: ListenerLimits,
