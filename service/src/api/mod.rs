@@ -91,10 +91,11 @@ pub(crate) fn router(app: App, webhook_path: &str) -> Router {
 }
 
 /// One span per HTTP request (method and path: a session's path carries its id, never a
-/// secret; query strings, which may carry a webhook token, are left out).
+/// secret; query strings, which may carry a webhook token, are left out), at debug level: the
+/// default operator log stays at a few lines, and a span per request costs nothing unless asked.
 async fn request_span(request: Request, next: Next) -> Response {
     use tracing::Instrument;
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "http_request",
         method = %request.method(),
         path = %request.uri().path(),
