@@ -123,7 +123,17 @@ fn track(tracker: &mut Tracker, polled_set: &Polled, record: &SessionRecord) {
     let elapsed = SystemTime::now()
         .duration_since(record.added_at)
         .unwrap_or_default();
-    match tracker.add_started(record.session_id.clone(), elapsed, record.max_wait) {
+    let mut added = tracker.add_started(record.session_id.clone(), elapsed, record.max_wait);
+    if let (Err(TrackError::Policy(_)), Some(_)) = (&added, record.max_wait) {
+        // A max wait an older build stored as zero (from a sub-millisecond `max_wait`): its
+        // wait is spent, so it ends now (timed out) instead of staying tracking forever.
+        added = tracker.add_started(
+            record.session_id.clone(),
+            elapsed,
+            Some(std::time::Duration::from_millis(1)),
+        );
+    }
+    match added {
         Ok(()) | Err(TrackError::Duplicate(_)) => {
             polled(polled_set).insert(record.session_id.clone());
         }

@@ -588,3 +588,51 @@ async fn ready_means_the_schema_is_there_at_this_builds_version() {
     );
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_max_wait_an_older_build_stored_ends_instead_of_staying_tracking() {
+    let dir = bankconnect_testkit::temp_dir("service_zombie");
+    let url = format!("sqlite:{}", dir.join("s.db").display());
+    {
+        let store = Store::open(&url).await.unwrap();
+        let session =
+            bankconnect_store::NewSession::new(bankconnect_core::SessionId::new("zombie").unwrap())
+                .with_max_wait(Duration::ZERO);
+        store
+            .add_session(session, std::time::SystemTime::now())
+            .await
+            .unwrap();
+    }
+    let sim = Simulator::start(SimConfig {
+        scenario: Scenario {
+            sessions: vec![SessionScript::new("zombie").complete_after(Duration::from_secs(600))],
+            ..Scenario::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(
+        BaseUrl::parse(&sim.base_url()).unwrap(),
+        Credentials::new(
+            bankconnect_sim::DEFAULT_API_KEY,
+            bankconnect_sim::DEFAULT_SERVER_HASH,
+        )
+        .unwrap(),
+    );
+    let store = Store::open(&url).await.unwrap();
+    let (service, tasks) = Service::start(fast(), store, bankconnect_http_async::Client::new(api))
+        .await
+        .unwrap();
+    let record = wait_state(
+        &service.router(),
+        "zombie",
+        "finished",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(record["state"], "finished", "{record}");
+    assert_eq!(record["outcome"]["outcome"], "timed_out", "{record}");
+    tasks.shutdown(Duration::from_secs(5)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
