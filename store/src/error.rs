@@ -25,11 +25,23 @@ pub enum StoreError {
         supported: i64,
     },
     /// A query failed for a reason a retry cannot mend (a constraint, a missing table, bad SQL).
-    #[error("store error: {0}")]
-    Database(String),
+    #[error("store error: {message}")]
+    Database {
+        /// What failed, from the driver (never holding a password).
+        message: String,
+        /// The driver's error.
+        #[source]
+        source: Option<Cause>,
+    },
     /// The database is busy, locked, out of space or unreachable: a retry can help.
-    #[error("store busy or unreachable: {0}")]
-    Busy(String),
+    #[error("store busy or unreachable: {message}")]
+    Busy {
+        /// What failed, from the driver (never holding a password).
+        message: String,
+        /// The driver's error.
+        #[source]
+        source: Option<Cause>,
+    },
     /// A value read back could not be understood (a damaged row).
     #[error("store holds an unreadable value: {0}")]
     Corrupt(String),
@@ -41,12 +53,31 @@ pub enum StoreError {
     Invalid(String),
 }
 
+/// The driver's error under a [`StoreError`].
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 impl StoreError {
+    /// A failure no retry mends, with no driver error under it.
+    pub(crate) fn database(message: impl Into<String>) -> Self {
+        Self::Database {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A failure a retry may mend, with no driver error under it.
+    pub(crate) fn busy(message: impl Into<String>) -> Self {
+        Self::Busy {
+            message: message.into(),
+            source: None,
+        }
+    }
+
     /// Whether the same operation may succeed if retried (the database was unreachable, busy,
     /// locked, out of space or timed out), as against a constraint, a damaged row, a schema
     /// this build does not know or bad input, which a retry cannot mend.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Connect { .. } | Self::Busy(_))
+        matches!(self, Self::Connect { .. } | Self::Busy { .. })
     }
 }
 
@@ -61,8 +92,14 @@ impl From<rusqlite::Error> for StoreError {
                 | ErrorCode::DiskFull
                 | ErrorCode::CannotOpen
                 | ErrorCode::OutOfMemory,
-            ) => Self::Busy(err.to_string()),
-            _ => Self::Database(err.to_string()),
+            ) => Self::Busy {
+                message: err.to_string(),
+                source: Some(Box::new(err)),
+            },
+            _ => Self::Database {
+                message: err.to_string(),
+                source: Some(Box::new(err)),
+            },
         }
     }
 }
@@ -73,20 +110,24 @@ impl From<tokio_postgres::Error> for StoreError {
         match err.as_db_error() {
             Some(db) => {
                 let code = db.code().code();
-                let text = format!("{code}: {}", db.message());
+                let message = format!("{code}: {}", db.message());
                 // Connection (08), transaction rollback such as serialization or deadlock (40),
                 // insufficient resources (53), operator intervention (57), system (58).
-                if ["08", "40", "53", "57", "58"]
+                let transient = ["08", "40", "53", "57", "58"]
                     .iter()
-                    .any(|class| code.starts_with(class))
-                {
-                    Self::Busy(text)
+                    .any(|class| code.starts_with(class));
+                let source: Option<Cause> = Some(Box::new(err));
+                if transient {
+                    Self::Busy { message, source }
                 } else {
-                    Self::Database(text)
+                    Self::Database { message, source }
                 }
             }
             // No answer from the server: the connection broke or timed out.
-            None => Self::Busy(err.to_string()),
+            None => Self::Busy {
+                message: err.to_string(),
+                source: Some(Box::new(err)),
+            },
         }
     }
 }
@@ -95,7 +136,10 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(err: deadpool_postgres::PoolError) -> Self {
         match err {
             deadpool_postgres::PoolError::Backend(err) => err.into(),
-            other => Self::Busy(format!("no database connection: {other}")),
+            other => Self::Busy {
+                message: format!("no database connection: {other}"),
+                source: Some(Box::new(other)),
+            },
         }
     }
 }

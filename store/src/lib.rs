@@ -35,7 +35,7 @@ mod store;
 mod url;
 
 pub use engine::Capabilities;
-pub use error::StoreError;
+pub use error::{Cause, StoreError};
 pub use model::{
     Added, DeliveryState, DeliveryStatus, DueDelivery, Finish, Lease, NewSession, Page, Route,
     SessionRecord, SessionState, StoredWebhook, WebhookFate,

@@ -321,9 +321,12 @@ impl PostgresStore {
             bounds: Bounds::default(),
         };
         store.migrate().await.map_err(|err| match err {
-            StoreError::Database(reason) | StoreError::Busy(reason) => {
-                StoreError::Connect { target, reason }
+            StoreError::Database {
+                message: reason, ..
             }
+            | StoreError::Busy {
+                message: reason, ..
+            } => StoreError::Connect { target, reason },
             other => other,
         })?;
         Ok(store)
@@ -427,7 +430,7 @@ impl crate::engine::Engine for PostgresStore {
                 .await?;
             let record = get_record(&tx, id)
                 .await?
-                .ok_or_else(|| StoreError::Database(format!("session {id} vanished")))?;
+                .ok_or_else(|| StoreError::database(format!("session {id} vanished")))?;
             if inserted == 1 {
                 let rows = tx.query(&take, &[&id, &oldest]).await?;
                 let mut hints = Vec::with_capacity(rows.len());

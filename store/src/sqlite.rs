@@ -145,9 +145,12 @@ impl SqliteStore {
                 reason: err.to_string(),
             })?
             .map_err(|err| match err {
-                StoreError::Database(reason) | StoreError::Busy(reason) => {
-                    StoreError::Connect { target, reason }
+                StoreError::Database {
+                    message: reason, ..
                 }
+                | StoreError::Busy {
+                    message: reason, ..
+                } => StoreError::Connect { target, reason },
                 other => other,
             })?;
         Ok(Self {
@@ -185,7 +188,7 @@ impl SqliteStore {
         }
         tokio::task::spawn_blocking(run)
             .await
-            .map_err(|err| StoreError::Busy(format!("the store task failed: {err}")))?
+            .map_err(|err| StoreError::busy(format!("the store task failed: {err}")))?
     }
 }
 
@@ -255,7 +258,7 @@ impl crate::engine::Engine for SqliteStore {
                     .1
                 } else {
                     get_record(&tx, id)?
-                        .ok_or_else(|| StoreError::Database(format!("session {id} vanished")))?
+                        .ok_or_else(|| StoreError::database(format!("session {id} vanished")))?
                 };
                 if inserted == 1 {
                     let mut take = tx.prepare_cached(

@@ -105,7 +105,7 @@ impl Store {
         let mut added = self.add_sessions(vec![session], now).await?;
         added
             .pop()
-            .ok_or_else(|| StoreError::Database("an add returned nothing".into()))
+            .ok_or_else(|| StoreError::database("an add returned nothing"))
     }
 
     /// Adds a batch in one transaction: all committed or none. Each known id returns its

@@ -130,7 +130,12 @@ async fn a_batch_commits_all_or_nothing(fx: Fixture) {
     let mut batch = ids(5, "b");
     batch.push(NewSession::new(sid("too-long")).with_reference("x".repeat(5000)));
     let err = store.add_sessions(batch, at(0)).await.unwrap_err();
-    assert!(matches!(err, StoreError::Database(_)), "{err}");
+    assert!(matches!(err, StoreError::Database { .. }), "{err}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the driver's error is kept: {err:?}"
+    );
+    assert!(!err.is_transient());
     let counts = store.count_sessions().await.unwrap();
     assert_eq!(counts.tracking, 0, "nothing of the failed batch was kept");
     let added = store.add_sessions(ids(5, "b"), at(1)).await.unwrap();
