@@ -24,11 +24,7 @@ pub(crate) async fn json<T: DeserializeOwned>(
     budget: &BodyBudget,
 ) -> Result<T, ApiError> {
     if !is_json(headers) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
-            "send the body as Content-Type: application/json",
-        ));
+        return Err(unsupported_media_type());
     }
     let bytes = tokio::time::timeout(BODY_TIMEOUT, read(body, MAX_API_BODY, budget))
         .await
@@ -50,6 +46,28 @@ pub(crate) async fn json<T: DeserializeOwned>(
     bankconnect_webhook_verify::check_strict_json(&bytes, &limits)
         .map_err(|err| ApiError::invalid(format!("the body is not acceptable JSON: {err}")))?;
     serde_json::from_slice(&bytes).map_err(|err| ApiError::invalid(shape_error(&err)))
+}
+
+/// 415 for a request that carries a body (e.g. a DELETE's) that is not `application/json`:
+/// a cross-site form must not reach a state-changing endpoint with any body.
+pub(crate) fn json_if_any_body(headers: &HeaderMap) -> Result<(), ApiError> {
+    let has_body = headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    if has_body && !is_json(headers) {
+        return Err(unsupported_media_type());
+    }
+    Ok(())
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UNSUPPORTED_MEDIA_TYPE",
+        "send the body as Content-Type: application/json",
+    )
 }
 
 /// `application/json`, with or without parameters (`; charset=utf-8`), in any case.

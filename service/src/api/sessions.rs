@@ -297,14 +297,17 @@ async fn get_session(
         (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "unknown", body = ErrorBody),
         (status = 409, description = "the session has finished: nothing to cancel (NOT_TRACKING)", body = ErrorBody),
+        (status = 415, description = "a body that is not application/json", body = ErrorBody),
         (status = 503, description = "the store did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 async fn cancel_session(
     State(app): State<App>,
+    headers: HeaderMap,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<RecordBody>, ApiError> {
+    body::json_if_any_body(&headers)?;
     let id = session_id(&path_segment(id)?)?;
     match app.store.cancel_session(&id, SystemTime::now()).await {
         Ok(Some(record)) if record.state == SessionState::Finished => Err(ApiError::new(
