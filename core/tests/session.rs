@@ -11,8 +11,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bankconnect_core::{
-    AccountErrorCode, Action, ErrorDetail, Input, NotifiedBy, OutcomeKind, PollPolicy,
-    SessionSnapshot, TrackedSession,
+    AccountErrorCode, Action, ErrorDetail, Input, NotifiedBy, Outcome, OutcomeKind, PollPolicy,
+    SessionSnapshot, TrackedSession, WebhookHint,
 };
 use common::*;
 
@@ -193,10 +193,11 @@ fn webhook_confirmation_keeps_a_minimum_spacing() {
     assert_eq!(sent[1].at, Duration::from_secs(1));
 }
 
-#[test]
-fn premature_webhook_falls_back_to_polling() {
+/// Session `s1` processing for three polls, then completed, with `webhook` landing at 500 ms
+/// (before it is done).
+fn premature(webhook: WebhookHint) -> (Outcome, Vec<Sent>) {
     let t0 = Instant::now();
-    let (outcome, sent) = drive(
+    drive(
         track(no_jitter(), "s1", t0, 1),
         t0,
         |i, _| {
@@ -209,11 +210,13 @@ fn premature_webhook_falls_back_to_polling() {
                 LATENCY,
             )
         },
-        Some((
-            Duration::from_millis(500),
-            hint("s1", "completed", None, None),
-        )),
-    );
+        Some((Duration::from_millis(500), webhook)),
+    )
+}
+
+#[test]
+fn premature_webhook_falls_back_to_polling() {
+    let (outcome, sent) = premature(hint("s1", "completed", None, None));
     assert_eq!(outcome.outcome, OutcomeKind::Completed);
     assert_eq!(outcome.notified_by, NotifiedBy::Webhook);
     assert_eq!(sent.len(), 4);
@@ -698,25 +701,7 @@ fn an_unsigned_webhook_during_session_status_does_not_end_it() {
 
 #[test]
 fn an_unsigned_webhook_the_poll_contradicts_earns_no_credit() {
-    let t0 = Instant::now();
-    let (outcome, sent) = drive(
-        track(no_jitter(), "s1", t0, 1),
-        t0,
-        |i, _| {
-            (
-                if i < 3 {
-                    processing("s1")
-                } else {
-                    completed("s1")
-                },
-                LATENCY,
-            )
-        },
-        Some((
-            Duration::from_millis(500),
-            unsigned_hint("s1", "completed", None, None),
-        )),
-    );
+    let (outcome, sent) = premature(unsigned_hint("s1", "completed", None, None));
     assert_eq!(outcome.outcome, OutcomeKind::Completed);
     // The confirming poll found it processing: the end was learnt by polling.
     assert_eq!(outcome.notified_by, NotifiedBy::Poll);

@@ -32,6 +32,16 @@ struct Running {
 }
 
 async fn start(name: &str, sessions: Vec<SessionScript>, config: ServiceConfig) -> Running {
+    start_in(
+        bankconnect_testkit::temp_dir(&format!("service_{name}")),
+        sessions,
+        config,
+    )
+    .await
+}
+
+/// The service over the SQLite file `s.db` in `dir` (which a test may have filled first).
+async fn start_in(dir: PathBuf, sessions: Vec<SessionScript>, config: ServiceConfig) -> Running {
     let sim = Simulator::start(SimConfig {
         scenario: Scenario {
             sessions,
@@ -50,7 +60,6 @@ async fn start(name: &str, sessions: Vec<SessionScript>, config: ServiceConfig) 
         .unwrap(),
     );
     let client = bankconnect_http_async::Client::new(api).with_limits(SchedulerConfig::default());
-    let dir = bankconnect_testkit::temp_dir(&format!("service_{name}"));
     let store = Store::open(&format!("sqlite:{}", dir.join("s.db").display()))
         .await
         .unwrap();
@@ -603,36 +612,14 @@ async fn a_zero_max_wait_an_older_build_stored_ends_instead_of_staying_tracking(
             .await
             .unwrap();
     }
-    let sim = Simulator::start(SimConfig {
-        scenario: Scenario {
-            sessions: vec![SessionScript::new("zombie").complete_after(Duration::from_secs(600))],
-            ..Scenario::default()
-        },
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let api = Api::new(
-        BaseUrl::parse(&sim.base_url()).unwrap(),
-        Credentials::new(
-            bankconnect_sim::DEFAULT_API_KEY,
-            bankconnect_sim::DEFAULT_SERVER_HASH,
-        )
-        .unwrap(),
-    );
-    let store = Store::open(&url).await.unwrap();
-    let (service, tasks) = Service::start(fast(), store, bankconnect_http_async::Client::new(api))
-        .await
-        .unwrap();
-    let record = wait_state(
-        &service.router(),
-        "zombie",
-        "finished",
-        Duration::from_secs(5),
+    let run = start_in(
+        dir,
+        vec![SessionScript::new("zombie").complete_after(Duration::from_secs(600))],
+        fast(),
     )
     .await;
+    let record = wait_state(&run.router, "zombie", "finished", Duration::from_secs(5)).await;
     assert_eq!(record["state"], "finished", "{record}");
     assert_eq!(record["outcome"]["outcome"], "timed_out", "{record}");
-    tasks.shutdown(Duration::from_secs(5)).await;
-    let _ = std::fs::remove_dir_all(dir);
+    run.stop().await;
 }
