@@ -121,7 +121,7 @@ pub(crate) async fn run(
 /// Starts polling a stored session, counting the time since it was added.
 fn track(tracker: &mut Tracker, polled_set: &Polled, record: &SessionRecord) {
     let elapsed = SystemTime::now()
-        .duration_since(record.added_at)
+        .duration_since(record.tracking_since)
         .unwrap_or_default();
     let mut added = tracker.add_started(record.session_id.clone(), elapsed, record.max_wait);
     if let (Err(TrackError::Policy(_)), Some(_)) = (&added, record.max_wait) {

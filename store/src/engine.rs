@@ -6,11 +6,16 @@ use std::time::{Duration, SystemTime};
 
 use bankconnect_core::SessionId;
 
+use crate::history::{AttemptDetail, EventPage, NewEvent};
 use crate::model::{
-    Added, DueDelivery, Finish, NewSession, Page, Route, SessionRecord, SessionState,
+    Added, DeliveryState, DueDelivery, Finish, NewSession, Page, Route, SessionRecord,
     StoredWebhook, WebhookFate,
 };
 use crate::notices::WebhookNotices;
+use crate::operations::{
+    DeliveryOverview, PollRequest, PrunedSessions, Purge, Recovered, Redelivery, Retrack,
+    SessionFilter, Stats,
+};
 use crate::shared::{Attempt, Pruned, StateCounts};
 use crate::StoreError;
 
@@ -46,6 +51,7 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
         batch: Vec<NewSession>,
         now: SystemTime,
         lease: Option<(String, SystemTime)>,
+        replica: Option<String>,
     ) -> Result<Vec<Added>, StoreError>;
     async fn get_session(&self, session: &SessionId) -> Result<Option<SessionRecord>, StoreError>;
     async fn get_sessions(
@@ -54,9 +60,9 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<SessionRecord>, StoreError>;
     async fn list_sessions(
         &self,
-        state: Option<SessionState>,
+        filter: SessionFilter,
         limit: usize,
-        after: i64,
+        after: Option<i64>,
     ) -> Result<Page, StoreError>;
     async fn tracking_sessions(&self) -> Result<Vec<SessionRecord>, StoreError>;
     async fn count_sessions(&self) -> Result<StateCounts, StoreError>;
@@ -64,6 +70,7 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
         &self,
         session: &SessionId,
         now: SystemTime,
+        replica: Option<String>,
     ) -> Result<Option<SessionRecord>, StoreError>;
     async fn save_tracker_states(
         &self,
@@ -73,9 +80,11 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
         &self,
         session: &SessionId,
         outcome: String,
+        facts: crate::history::OutcomeFacts,
         webhook_id: Option<String>,
         first_attempt: SystemTime,
         now: SystemTime,
+        replica: Option<String>,
     ) -> Result<Finish, StoreError>;
     async fn claim_sessions(
         &self,
@@ -141,7 +150,61 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<DueDelivery>, StoreError>;
     async fn deliveries_attempted(
         &self,
-        results: Vec<(SessionId, Attempt)>,
+        results: Vec<(SessionId, Attempt, AttemptDetail)>,
         now: SystemTime,
+        replica: Option<String>,
     ) -> Result<usize, StoreError>;
+
+    // Operations (docs/operations.md).
+    async fn session_events(
+        &self,
+        session: &SessionId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Option<EventPage>, StoreError>;
+    async fn append_events(
+        &self,
+        events: Vec<(SessionId, NewEvent)>,
+        now: SystemTime,
+        replica: Option<String>,
+    ) -> Result<usize, StoreError>;
+    async fn stats(&self, since: SystemTime) -> Result<Stats, StoreError>;
+    async fn delivery_overview(&self) -> Result<DeliveryOverview, StoreError>;
+    async fn set_delivery_paused(&self, paused: bool) -> Result<(), StoreError>;
+    async fn redeliver(
+        &self,
+        session: &SessionId,
+        force: bool,
+        webhook_base: String,
+        now: SystemTime,
+        replica: Option<String>,
+    ) -> Result<Redelivery, StoreError>;
+    async fn recover_deliveries(
+        &self,
+        since: SystemTime,
+        until: SystemTime,
+        states: Vec<DeliveryState>,
+        dry_run: bool,
+        now: SystemTime,
+        replica: Option<String>,
+    ) -> Result<Recovered, StoreError>;
+    async fn retrack(
+        &self,
+        session: &SessionId,
+        now: SystemTime,
+        lease: Option<(String, SystemTime)>,
+        replica: Option<String>,
+    ) -> Result<Retrack, StoreError>;
+    async fn request_poll(
+        &self,
+        session: &SessionId,
+        now: SystemTime,
+        replica: Option<String>,
+    ) -> Result<PollRequest, StoreError>;
+    async fn purge_session(&self, session: &SessionId) -> Result<Purge, StoreError>;
+    async fn prune_sessions(
+        &self,
+        before: SystemTime,
+        batch: usize,
+    ) -> Result<PrunedSessions, StoreError>;
 }

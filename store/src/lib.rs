@@ -24,8 +24,10 @@
 
 mod engine;
 mod error;
+mod history;
 mod model;
 mod notices;
+mod operations;
 mod postgres;
 mod row;
 mod schema;
@@ -36,11 +38,16 @@ mod url;
 
 pub use engine::Capabilities;
 pub use error::{Cause, StoreError};
+pub use history::{AttemptDetail, Event, EventPage, NewEvent, FIRST_KEPT, LAST_KEPT};
 pub use model::{
     Added, DeliveryState, DeliveryStatus, DueDelivery, Finish, Lease, NewSession, Page, Route,
     SessionRecord, SessionState, StoredWebhook, WebhookFate,
 };
 pub use notices::{WebhookNotice, WebhookNotices};
+pub use operations::{
+    DeliveryCounts, DeliveryOverview, Order, PollRequest, PrunedSessions, Purge, Recovered,
+    Redelivery, Retrack, SessionFilter, Stats,
+};
 pub use schema::LATEST as SCHEMA_VERSION;
 pub use shared::{Attempt, Bounds, Pruned, StateCounts};
 pub use store::Store;

@@ -161,8 +161,10 @@ pub struct SessionRecord {
     pub reference: Option<String>,
     /// Where it stands.
     pub state: SessionState,
-    /// When it was added (max wait counts from here).
+    /// When it was added.
     pub added_at: SystemTime,
+    /// When its tracking began: its add, or its last retrack (max wait counts from here).
+    pub tracking_since: SystemTime,
     /// When it last changed.
     pub updated_at: SystemTime,
     /// Its own max wait, if any.
@@ -254,14 +256,25 @@ pub(crate) fn duration_ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Cursors are opaque to callers: the position after which the next page starts.
-pub(crate) fn encode_cursor(seq: i64) -> String {
-    format!("s{seq:x}")
+/// Cursors are opaque to callers: the position after which the next page starts, and in
+/// which direction (a cursor of one order is refused by the other).
+pub(crate) fn encode_cursor(seq: i64, order: crate::operations::Order) -> String {
+    match order {
+        crate::operations::Order::Asc => format!("s{seq:x}"),
+        crate::operations::Order::Desc => format!("d{seq:x}"),
+    }
 }
 
-pub(crate) fn decode_cursor(cursor: &str) -> Result<i64, crate::StoreError> {
+pub(crate) fn decode_cursor(
+    cursor: &str,
+    order: crate::operations::Order,
+) -> Result<i64, crate::StoreError> {
+    let mark = match order {
+        crate::operations::Order::Asc => 's',
+        crate::operations::Order::Desc => 'd',
+    };
     cursor
-        .strip_prefix('s')
+        .strip_prefix(mark)
         .filter(|hex| !hex.is_empty() && hex.len() <= 16)
         .and_then(|hex| i64::from_str_radix(hex, 16).ok())
         .filter(|seq| *seq >= 0)

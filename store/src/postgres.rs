@@ -14,13 +14,22 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::model::{
     duration_ms, to_ms, Added, DueDelivery, Finish, NewSession, Page, Route, SessionRecord,
-    SessionState, StoredWebhook, WebhookFate,
+    StoredWebhook, WebhookFate,
 };
 use crate::notices::{WebhookNotice, WebhookNotices};
 use crate::row::{RawRecord, COLUMNS, FROM};
 use crate::schema;
 use crate::shared::{Bounds, StateCounts};
 use crate::StoreError;
+
+mod operations;
+
+use crate::history::{AttemptDetail, EventPage, NewEvent, OutcomeFacts};
+use crate::model::DeliveryState;
+use crate::operations::{
+    DeliveryOverview, PollRequest, PrunedSessions, Purge, Recovered, Redelivery, Retrack,
+    SessionFilter, Stats,
+};
 
 /// Advisory lock keys (arbitrary constants, namespaced by their value).
 const MIGRATION_LOCK: i64 = 0x6261_6e6b_0001;
@@ -247,6 +256,7 @@ fn raw(row: &Row) -> Result<RawRecord, StoreError> {
         delivery_error: col(row, 13)?,
         webhook_id: col(row, 14)?,
         next_attempt_ms: col(row, 15)?,
+        tracked_at_ms: col(row, 16)?,
     })
 }
 
@@ -395,8 +405,10 @@ impl crate::engine::Engine for PostgresStore {
         batch: Vec<NewSession>,
         now: SystemTime,
         lease: Option<(String, SystemTime)>,
+        replica: Option<String>,
     ) -> Result<Vec<Added>, StoreError> {
         let now = to_ms(now);
+        let replica = replica.as_deref();
         let (owner, until) = match &lease {
             Some((owner, until)) => (Some(owner.as_str()), to_ms(*until)),
             None => (None, 0),
@@ -415,7 +427,8 @@ impl crate::engine::Engine for PostgresStore {
             .await?;
         let take = tx
             .prepare_cached(
-                "DELETE FROM pending_webhooks WHERE session_id = $1 AND received_at_ms >= $2 RETURNING hint",
+                "DELETE FROM pending_webhooks WHERE session_id = $1 AND received_at_ms >= $2 \
+                 RETURNING hint, authenticated, received_at_ms",
             )
             .await?;
         let mut out = Vec::with_capacity(batch.len());
@@ -428,6 +441,10 @@ impl crate::engine::Engine for PostgresStore {
                     &[&id, &new.reference, &now, &max_wait, &owner, &until],
                 )
                 .await?;
+            if inserted == 1 {
+                let event = NewEvent::added(new.reference.as_deref(), new.max_wait);
+                operations::append_event(&tx, id, now, replica, &event).await?;
+            }
             let record = get_record(&tx, id)
                 .await?
                 .ok_or_else(|| StoreError::database(format!("session {id} vanished")))?;
@@ -436,6 +453,8 @@ impl crate::engine::Engine for PostgresStore {
                 let mut hints = Vec::with_capacity(rows.len());
                 for row in &rows {
                     let text: String = col(row, 0)?;
+                    let event = crate::shared::webhook_event(&text, col(row, 1)?, false);
+                    operations::append_event(&tx, id, col(row, 2)?, replica, &event).await?;
                     hints.push(
                         serde_json::from_str(&text).map_err(|err| {
                             StoreError::Corrupt(format!("pending webhook: {err}"))
@@ -472,22 +491,11 @@ impl crate::engine::Engine for PostgresStore {
 
     async fn list_sessions(
         &self,
-        state: Option<SessionState>,
+        filter: SessionFilter,
         limit: usize,
-        after: i64,
+        after: Option<i64>,
     ) -> Result<Page, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM {FROM} WHERE ($1::text IS NULL OR s.state = $1) AND s.seq > $2 ORDER BY s.seq LIMIT $3"
-            ))
-            .await?;
-        let state = state.map(SessionState::as_str);
-        let rows = client
-            .query(&stmt, &[&state, &after, &(limit.saturating_add(1))])
-            .await?;
-        Ok(crate::shared::page(records(&rows)?, limit))
+        operations::list(&self.client().await?, &filter, limit, after).await
     }
 
     async fn tracking_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
@@ -518,15 +526,28 @@ impl crate::engine::Engine for PostgresStore {
         &self,
         session: &SessionId,
         now: SystemTime,
+        replica: Option<String>,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        tx.execute(
-            "UPDATE sessions SET state = 'cancelled', updated_at_ms = $2, lease_owner = NULL, lease_until_ms = 0 \
-             WHERE session_id = $1 AND state = 'tracking'",
-            &[&session.as_str(), &to_ms(now)],
-        )
-        .await?;
+        let cancelled = tx
+            .execute(
+                "UPDATE sessions SET state = 'cancelled', updated_at_ms = $2, lease_owner = NULL, lease_until_ms = 0 \
+                 WHERE session_id = $1 AND state = 'tracking'",
+                &[&session.as_str(), &to_ms(now)],
+            )
+            .await?;
+        if cancelled == 1 {
+            let event = NewEvent::by("cancelled", "admin");
+            operations::append_event(
+                &tx,
+                session.as_str(),
+                to_ms(now),
+                replica.as_deref(),
+                &event,
+            )
+            .await?;
+        }
         let record = get_record(&tx, session.as_str()).await?;
         tx.commit().await?;
         Ok(record)
@@ -557,9 +578,11 @@ impl crate::engine::Engine for PostgresStore {
         &self,
         session: &SessionId,
         outcome: String,
+        facts: OutcomeFacts,
         webhook_id: Option<String>,
         first_attempt: SystemTime,
         now: SystemTime,
+        replica: Option<String>,
     ) -> Result<Finish, StoreError> {
         let first_attempt = to_ms(first_attempt);
         let now = to_ms(now);
@@ -569,12 +592,15 @@ impl crate::engine::Engine for PostgresStore {
         let finish = tx
             .prepare_cached(
                 "UPDATE sessions SET state = 'finished', outcome = $2, updated_at_ms = $3, \
+                 outcome_kind = $4, finished_at_ms = $3, \
                  lease_owner = NULL, lease_until_ms = 0, tracker_state = NULL \
-                 WHERE session_id = $1 AND state = 'tracking'",
+                 WHERE session_id = $1 AND state = 'tracking' RETURNING seq, generation",
             )
             .await?;
-        let changed = tx.execute(&finish, &[&id, &outcome, &now]).await?;
-        if changed == 0 {
+        let changed = tx
+            .query_opt(&finish, &[&id, &outcome, &now, &facts.kind])
+            .await?;
+        let Some(changed) = changed else {
             let exists = tx
                 .query_opt("SELECT 1 FROM sessions WHERE session_id = $1", &[&id])
                 .await?
@@ -584,14 +610,21 @@ impl crate::engine::Engine for PostgresStore {
             } else {
                 Finish::Unknown
             });
-        }
+        };
+        let seq: i64 = col(&changed, 0)?;
+        let generation: i64 = col(&changed, 1)?;
+        operations::outcome_written(&tx, id, seq, &facts, now, replica.as_deref()).await?;
         if let Some(webhook_id) = webhook_id {
             let enqueue = tx
                 .prepare_cached(
                     "INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, created_at_ms, updated_at_ms) \
-                     VALUES ($1, $2, 'pending', 0, $4, $3, $3)",
+                     VALUES ($1, $2, 'pending', 0, $4, $3, $3) ON CONFLICT (session_id) DO UPDATE SET \
+                     webhook_id = excluded.webhook_id, state = 'pending', attempts = 0, \
+                     next_attempt_ms = excluded.next_attempt_ms, last_error = NULL, claimed_by = NULL, \
+                     claim_until_ms = 0, created_at_ms = excluded.created_at_ms, updated_at_ms = excluded.updated_at_ms",
                 )
                 .await?;
+            let webhook_id = crate::operations::webhook_id(&webhook_id, generation);
             tx.execute(&enqueue, &[&id, &webhook_id, &now, &first_attempt])
                 .await?;
         }
@@ -609,21 +642,33 @@ impl crate::engine::Engine for PostgresStore {
         let now = to_ms(now);
         let until = now.saturating_add(duration_ms(lease));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let client = self.client().await?;
-        let stmt = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let stmt = tx
             .prepare_cached(&format!(
-                "WITH claimed AS ( \
-                   UPDATE sessions SET lease_owner = $1, lease_until_ms = $2 WHERE seq IN ( \
-                     SELECT seq FROM sessions WHERE state = 'tracking' AND lease_until_ms <= $3 \
-                     ORDER BY lease_until_ms, seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                   RETURNING *) \
-                 SELECT {} FROM claimed s LEFT JOIN outbox o ON o.session_id = s.session_id ORDER BY s.seq",
+                "WITH picked AS ( \
+                   SELECT seq, lease_owner AS old_owner FROM sessions WHERE state = 'tracking' AND lease_until_ms <= $3 \
+                   ORDER BY lease_until_ms, seq LIMIT $4 FOR UPDATE SKIP LOCKED), \
+                 claimed AS ( \
+                   UPDATE sessions t SET lease_owner = $1, lease_until_ms = $2 FROM picked WHERE t.seq = picked.seq \
+                   RETURNING t.*, picked.old_owner) \
+                 SELECT {}, s.old_owner FROM claimed s LEFT JOIN outbox o ON o.session_id = s.session_id ORDER BY s.seq",
                 COLUMNS
             ))
             .await?;
-        let rows = client
+        let rows = tx
             .query(&stmt, &[&replica, &until, &now, &limit])
             .await?;
+        // A session taken over from another replica (whose lease lapsed) says so.
+        for row in &rows {
+            let old: Option<String> = col(row, 17)?;
+            let session: String = col(row, 1)?;
+            if let Some(old) = old.filter(|old| old != replica) {
+                let event = NewEvent::lease(Some(&old));
+                operations::append_event(&tx, &session, now, Some(replica), &event).await?;
+            }
+        }
+        tx.commit().await?;
         Ok(records(&rows)?.into_iter().map(|(_, r)| r).collect())
     }
 
@@ -772,6 +817,13 @@ impl crate::engine::Engine for PostgresStore {
                 break;
             }
         }
+        // Kept webhooks past their window go too.
+        client
+            .execute(
+                "DELETE FROM pending_webhooks WHERE received_at_ms < $1",
+                &[&to_ms(before)],
+            )
+            .await?;
         let replicas = client
             .execute(
                 "DELETE FROM replicas WHERE heartbeat_at_ms < $1",
@@ -826,6 +878,18 @@ impl crate::engine::Engine for PostgresStore {
         let inserted = tx
             .execute(&insert, &[&dedupe_key, &now, &id, &event])
             .await?;
+        if let Some(id) = id {
+            // On the named session's history (a session not added yet gets it at its add).
+            let authenticated = matches!(
+                route,
+                Route::Hint {
+                    authenticated: true
+                }
+            );
+            let webhook = crate::shared::webhook_event(&event, authenticated, inserted == 0);
+            let origin = Some(origin.as_str()).filter(|o| !o.is_empty());
+            operations::append_event(&tx, id, now, origin, &webhook).await?;
+        }
         let fate = match (inserted, route, id) {
             (0, _, _) => WebhookFate::Duplicate,
             (_, Route::Hint { authenticated }, Some(id)) => {
@@ -912,6 +976,9 @@ impl crate::engine::Engine for PostgresStore {
         let until = now.saturating_add(duration_ms(claim_for));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let client = self.client().await?;
+        if operations::paused(&client).await? {
+            return Ok(Vec::new());
+        }
         let stmt = client
             .prepare_cached(
                 "UPDATE outbox SET claimed_by = $1, claim_until_ms = $2 WHERE session_id IN ( \
@@ -933,30 +1000,164 @@ impl crate::engine::Engine for PostgresStore {
 
     async fn deliveries_attempted(
         &self,
-        results: Vec<(SessionId, crate::shared::Attempt)>,
+        results: Vec<(SessionId, crate::shared::Attempt, AttemptDetail)>,
         now: SystemTime,
+        replica: Option<String>,
+    ) -> Result<usize, StoreError> {
+        let now = to_ms(now);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let paused = operations::paused(&tx).await?;
+        let mut changed = 0;
+        for (session, result, detail) in &results {
+            let recorded = operations::attempt_recorded(
+                &tx,
+                session.as_str(),
+                result,
+                detail,
+                paused,
+                now,
+                replica.as_deref(),
+            )
+            .await?;
+            changed += usize::from(recorded);
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn session_events(
+        &self,
+        session: &SessionId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Option<EventPage>, StoreError> {
+        operations::events(&self.client().await?, session.as_str(), after, limit).await
+    }
+
+    async fn append_events(
+        &self,
+        events: Vec<(SessionId, NewEvent)>,
+        now: SystemTime,
+        replica: Option<String>,
     ) -> Result<usize, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let stmt = tx
-            .prepare_cached(
-                "UPDATE outbox SET state = $2, attempts = attempts + 1, last_error = $3, next_attempt_ms = $4, \
-                 claimed_by = NULL, claim_until_ms = 0, updated_at_ms = $5 \
-                 WHERE session_id = $1 AND state IN ('pending', 'failing')",
+        let mut written = 0;
+        for (session, event) in &events {
+            let known = operations::append_event(
+                &tx,
+                session.as_str(),
+                to_ms(now),
+                replica.as_deref(),
+                event,
             )
             .await?;
-        let mut changed = 0;
-        for (session, result) in &results {
-            let (state, error, next) = result.columns();
-            changed += tx
-                .execute(
-                    &stmt,
-                    &[&session.as_str(), &state, &error, &next, &to_ms(now)],
-                )
-                .await?;
+            written += usize::from(known);
         }
         tx.commit().await?;
-        Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+        Ok(written)
+    }
+
+    async fn stats(&self, since: SystemTime) -> Result<Stats, StoreError> {
+        operations::stats(&mut self.client().await?, since).await
+    }
+
+    async fn delivery_overview(&self) -> Result<DeliveryOverview, StoreError> {
+        operations::overview(&mut self.client().await?).await
+    }
+
+    async fn set_delivery_paused(&self, paused: bool) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE delivery_control SET paused = $1 WHERE id = 1",
+                &[&paused],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn redeliver(
+        &self,
+        session: &SessionId,
+        force: bool,
+        webhook_base: String,
+        now: SystemTime,
+        replica: Option<String>,
+    ) -> Result<Redelivery, StoreError> {
+        let mut client = self.client().await?;
+        operations::redeliver(
+            &mut client,
+            session.as_str(),
+            force,
+            &webhook_base,
+            now,
+            replica.as_deref(),
+        )
+        .await
+    }
+
+    async fn recover_deliveries(
+        &self,
+        since: SystemTime,
+        until: SystemTime,
+        states: Vec<DeliveryState>,
+        dry_run: bool,
+        now: SystemTime,
+        replica: Option<String>,
+    ) -> Result<Recovered, StoreError> {
+        let mut client = self.client().await?;
+        operations::recover(
+            &mut client,
+            since,
+            until,
+            &states,
+            dry_run,
+            now,
+            replica.as_deref(),
+        )
+        .await
+    }
+
+    async fn retrack(
+        &self,
+        session: &SessionId,
+        now: SystemTime,
+        lease: Option<(String, SystemTime)>,
+        replica: Option<String>,
+    ) -> Result<Retrack, StoreError> {
+        let mut client = self.client().await?;
+        operations::retrack(
+            &mut client,
+            session.as_str(),
+            now,
+            lease,
+            replica.as_deref(),
+        )
+        .await
+    }
+
+    async fn request_poll(
+        &self,
+        session: &SessionId,
+        now: SystemTime,
+        replica: Option<String>,
+    ) -> Result<PollRequest, StoreError> {
+        let mut client = self.client().await?;
+        operations::request_poll(&mut client, session.as_str(), now, replica.as_deref()).await
+    }
+
+    async fn purge_session(&self, session: &SessionId) -> Result<Purge, StoreError> {
+        operations::purge(&mut self.client().await?, session.as_str()).await
+    }
+
+    async fn prune_sessions(
+        &self,
+        before: SystemTime,
+        batch: usize,
+    ) -> Result<PrunedSessions, StoreError> {
+        operations::prune(&mut self.client().await?, before, batch).await
     }
 }
 

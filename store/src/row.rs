@@ -8,7 +8,7 @@ use crate::StoreError;
 /// The columns every session query selects, in this order (`s` is sessions, `o` the outbox).
 pub(crate) const COLUMNS: &str = "s.seq, s.session_id, s.reference, s.state, s.added_at_ms, \
      s.updated_at_ms, s.max_wait_ms, s.outcome, s.tracker_state, s.lease_owner, s.lease_until_ms, \
-     o.state, o.attempts, o.last_error, o.webhook_id, o.next_attempt_ms";
+     o.state, o.attempts, o.last_error, o.webhook_id, o.next_attempt_ms, s.tracked_at_ms";
 
 /// `FROM` with the outbox joined, for [`COLUMNS`].
 pub(crate) const FROM: &str = "sessions s LEFT JOIN outbox o ON o.session_id = s.session_id";
@@ -32,6 +32,7 @@ pub(crate) struct RawRecord {
     pub(crate) delivery_error: Option<String>,
     pub(crate) webhook_id: Option<String>,
     pub(crate) next_attempt_ms: Option<i64>,
+    pub(crate) tracked_at_ms: Option<i64>,
 }
 
 impl RawRecord {
@@ -61,6 +62,7 @@ impl RawRecord {
             delivery_error: None,
             webhook_id: None,
             next_attempt_ms: None,
+            tracked_at_ms: None,
         }
     }
 }
@@ -101,6 +103,7 @@ impl RawRecord {
             reference: self.reference,
             state,
             added_at: from_ms(self.added_at_ms),
+            tracking_since: from_ms(self.tracked_at_ms.unwrap_or(self.added_at_ms)),
             updated_at: from_ms(self.updated_at_ms),
             max_wait: self
                 .max_wait_ms

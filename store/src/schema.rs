@@ -3,7 +3,7 @@
 //! version is newer than [`LATEST`] is refused.
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 3;
+pub const LATEST: i64 = 4;
 
 /// SQLite migrations: index 0 brings an empty database to version 1, and so on.
 pub(crate) const SQLITE: &[&str] = &[
@@ -63,6 +63,50 @@ CREATE INDEX accepted_webhooks_by_session ON accepted_webhooks (session_id);
     r"
 -- 3: the sessions a replica holds (PostgreSQL had it from version 1).
 CREATE INDEX IF NOT EXISTS sessions_by_owner ON sessions (lease_owner) WHERE state = 'tracking';
+",
+    r"
+-- 4: operations (docs/operations.md): each session's history, the columns and indexes its
+-- filters use, retracking, the fleet-wide delivery switch and health, retention.
+ALTER TABLE sessions ADD COLUMN outcome_kind TEXT;
+ALTER TABLE sessions ADD COLUMN finished_at_ms INTEGER;
+ALTER TABLE sessions ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN events_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN tracked_at_ms INTEGER;
+UPDATE sessions SET outcome_kind = json_extract(outcome, '$.outcome'), finished_at_ms = updated_at_ms
+    WHERE state = 'finished';
+CREATE INDEX sessions_by_reference ON sessions (reference, seq) WHERE reference IS NOT NULL;
+CREATE INDEX sessions_by_id_prefix ON sessions (session_id);
+CREATE INDEX sessions_by_outcome ON sessions (outcome_kind, seq) WHERE outcome_kind IS NOT NULL;
+CREATE INDEX sessions_by_added ON sessions (added_at_ms);
+CREATE INDEX sessions_by_finished ON sessions (finished_at_ms) WHERE finished_at_ms IS NOT NULL;
+CREATE INDEX sessions_prunable ON sessions (updated_at_ms) WHERE state <> 'tracking';
+CREATE INDEX outbox_by_state ON outbox (state, created_at_ms);
+CREATE TABLE session_events (
+    session_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    replica TEXT,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE session_error_codes (
+    code TEXT NOT NULL,
+    session_seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (code, session_seq)
+) WITHOUT ROWID;
+CREATE INDEX session_error_codes_by_time ON session_error_codes (at_ms);
+CREATE INDEX session_error_codes_by_session ON session_error_codes (session_seq);
+CREATE TABLE delivery_control (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    paused INTEGER NOT NULL DEFAULT 0,
+    last_success_ms INTEGER,
+    last_failure_ms INTEGER,
+    last_failure_error TEXT,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO delivery_control (id) VALUES (1);
 ",
 ];
 
@@ -126,4 +170,48 @@ CREATE INDEX accepted_webhooks_by_session ON accepted_webhooks (session_id);
 -- 3: in step with SQLite's version 3 (this index was here from version 1).
 CREATE INDEX IF NOT EXISTS sessions_by_owner ON sessions (lease_owner) WHERE state = 'tracking';
 ",
+    r#"
+-- 4: in step with SQLite's version 4. Prefix and exact matches on ids and references compare
+-- bytes (COLLATE "C"), as SQLite does, so that a range over the index finds a prefix.
+ALTER TABLE sessions ADD COLUMN outcome_kind TEXT;
+ALTER TABLE sessions ADD COLUMN finished_at_ms BIGINT;
+ALTER TABLE sessions ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN events_seq BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN tracked_at_ms BIGINT;
+UPDATE sessions SET outcome_kind = (outcome::jsonb)->>'outcome', finished_at_ms = updated_at_ms
+    WHERE state = 'finished';
+CREATE INDEX sessions_by_reference ON sessions ((reference COLLATE "C"), seq) WHERE reference IS NOT NULL;
+CREATE INDEX sessions_by_id_prefix ON sessions ((session_id COLLATE "C"));
+CREATE INDEX sessions_by_outcome ON sessions (outcome_kind, seq) WHERE outcome_kind IS NOT NULL;
+CREATE INDEX sessions_by_added ON sessions (added_at_ms);
+CREATE INDEX sessions_by_finished ON sessions (finished_at_ms) WHERE finished_at_ms IS NOT NULL;
+CREATE INDEX sessions_prunable ON sessions (updated_at_ms) WHERE state <> 'tracking';
+CREATE INDEX outbox_by_state ON outbox (state, created_at_ms);
+CREATE TABLE session_events (
+    session_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    replica TEXT,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+CREATE TABLE session_error_codes (
+    code TEXT NOT NULL,
+    session_seq BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    PRIMARY KEY (code, session_seq)
+);
+CREATE INDEX session_error_codes_by_time ON session_error_codes (at_ms);
+CREATE INDEX session_error_codes_by_session ON session_error_codes (session_seq);
+CREATE TABLE delivery_control (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    paused BOOLEAN NOT NULL DEFAULT FALSE,
+    last_success_ms BIGINT,
+    last_failure_ms BIGINT,
+    last_failure_error TEXT,
+    consecutive_failures BIGINT NOT NULL DEFAULT 0
+);
+INSERT INTO delivery_control (id) VALUES (1);
+"#,
 ];

@@ -132,12 +132,16 @@ impl Attempt {
     }
 }
 
-pub(crate) fn page(mut rows: Vec<(i64, SessionRecord)>, limit: i64) -> Page {
+pub(crate) fn page(
+    mut rows: Vec<(i64, SessionRecord)>,
+    limit: i64,
+    order: crate::operations::Order,
+) -> Page {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let more = rows.len() > limit;
     rows.truncate(limit);
     let next_cursor = if more {
-        rows.last().map(|(seq, _)| encode_cursor(*seq))
+        rows.last().map(|(seq, _)| encode_cursor(*seq, order))
     } else {
         None
     };
@@ -183,4 +187,21 @@ pub(crate) fn stored_webhooks(
             Ok(StoredWebhook { session_id, event })
         })
         .collect()
+}
+
+/// The `webhook` event of an accepted webhook, from the event as stored (a hint names its
+/// event).
+pub(crate) fn webhook_event(
+    event: &str,
+    authenticated: bool,
+    duplicate: bool,
+) -> crate::history::NewEvent {
+    let name = serde_json::from_str::<serde_json::Value>(event)
+        .ok()
+        .and_then(|v| {
+            v.get("event_name")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        });
+    crate::history::NewEvent::webhook(name.as_deref(), authenticated, duplicate)
 }

@@ -15,12 +15,21 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::model::{
     duration_ms, to_ms, Added, DueDelivery, Finish, NewSession, Page, Route, SessionRecord,
-    SessionState, StoredWebhook, WebhookFate,
+    StoredWebhook, WebhookFate,
 };
 use crate::row::{RawRecord, COLUMNS, FROM};
 use crate::schema;
 use crate::shared::{Bounds, StateCounts};
 use crate::StoreError;
+
+mod operations;
+
+use crate::history::{AttemptDetail, EventPage, NewEvent, OutcomeFacts};
+use crate::model::DeliveryState;
+use crate::operations::{
+    DeliveryOverview, PollRequest, PrunedSessions, Purge, Recovered, Redelivery, Retrack,
+    SessionFilter, Stats,
+};
 
 /// Keeps a webhook for a session not added yet, inside the caller's transaction: one per
 /// session (an unauthenticated one never replaces an authenticated one), bounded by age and
@@ -108,6 +117,7 @@ fn raw(row: &Row<'_>) -> rusqlite::Result<RawRecord> {
         delivery_error: row.get(13)?,
         webhook_id: row.get(14)?,
         next_attempt_ms: row.get(15)?,
+        tracked_at_ms: row.get(16)?,
     })
 }
 
@@ -219,8 +229,10 @@ impl crate::engine::Engine for SqliteStore {
         batch: Vec<NewSession>,
         now: SystemTime,
         lease: Option<(String, SystemTime)>,
+        replica: Option<String>,
     ) -> Result<Vec<Added>, StoreError> {
         self.with(move |conn, bounds| {
+            let replica = replica.as_deref();
             let now = to_ms(now);
             let (owner, until) = match &lease {
                 Some((owner, until)) => (Some(owner.as_str()), to_ms(*until)),
@@ -261,12 +273,28 @@ impl crate::engine::Engine for SqliteStore {
                         .ok_or_else(|| StoreError::database(format!("session {id} vanished")))?
                 };
                 if inserted == 1 {
-                    let mut take = tx.prepare_cached(
-                        "DELETE FROM pending_webhooks WHERE session_id = ?1 AND received_at_ms >= ?2 RETURNING hint",
+                    operations::append_event(
+                        &tx,
+                        id,
+                        now,
+                        replica,
+                        &NewEvent::added(new.reference.as_deref(), new.max_wait),
                     )?;
-                    let hints = take
-                        .query_map(params![id, oldest], |row| row.get::<_, String>(0))?
+                    let mut take = tx.prepare_cached(
+                        "DELETE FROM pending_webhooks WHERE session_id = ?1 AND received_at_ms >= ?2 \
+                         RETURNING hint, authenticated, received_at_ms",
+                    )?;
+                    let taken = take
+                        .query_map(params![id, oldest], |row| {
+                            Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?, row.get::<_, i64>(2)?))
+                        })?
                         .collect::<Result<Vec<_>, _>>()?;
+                    let mut hints = Vec::with_capacity(taken.len());
+                    for (hint, authenticated, at) in taken {
+                        let event = crate::shared::webhook_event(&hint, authenticated, false);
+                        operations::append_event(&tx, id, at, replica, &event)?;
+                        hints.push(hint);
+                    }
                     out.push(Added::Created {
                         record,
                         pending_webhooks: parse_hints(hints)?,
@@ -302,22 +330,12 @@ impl crate::engine::Engine for SqliteStore {
 
     async fn list_sessions(
         &self,
-        state: Option<SessionState>,
+        filter: SessionFilter,
         limit: usize,
-        after: i64,
+        after: Option<i64>,
     ) -> Result<Page, StoreError> {
-        self.with(move |conn, _| {
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM {FROM} WHERE (?1 IS NULL OR s.state = ?1) AND s.seq > ?2 ORDER BY s.seq LIMIT ?3"
-            ))?;
-            let rows = records(
-                &mut stmt,
-                params![state.map(SessionState::as_str), after, limit + 1],
-            )?;
-            Ok(crate::shared::page(rows, limit))
-        })
-        .await
+        self.with(move |conn, _| operations::list(conn, &filter, limit, after))
+            .await
     }
 
     async fn tracking_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
@@ -352,15 +370,21 @@ impl crate::engine::Engine for SqliteStore {
         &self,
         session: &SessionId,
         now: SystemTime,
+        replica: Option<String>,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let id = session.as_str().to_owned();
         self.with(move |conn, _| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.prepare_cached(
-                "UPDATE sessions SET state = 'cancelled', updated_at_ms = ?2, lease_owner = NULL, lease_until_ms = 0 \
-                 WHERE session_id = ?1 AND state = 'tracking'",
-            )?
-            .execute(params![id, to_ms(now)])?;
+            let cancelled = tx
+                .prepare_cached(
+                    "UPDATE sessions SET state = 'cancelled', updated_at_ms = ?2, lease_owner = NULL, lease_until_ms = 0 \
+                     WHERE session_id = ?1 AND state = 'tracking'",
+                )?
+                .execute(params![id, to_ms(now)])?;
+            if cancelled == 1 {
+                let event = NewEvent::by("cancelled", "admin");
+                operations::append_event(&tx, &id, to_ms(now), replica.as_deref(), &event)?;
+            }
             let record = get_record(&tx, &id)?;
             tx.commit()?;
             Ok(record)
@@ -393,23 +417,29 @@ impl crate::engine::Engine for SqliteStore {
         &self,
         session: &SessionId,
         outcome: String,
+        facts: OutcomeFacts,
         webhook_id: Option<String>,
         first_attempt: SystemTime,
         now: SystemTime,
+        replica: Option<String>,
     ) -> Result<Finish, StoreError> {
         let first_attempt = to_ms(first_attempt);
         let id = session.as_str().to_owned();
         self.with(move |conn, _| {
             let now = to_ms(now);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let changed = tx
+            let changed: Option<(i64, i64)> = tx
                 .prepare_cached(
                     "UPDATE sessions SET state = 'finished', outcome = ?2, updated_at_ms = ?3, \
+                     outcome_kind = ?4, finished_at_ms = ?3, \
                      lease_owner = NULL, lease_until_ms = 0, tracker_state = NULL \
-                     WHERE session_id = ?1 AND state = 'tracking'",
+                     WHERE session_id = ?1 AND state = 'tracking' RETURNING seq, generation",
                 )?
-                .execute(params![id, outcome, now])?;
-            if changed == 0 {
+                .query_row(params![id, outcome, now, facts.kind], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            let Some((seq, generation)) = changed else {
                 let exists = tx
                     .prepare_cached("SELECT 1 FROM sessions WHERE session_id = ?1")?
                     .exists(params![id])?;
@@ -418,13 +448,22 @@ impl crate::engine::Engine for SqliteStore {
                 } else {
                     Finish::Unknown
                 });
-            }
+            };
+            operations::outcome_written(&tx, &id, seq, &facts, now, replica.as_deref())?;
             if let Some(webhook_id) = webhook_id {
                 tx.prepare_cached(
                     "INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, created_at_ms, updated_at_ms) \
-                     VALUES (?1, ?2, 'pending', 0, ?4, ?3, ?3)",
+                     VALUES (?1, ?2, 'pending', 0, ?4, ?3, ?3) ON CONFLICT (session_id) DO UPDATE SET \
+                     webhook_id = excluded.webhook_id, state = 'pending', attempts = 0, \
+                     next_attempt_ms = excluded.next_attempt_ms, last_error = NULL, claimed_by = NULL, \
+                     claim_until_ms = 0, created_at_ms = excluded.created_at_ms, updated_at_ms = excluded.updated_at_ms",
                 )?
-                .execute(params![id, webhook_id, now, first_attempt])?;
+                .execute(params![
+                    id,
+                    crate::operations::webhook_id(&webhook_id, generation),
+                    now,
+                    first_attempt
+                ])?;
             }
             tx.commit()?;
             Ok(Finish::Finished)
@@ -454,7 +493,7 @@ impl crate::engine::Engine for SqliteStore {
                      WHERE state = 'tracking' AND lease_until_ms <= ?3 \
                      ORDER BY lease_until_ms, seq LIMIT ?4) \
                      RETURNING seq, session_id, reference, state, added_at_ms, updated_at_ms, max_wait_ms, \
-                     outcome, tracker_state, lease_owner, lease_until_ms, NULL, NULL, NULL, NULL, NULL",
+                     outcome, tracker_state, lease_owner, lease_until_ms, NULL, NULL, NULL, NULL, NULL, tracked_at_ms",
                 )?;
                 records(
                     &mut claim,
@@ -631,8 +670,13 @@ impl crate::engine::Engine for SqliteStore {
                 break;
             }
         }
+        let pending_before = to_ms(before);
         pruned.replicas = self
             .with(move |conn, _| {
+                // Kept webhooks past their window go too (they go lazily at the next keep
+                // otherwise, which may never come).
+                conn.prepare_cached("DELETE FROM pending_webhooks WHERE received_at_ms < ?1")?
+                    .execute(params![pending_before])?;
                 Ok(conn
                     .prepare_cached("DELETE FROM replicas WHERE heartbeat_at_ms < ?1")?
                     .execute(params![to_ms(replicas_before)])?)
@@ -664,7 +708,7 @@ impl crate::engine::Engine for SqliteStore {
         session: Option<SessionId>,
         event: String,
         route: Route,
-        _origin: String,
+        origin: String,
         now: SystemTime,
     ) -> Result<WebhookFate, StoreError> {
         self.with(move |conn, bounds| {
@@ -677,6 +721,18 @@ impl crate::engine::Engine for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4) ON CONFLICT (dedupe_key) DO NOTHING",
                 )?
                 .execute(params![dedupe_key, now, id, event])?;
+            let authenticated = matches!(
+                route,
+                Route::Hint {
+                    authenticated: true
+                }
+            );
+            let origin = Some(origin.as_str()).filter(|o| !o.is_empty());
+            if let Some(id) = id {
+                // On the named session's history (a session not added yet gets it at its add).
+                let webhook = crate::shared::webhook_event(&event, authenticated, inserted == 0);
+                operations::append_event(&tx, id, now, origin, &webhook)?;
+            }
             let fate = match (inserted, route, id) {
                 (0, _, _) => WebhookFate::Duplicate,
                 (_, Route::Hint { authenticated }, Some(id)) => {
@@ -756,6 +812,9 @@ impl crate::engine::Engine for SqliteStore {
             let now = to_ms(now);
             let until = now.saturating_add(duration_ms(claim_for));
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if operations::paused(&tx)? {
+                return Ok(Vec::new());
+            }
             let claimed = {
                 let mut stmt = tx.prepare_cached(
                     "UPDATE outbox SET claimed_by = ?1, claim_until_ms = ?2 WHERE session_id IN ( \
@@ -777,27 +836,142 @@ impl crate::engine::Engine for SqliteStore {
 
     async fn deliveries_attempted(
         &self,
-        results: Vec<(SessionId, crate::shared::Attempt)>,
+        results: Vec<(SessionId, crate::shared::Attempt, AttemptDetail)>,
         now: SystemTime,
+        replica: Option<String>,
     ) -> Result<usize, StoreError> {
         self.with(move |conn, _| {
+            let now = to_ms(now);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let paused = operations::paused(&tx)?;
             let mut changed = 0;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "UPDATE outbox SET state = ?2, attempts = attempts + 1, last_error = ?3, next_attempt_ms = ?4, \
-                     claimed_by = NULL, claim_until_ms = 0, updated_at_ms = ?5 \
-                     WHERE session_id = ?1 AND state IN ('pending', 'failing')",
-                )?;
-                for (session, result) in &results {
-                    let (state, error, next) = result.columns();
-                    changed += stmt.execute(params![session.as_str(), state, error, next, to_ms(now)])?;
-                }
+            for (session, result, detail) in &results {
+                changed += usize::from(operations::attempt_recorded(
+                    &tx,
+                    session.as_str(),
+                    result,
+                    detail,
+                    paused,
+                    now,
+                    replica.as_deref(),
+                )?);
             }
             tx.commit()?;
             Ok(changed)
         })
         .await
+    }
+
+    async fn session_events(
+        &self,
+        session: &SessionId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Option<EventPage>, StoreError> {
+        let id = session.as_str().to_owned();
+        self.with(move |conn, _| operations::events(conn, &id, after, limit))
+            .await
+    }
+
+    async fn append_events(
+        &self,
+        events: Vec<(SessionId, NewEvent)>,
+        now: SystemTime,
+        replica: Option<String>,
+    ) -> Result<usize, StoreError> {
+        self.with(move |conn, _| operations::append(conn, &events, now, replica.as_deref()))
+            .await
+    }
+
+    async fn stats(&self, since: SystemTime) -> Result<Stats, StoreError> {
+        self.with(move |conn, _| operations::stats(conn, since))
+            .await
+    }
+
+    async fn delivery_overview(&self) -> Result<DeliveryOverview, StoreError> {
+        self.with(|conn, _| operations::overview(conn)).await
+    }
+
+    async fn set_delivery_paused(&self, paused: bool) -> Result<(), StoreError> {
+        self.with(move |conn, _| operations::set_paused(conn, paused))
+            .await
+    }
+
+    async fn redeliver(
+        &self,
+        session: &SessionId,
+        force: bool,
+        webhook_base: String,
+        now: SystemTime,
+        replica: Option<String>,
+    ) -> Result<Redelivery, StoreError> {
+        let id = session.as_str().to_owned();
+        self.with(move |conn, _| {
+            operations::redeliver(conn, &id, force, &webhook_base, now, replica.as_deref())
+        })
+        .await
+    }
+
+    async fn recover_deliveries(
+        &self,
+        since: SystemTime,
+        until: SystemTime,
+        states: Vec<DeliveryState>,
+        dry_run: bool,
+        now: SystemTime,
+        replica: Option<String>,
+    ) -> Result<Recovered, StoreError> {
+        self.with(move |conn, _| {
+            operations::recover(
+                conn,
+                since,
+                until,
+                &states,
+                dry_run,
+                now,
+                replica.as_deref(),
+            )
+        })
+        .await
+    }
+
+    async fn retrack(
+        &self,
+        session: &SessionId,
+        now: SystemTime,
+        lease: Option<(String, SystemTime)>,
+        replica: Option<String>,
+    ) -> Result<Retrack, StoreError> {
+        let id = session.as_str().to_owned();
+        self.with(move |conn, _| operations::retrack(conn, &id, now, lease, replica.as_deref()))
+            .await
+    }
+
+    async fn request_poll(
+        &self,
+        session: &SessionId,
+        now: SystemTime,
+        replica: Option<String>,
+    ) -> Result<PollRequest, StoreError> {
+        let id = session.as_str().to_owned();
+        self.with(move |conn, _| {
+            operations::request_poll(conn, &id, now, replica.as_deref()).map(|(asked, _)| asked)
+        })
+        .await
+    }
+
+    async fn purge_session(&self, session: &SessionId) -> Result<Purge, StoreError> {
+        let id = session.as_str().to_owned();
+        self.with(move |conn, _| operations::purge(conn, &id)).await
+    }
+
+    async fn prune_sessions(
+        &self,
+        before: SystemTime,
+        batch: usize,
+    ) -> Result<PrunedSessions, StoreError> {
+        self.with(move |conn, _| operations::prune(conn, before, batch))
+            .await
     }
 }
 

@@ -6,11 +6,17 @@ use std::time::{Duration, SystemTime};
 use bankconnect_core::SessionId;
 
 use crate::engine::{Capabilities, Engine};
+use crate::history::{AttemptDetail, EventPage, NewEvent, OutcomeFacts};
+use crate::model::DeliveryState;
 use crate::model::{
     decode_cursor, Added, DueDelivery, Finish, NewSession, Page, Route, SessionRecord,
     SessionState, StoredWebhook, WebhookFate,
 };
 use crate::notices::WebhookNotices;
+use crate::operations::{
+    DeliveryOverview, PollRequest, PrunedSessions, Purge, Recovered, Redelivery, Retrack,
+    SessionFilter, Stats,
+};
 use crate::postgres::PostgresStore;
 use crate::shared::{Attempt, Bounds, Pruned, StateCounts};
 use crate::sqlite::SqliteStore;
@@ -36,6 +42,8 @@ use crate::StoreError;
 #[derive(Debug, Clone)]
 pub struct Store {
     engine: Arc<dyn Engine>,
+    /// The replica writing, named on the history events it writes.
+    replica: Option<Arc<str>>,
 }
 
 /// Calls the engine's method of the same name.
@@ -73,7 +81,22 @@ impl Store {
                 Arc::new(store)
             }
         };
-        Ok(Self { engine })
+        Ok(Self {
+            engine,
+            replica: None,
+        })
+    }
+
+    /// The same store, naming `replica` on the history events it writes.
+    pub fn with_replica(&self, replica: &str) -> Self {
+        Self {
+            engine: Arc::clone(&self.engine),
+            replica: Some(Arc::from(replica)),
+        }
+    }
+
+    fn replica(&self) -> Option<String> {
+        self.replica.as_deref().map(str::to_owned)
     }
 
     /// What this store's engine can do (several processes, notices), as it declares.
@@ -118,7 +141,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        dispatch!(self.add_sessions(batch, now, None))
+        dispatch!(self.add_sessions(batch, now, None, self.replica()))
     }
 
     /// As [`Store::add_sessions`], with each new session leased to `replica` until `until` in
@@ -134,7 +157,12 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        dispatch!(self.add_sessions(batch, now, Some((replica.to_owned(), until))))
+        dispatch!(self.add_sessions(
+            batch,
+            now,
+            Some((replica.to_owned(), until)),
+            Some(replica.to_owned())
+        ))
     }
 
     /// One session's record.
@@ -162,11 +190,25 @@ impl Store {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, StoreError> {
+        self.list_filtered(SessionFilter::in_state(state), limit, cursor)
+            .await
+    }
+
+    /// A page of the sessions `filter` selects, in its order, after `cursor` (from the
+    /// previous page of the same order).
+    pub async fn list_filtered(
+        &self,
+        filter: SessionFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, StoreError> {
         if limit == 0 {
             return Err(StoreError::Invalid("limit must be at least 1".into()));
         }
-        let after = cursor.map(decode_cursor).transpose()?.unwrap_or(0);
-        dispatch!(self.list_sessions(state, limit, after))
+        let after = cursor
+            .map(|cursor| decode_cursor(cursor, filter.order))
+            .transpose()?;
+        dispatch!(self.list_sessions(filter, limit, after))
     }
 
     /// Every tracking session, in the order added (to load a tracker at start).
@@ -186,7 +228,7 @@ impl Store {
         session: &SessionId,
         now: SystemTime,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        dispatch!(self.cancel_session(session, now))
+        dispatch!(self.cancel_session(session, now, self.replica()))
     }
 
     /// Saves tracking sessions' resumable state, in one transaction; returns how many were saved.
@@ -206,7 +248,15 @@ impl Store {
         webhook_id: Option<String>,
         now: SystemTime,
     ) -> Result<Finish, StoreError> {
-        dispatch!(self.finish_session(session, outcome.to_string(), webhook_id, now, now))
+        dispatch!(self.finish_session(
+            session,
+            outcome.to_string(),
+            OutcomeFacts::of(outcome),
+            webhook_id,
+            now,
+            now,
+            self.replica()
+        ))
     }
 
     /// As [`Store::finish_session`], with the delivery's first attempt due at `first_attempt`.
@@ -221,9 +271,11 @@ impl Store {
         dispatch!(self.finish_session(
             session,
             outcome.to_string(),
+            OutcomeFacts::of(outcome),
             Some(webhook_id),
             first_attempt,
-            now
+            now,
+            self.replica()
         ))
     }
 
@@ -406,9 +458,147 @@ impl Store {
         results: Vec<(SessionId, Attempt)>,
         now: SystemTime,
     ) -> Result<usize, StoreError> {
+        let results = results
+            .into_iter()
+            .map(|(session, attempt)| (session, attempt, AttemptDetail::default()))
+            .collect();
+        self.record_attempts(results, now).await
+    }
+
+    /// As [`Store::deliveries_attempted`], with what each attempt saw, for its history
+    /// (`delivery_attempt`, then `delivered` or `given_up`, in the same transaction). While
+    /// delivery is paused a failure only releases its claim: it is not counted.
+    pub async fn record_attempts(
+        &self,
+        results: Vec<(SessionId, Attempt, AttemptDetail)>,
+        now: SystemTime,
+    ) -> Result<usize, StoreError> {
         if results.is_empty() {
             return Ok(0);
         }
-        dispatch!(self.deliveries_attempted(results, now))
+        dispatch!(self.deliveries_attempted(results, now, self.replica()))
+    }
+
+    /// A page of a session's history, oldest first, after `cursor`; `None` for an unknown
+    /// session.
+    pub async fn session_events(
+        &self,
+        session: &SessionId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Option<EventPage>, StoreError> {
+        if limit == 0 {
+            return Err(StoreError::Invalid("limit must be at least 1".into()));
+        }
+        let after = cursor
+            .map(crate::history::decode_cursor)
+            .transpose()?
+            .unwrap_or(0);
+        dispatch!(self.session_events(session, after, limit))
+    }
+
+    /// Appends events the service saw (progress, API errors) to their sessions' histories,
+    /// in one transaction; returns how many sessions were known.
+    pub async fn append_events(
+        &self,
+        events: Vec<(SessionId, NewEvent)>,
+        now: SystemTime,
+    ) -> Result<usize, StoreError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        dispatch!(self.append_events(events, now, self.replica()))
+    }
+
+    /// The store-wide counts, with outcomes and error codes counted since `since`.
+    pub async fn stats(&self, since: SystemTime) -> Result<Stats, StoreError> {
+        dispatch!(self.stats(since))
+    }
+
+    /// The delivery switch and the deliveries' health.
+    pub async fn delivery_overview(&self) -> Result<DeliveryOverview, StoreError> {
+        dispatch!(self.delivery_overview())
+    }
+
+    /// Pauses (or resumes) delivery for every process sharing the store: while paused no
+    /// delivery is claimed and none is counted.
+    pub async fn set_delivery_paused(&self, paused: bool) -> Result<(), StoreError> {
+        dispatch!(self.set_delivery_paused(paused))
+    }
+
+    /// Makes a finished session's delivery pending again, due `now`, with the same
+    /// `webhook-id` (a session finished with no delivery gets its first one, its id from
+    /// `webhook_base`). A delivered one only when `force`d.
+    pub async fn redeliver(
+        &self,
+        session: &SessionId,
+        force: bool,
+        webhook_base: &str,
+        now: SystemTime,
+    ) -> Result<Redelivery, StoreError> {
+        dispatch!(self.redeliver(session, force, webhook_base.to_owned(), now, self.replica()))
+    }
+
+    /// Requeues, in one transaction, every delivery in `states` whose outcome was committed in
+    /// `[since, until)`; a `dry_run` only counts them.
+    pub async fn recover_deliveries(
+        &self,
+        since: SystemTime,
+        until: SystemTime,
+        states: &[DeliveryState],
+        dry_run: bool,
+        now: SystemTime,
+    ) -> Result<Recovered, StoreError> {
+        dispatch!(self.recover_deliveries(
+            since,
+            until,
+            states.to_vec(),
+            dry_run,
+            now,
+            self.replica()
+        ))
+    }
+
+    /// Tracks a finished or cancelled session again (its max wait counting from `now`),
+    /// leased to `lease`'s replica when given; its old delivery goes, its history stays, and
+    /// its next outcome is delivered with a new `webhook-id`.
+    pub async fn retrack(
+        &self,
+        session: &SessionId,
+        now: SystemTime,
+        lease: Option<(&str, SystemTime)>,
+    ) -> Result<Retrack, StoreError> {
+        let lease = lease.map(|(owner, until)| (owner.to_owned(), until));
+        dispatch!(self.retrack(session, now, lease, self.replica()))
+    }
+
+    /// Records an operator's request to poll a tracking session now; on an engine that
+    /// [`Capabilities::notify`]s, the replica holding it hears of it as of a webhook.
+    pub async fn request_poll(
+        &self,
+        session: &SessionId,
+        now: SystemTime,
+    ) -> Result<PollRequest, StoreError> {
+        dispatch!(self.request_poll(session, now, self.replica()))
+    }
+
+    /// Deletes a finished or cancelled session now, with its history, delivery and webhooks.
+    pub async fn purge_session(&self, session: &SessionId) -> Result<Purge, StoreError> {
+        dispatch!(self.purge_session(session))
+    }
+
+    /// One batch of retention: deletes up to `batch` finished or cancelled sessions unchanged
+    /// since `before` whose delivery is none, delivered or given up (never one tracking or
+    /// still to deliver), with their history. On a shared store one process prunes at a time
+    /// (the others are told `skipped`).
+    pub async fn prune_sessions(
+        &self,
+        before: SystemTime,
+        batch: usize,
+    ) -> Result<PrunedSessions, StoreError> {
+        if batch == 0 {
+            return Err(StoreError::Invalid("a batch is at least 1".into()));
+        }
+        dispatch!(self.prune_sessions(before, batch))
     }
 }

@@ -1,0 +1,580 @@
+//! The operators' calls on SQLite (docs/operations.md): history, filters' counts, the delivery
+//! switch, redelivery, retracking, polls asked for, purging and retention. Each runs inside
+//! one transaction of the caller's connection.
+
+use std::time::SystemTime;
+
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::history::{self, AttemptDetail, EventPage, NewEvent};
+use crate::model::{from_ms, to_ms, DeliveryState, Page, SessionRecord};
+use crate::operations::{
+    self, Bound, DeliveryCounts, DeliveryOverview, Dialect, PollRequest, PrunedSessions, Purge,
+    Recovered, Redelivery, Retrack, SessionFilter, Stats,
+};
+use crate::shared::Attempt;
+use crate::StoreError;
+
+/// Appends an event to a session's history inside the caller's transaction, keeping the
+/// history bounded; `false` if the session is unknown.
+pub(super) fn append_event(
+    conn: &Connection,
+    session: &str,
+    at: i64,
+    replica: Option<&str>,
+    event: &NewEvent,
+) -> Result<bool, StoreError> {
+    // The row's update also serializes writers of one session's history.
+    let seq: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE sessions SET events_seq = events_seq + 1 WHERE session_id = ?1 RETURNING events_seq",
+        )?
+        .query_row(params![session], |row| row.get(0))
+        .optional()?;
+    let Some(seq) = seq else {
+        return Ok(false);
+    };
+    conn.prepare_cached(
+        "INSERT INTO session_events (session_id, seq, at_ms, kind, replica, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![session, seq, at, event.kind, replica, event.body()])?;
+    if let Some(out) = history::falls_out(seq) {
+        conn.prepare_cached("DELETE FROM session_events WHERE session_id = ?1 AND seq = ?2")?
+            .execute(params![session, out])?;
+    }
+    Ok(true)
+}
+
+pub(super) fn list(
+    conn: &Connection,
+    filter: &SessionFilter,
+    limit: usize,
+    after: Option<i64>,
+) -> Result<Page, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let (sql, binds) = operations::list_query(filter, after, limit, Dialect::Sqlite);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let values = binds.into_iter().map(|bound| match bound {
+        Bound::Int(n) => rusqlite::types::Value::Integer(n),
+        Bound::Text(t) => rusqlite::types::Value::Text(t),
+    });
+    let rows = super::records(&mut stmt, params_from_iter(values))?;
+    Ok(crate::shared::page(rows, limit, filter.order))
+}
+
+pub(super) fn events(
+    conn: &Connection,
+    session: &str,
+    after: i64,
+    limit: usize,
+) -> Result<Option<EventPage>, StoreError> {
+    let written: Option<i64> = conn
+        .prepare_cached("SELECT events_seq FROM sessions WHERE session_id = ?1")?
+        .query_row(params![session], |row| row.get(0))
+        .optional()?;
+    let Some(written) = written else {
+        return Ok(None);
+    };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, at_ms, kind, replica, body FROM session_events \
+         WHERE session_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = stmt
+        .query_map(params![session, after, limit + 1], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(history::page(rows, limit, written)?))
+}
+
+pub(super) fn append(
+    conn: &mut Connection,
+    events: &[(bankconnect_core::SessionId, NewEvent)],
+    now: SystemTime,
+    replica: Option<&str>,
+) -> Result<usize, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut written = 0;
+    for (session, event) in events {
+        written += usize::from(append_event(
+            &tx,
+            session.as_str(),
+            to_ms(now),
+            replica,
+            event,
+        )?);
+    }
+    tx.commit()?;
+    Ok(written)
+}
+
+fn counts(conn: &Connection, sql: &str) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+fn delivery_counts(conn: &Connection) -> Result<DeliveryCounts, StoreError> {
+    let mut counts_of = DeliveryCounts::default();
+    let mut in_outbox = 0;
+    for (state, n) in counts(conn, "SELECT state, count(*) FROM outbox GROUP BY state")? {
+        counts_of.add(&state, n);
+        in_outbox += n;
+    }
+    let sessions: i64 = conn.query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))?;
+    counts_of.none = u64::try_from(sessions - in_outbox).unwrap_or(0);
+    Ok(counts_of)
+}
+
+fn oldest_undelivered(conn: &Connection) -> Result<Option<SystemTime>, StoreError> {
+    let oldest: Option<i64> = conn.query_row(
+        "SELECT min(at) FROM ( \
+         SELECT min(created_at_ms) AS at FROM outbox WHERE state = 'pending' UNION ALL \
+         SELECT min(created_at_ms) AS at FROM outbox WHERE state = 'failing')",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(oldest.map(from_ms))
+}
+
+fn named_counts(
+    conn: &Connection,
+    sql: &str,
+    since: i64,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt
+        .query_map(params![since], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })?
+        .map(|row| row.map(|(k, n)| (k, u64::try_from(n).unwrap_or(0))))
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+pub(super) fn stats(conn: &mut Connection, since: SystemTime) -> Result<Stats, StoreError> {
+    // One read transaction: every number from the same moment.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+    let since = to_ms(since);
+    let mut stats = Stats::default();
+    for (state, n) in counts(&tx, "SELECT state, count(*) FROM sessions GROUP BY state")? {
+        stats.sessions.add(&state, n);
+    }
+    stats.deliveries = delivery_counts(&tx)?;
+    stats.outcomes = named_counts(
+        &tx,
+        "SELECT outcome_kind, count(*) FROM sessions INDEXED BY sessions_by_finished \
+         WHERE finished_at_ms >= ?1 AND outcome_kind IS NOT NULL GROUP BY outcome_kind ORDER BY outcome_kind",
+        since,
+    )?;
+    stats.top_error_codes = named_counts(
+        &tx,
+        "SELECT code, count(*) AS n FROM session_error_codes WHERE at_ms >= ?1 \
+         GROUP BY code ORDER BY n DESC, code LIMIT 10",
+        since,
+    )?;
+    let oldest: Option<i64> = tx
+        .prepare_cached(
+            "SELECT coalesce(tracked_at_ms, added_at_ms) FROM sessions WHERE state = 'tracking' ORDER BY seq LIMIT 1",
+        )?
+        .query_row([], |row| row.get(0))
+        .optional()?;
+    stats.oldest_tracking_added_at = oldest.map(from_ms);
+    stats.oldest_undelivered_at = oldest_undelivered(&tx)?;
+    tx.commit()?;
+    Ok(stats)
+}
+
+pub(super) fn overview(conn: &mut Connection) -> Result<DeliveryOverview, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+    let (paused, success, failure_at, failure, consecutive): (
+        bool,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        i64,
+    ) = tx.query_row(
+        "SELECT paused, last_success_ms, last_failure_ms, last_failure_error, consecutive_failures \
+         FROM delivery_control WHERE id = 1",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+    )?;
+    let overview = DeliveryOverview {
+        paused,
+        counts: delivery_counts(&tx)?,
+        oldest_undelivered_at: oldest_undelivered(&tx)?,
+        last_success_at: success.map(from_ms),
+        last_failure: failure_at.map(|at| (from_ms(at), failure.unwrap_or_default())),
+        consecutive_failures: u64::try_from(consecutive).unwrap_or(0),
+    };
+    tx.commit()?;
+    Ok(overview)
+}
+
+pub(super) fn set_paused(conn: &Connection, paused: bool) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE delivery_control SET paused = ?1 WHERE id = 1")?
+        .execute(params![paused])?;
+    Ok(())
+}
+
+pub(super) fn paused(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT paused FROM delivery_control WHERE id = 1")?
+        .query_row([], |row| row.get(0))
+        .optional()?
+        .unwrap_or(false))
+}
+
+/// Due again now, from its first attempt, with the same `webhook-id`.
+fn requeue(conn: &Connection, session: &str, now: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?2, last_error = NULL, \
+         claimed_by = NULL, claim_until_ms = 0, updated_at_ms = ?2 WHERE session_id = ?1",
+    )?
+    .execute(params![session, now])?;
+    Ok(())
+}
+
+pub(super) fn redeliver(
+    conn: &mut Connection,
+    session: &str,
+    force: bool,
+    base: &str,
+    now: SystemTime,
+    replica: Option<&str>,
+) -> Result<Redelivery, StoreError> {
+    let now = to_ms(now);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let row: Option<(String, i64, Option<i64>, Option<String>)> = tx
+        .prepare_cached(
+            "SELECT s.state, s.generation, s.finished_at_ms, o.state FROM sessions s \
+             LEFT JOIN outbox o ON o.session_id = s.session_id WHERE s.session_id = ?1",
+        )?
+        .query_row(params![session], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .optional()?;
+    let Some((state, generation, finished_at, delivery)) = row else {
+        return Ok(Redelivery::Unknown);
+    };
+    if state != "finished" {
+        return Ok(Redelivery::NotFinished);
+    }
+    match delivery.as_deref() {
+        Some("delivered") if !force => return Ok(Redelivery::AlreadyDelivered),
+        Some(_) => requeue(&tx, session, now)?,
+        // Finished while no delivery was configured: its first delivery, due now.
+        None => {
+            tx.prepare_cached(
+                "INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, created_at_ms, updated_at_ms) \
+                 VALUES (?1, ?2, 'pending', 0, ?3, ?4, ?3)",
+            )?
+            .execute(params![
+                session,
+                operations::webhook_id(base, generation),
+                now,
+                finished_at.unwrap_or(now)
+            ])?;
+        }
+    }
+    append_event(
+        &tx,
+        session,
+        now,
+        replica,
+        &NewEvent::redeliver("admin", force),
+    )?;
+    let record = super::get_record(&tx, session)?
+        .ok_or_else(|| StoreError::database(format!("session {session} vanished")))?;
+    tx.commit()?;
+    Ok(Redelivery::Requeued(record))
+}
+
+pub(super) fn recover(
+    conn: &mut Connection,
+    since: SystemTime,
+    until: SystemTime,
+    states: &[DeliveryState],
+    dry_run: bool,
+    now: SystemTime,
+    replica: Option<&str>,
+) -> Result<Recovered, StoreError> {
+    let now = to_ms(now);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut sessions = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT session_id FROM outbox WHERE state = ?1 AND created_at_ms >= ?2 AND created_at_ms < ?3",
+        )?;
+        for state in states {
+            let rows = stmt
+                .query_map(params![state.as_str(), to_ms(since), to_ms(until)], |row| {
+                    row.get::<_, String>(0)
+                })?;
+            for row in rows {
+                sessions.push(row?);
+            }
+        }
+    }
+    let matched = u64::try_from(sessions.len()).unwrap_or(u64::MAX);
+    if dry_run {
+        return Ok(Recovered {
+            matched,
+            requeued: 0,
+        });
+    }
+    for session in &sessions {
+        requeue(&tx, session, now)?;
+        append_event(
+            &tx,
+            session,
+            now,
+            replica,
+            &NewEvent::redeliver("recover", false),
+        )?;
+    }
+    tx.commit()?;
+    Ok(Recovered {
+        matched,
+        requeued: matched,
+    })
+}
+
+pub(super) fn retrack(
+    conn: &mut Connection,
+    session: &str,
+    now: SystemTime,
+    lease: Option<(String, SystemTime)>,
+    replica: Option<&str>,
+) -> Result<Retrack, StoreError> {
+    let now = to_ms(now);
+    let (owner, until) = match &lease {
+        Some((owner, until)) => (Some(owner.as_str()), to_ms(*until)),
+        None => (None, 0),
+    };
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let row: Option<(i64, String)> = tx
+        .prepare_cached("SELECT seq, state FROM sessions WHERE session_id = ?1")?
+        .query_row(params![session], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((seq, state)) = row else {
+        return Ok(Retrack::Unknown);
+    };
+    if state == "tracking" {
+        return Ok(Retrack::Tracking);
+    }
+    tx.prepare_cached(
+        "UPDATE sessions SET state = 'tracking', outcome = NULL, outcome_kind = NULL, finished_at_ms = NULL, \
+         tracker_state = NULL, generation = generation + 1, tracked_at_ms = ?2, updated_at_ms = ?2, \
+         lease_owner = ?3, lease_until_ms = ?4 WHERE seq = ?1",
+    )?
+    .execute(params![seq, now, owner, until])?;
+    // The old outcome's delivery goes (its story stays in the history); the next outcome gets
+    // a delivery of its own.
+    tx.prepare_cached("DELETE FROM outbox WHERE session_id = ?1")?
+        .execute(params![session])?;
+    tx.prepare_cached("DELETE FROM session_error_codes WHERE session_seq = ?1")?
+        .execute(params![seq])?;
+    append_event(
+        &tx,
+        session,
+        now,
+        replica,
+        &NewEvent::by("retrack", "admin"),
+    )?;
+    let record = super::get_record(&tx, session)?
+        .ok_or_else(|| StoreError::database(format!("session {session} vanished")))?;
+    tx.commit()?;
+    Ok(Retrack::Retracked(record))
+}
+
+pub(super) fn request_poll(
+    conn: &mut Connection,
+    session: &str,
+    now: SystemTime,
+    replica: Option<&str>,
+) -> Result<(PollRequest, Option<SessionRecord>), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some(record) = super::get_record(&tx, session)? else {
+        return Ok((PollRequest::Unknown, None));
+    };
+    if record.state != crate::model::SessionState::Tracking {
+        return Ok((PollRequest::NotTracking, None));
+    }
+    append_event(
+        &tx,
+        session,
+        to_ms(now),
+        replica,
+        &NewEvent::by("poll_requested", "admin"),
+    )?;
+    tx.commit()?;
+    Ok((PollRequest::Requested(record.clone()), Some(record)))
+}
+
+/// Deletes one session with everything kept for it, inside the caller's transaction.
+fn delete_session(conn: &Connection, seq: i64, session: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM session_events WHERE session_id = ?1")?
+        .execute(params![session])?;
+    conn.prepare_cached("DELETE FROM session_error_codes WHERE session_seq = ?1")?
+        .execute(params![seq])?;
+    conn.prepare_cached("DELETE FROM outbox WHERE session_id = ?1")?
+        .execute(params![session])?;
+    conn.prepare_cached("DELETE FROM accepted_webhooks WHERE session_id = ?1")?
+        .execute(params![session])?;
+    conn.prepare_cached("DELETE FROM pending_webhooks WHERE session_id = ?1")?
+        .execute(params![session])?;
+    conn.prepare_cached("DELETE FROM sessions WHERE seq = ?1")?
+        .execute(params![seq])?;
+    Ok(())
+}
+
+pub(super) fn purge(conn: &mut Connection, session: &str) -> Result<Purge, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let row: Option<(i64, String)> = tx
+        .prepare_cached("SELECT seq, state FROM sessions WHERE session_id = ?1")?
+        .query_row(params![session], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((seq, state)) = row else {
+        return Ok(Purge::Unknown);
+    };
+    if state == "tracking" {
+        return Ok(Purge::Tracking);
+    }
+    delete_session(&tx, seq, session)?;
+    tx.commit()?;
+    Ok(Purge::Purged)
+}
+
+pub(super) fn prune(
+    conn: &mut Connection,
+    before: SystemTime,
+    batch: usize,
+) -> Result<PrunedSessions, StoreError> {
+    let before = to_ms(before);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let doomed: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT s.seq, s.session_id FROM sessions s INDEXED BY sessions_prunable \
+             LEFT JOIN outbox o ON o.session_id = s.session_id \
+             WHERE s.state <> 'tracking' AND s.updated_at_ms < ?1 \
+             AND (o.session_id IS NULL OR (o.state IN ('delivered', 'given_up') AND o.updated_at_ms < ?1)) \
+             ORDER BY s.updated_at_ms LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(
+            params![before, i64::try_from(batch).unwrap_or(i64::MAX)],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (seq, session) in &doomed {
+        delete_session(&tx, *seq, session)?;
+    }
+    tx.commit()?;
+    Ok(PrunedSessions {
+        sessions: u64::try_from(doomed.len()).unwrap_or(u64::MAX),
+        skipped: false,
+    })
+}
+
+/// What finishing writes beside the state: the outcome's kind and error codes (for the
+/// filters), its event; inside the caller's transaction.
+pub(super) fn outcome_written(
+    conn: &Connection,
+    session: &str,
+    seq: i64,
+    facts: &history::OutcomeFacts,
+    now: i64,
+    replica: Option<&str>,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO session_error_codes (code, session_seq, at_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )?;
+    for code in &facts.codes {
+        stmt.execute(params![code, seq, now])?;
+    }
+    append_event(conn, session, now, replica, &facts.event)?;
+    Ok(())
+}
+
+/// Records one attempt's result and its events inside the caller's transaction; `false` if
+/// the delivery was not pending or failing. While paused, a failure only releases the claim:
+/// it is neither counted nor can it give up.
+pub(super) fn attempt_recorded(
+    conn: &Connection,
+    session: &str,
+    result: &Attempt,
+    detail: &AttemptDetail,
+    paused: bool,
+    now: i64,
+    replica: Option<&str>,
+) -> Result<bool, StoreError> {
+    if paused && *result != Attempt::Delivered {
+        let released = conn
+            .prepare_cached(
+                "UPDATE outbox SET claimed_by = NULL, claim_until_ms = 0 \
+                 WHERE session_id = ?1 AND state IN ('pending', 'failing')",
+            )?
+            .execute(params![session])?;
+        return Ok(released == 1);
+    }
+    let (state, error, next) = result.columns();
+    let attempts: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE outbox SET state = ?2, attempts = attempts + 1, last_error = ?3, next_attempt_ms = ?4, \
+             claimed_by = NULL, claim_until_ms = 0, updated_at_ms = ?5 \
+             WHERE session_id = ?1 AND state IN ('pending', 'failing') RETURNING attempts",
+        )?
+        .query_row(params![session, state, error, next, now], |row| row.get(0))
+        .optional()?;
+    let Some(attempts) = attempts else {
+        return Ok(false);
+    };
+    let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+    append_event(
+        conn,
+        session,
+        now,
+        replica,
+        &NewEvent::delivery_attempt(attempts, detail, next.map(from_ms)),
+    )?;
+    if state != "failing" {
+        append_event(
+            conn,
+            session,
+            now,
+            replica,
+            &NewEvent::delivery_ended(
+                if state == "delivered" {
+                    "delivered"
+                } else {
+                    "given_up"
+                },
+                attempts,
+            ),
+        )?;
+    }
+    match result {
+        Attempt::Delivered => conn
+            .prepare_cached(
+                "UPDATE delivery_control SET last_success_ms = ?1, consecutive_failures = 0 WHERE id = 1",
+            )?
+            .execute(params![now])?,
+        _ => conn
+            .prepare_cached(
+                "UPDATE delivery_control SET last_failure_ms = ?1, last_failure_error = ?2, \
+                 consecutive_failures = consecutive_failures + 1 WHERE id = 1",
+            )?
+            .execute(params![now, error])?,
+    };
+    Ok(true)
+}
