@@ -656,9 +656,7 @@ impl crate::engine::Engine for PostgresStore {
                 COLUMNS
             ))
             .await?;
-        let rows = tx
-            .query(&stmt, &[&replica, &until, &now, &limit])
-            .await?;
+        let rows = tx.query(&stmt, &[&replica, &until, &now, &limit]).await?;
         // A session taken over from another replica (whose lease lapsed) says so.
         for row in &rows {
             let old: Option<String> = col(row, 17)?;

@@ -24,6 +24,10 @@ use serde_json::json;
 mod support;
 use support::{Backend, Fixture};
 
+#[path = "conformance/operations.rs"]
+mod operations;
+use operations::*;
+
 type Case = fn(Fixture) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 fn t0() -> SystemTime {
@@ -1022,6 +1026,13 @@ fn cases() -> Vec<(&'static str, Case)> {
         };
     }
     vec![
+        case!(history_is_written_with_each_change_and_bounded),
+        case!(filters_select_by_each_field_in_either_order),
+        case!(redelivery_keeps_the_webhook_id_and_recovery_requeues_a_window),
+        case!(pausing_is_shared_and_stops_claims_and_counting),
+        case!(retracking_tracks_again_with_a_new_webhook_id),
+        case!(polls_asked_for_are_recorded_and_announced),
+        case!(purging_and_retention_never_touch_what_is_live),
         case!(adding_is_idempotent),
         case!(a_batch_commits_all_or_nothing),
         case!(sessions_added_leased_are_held_by_the_adder_until_the_lease_lapses),
