@@ -107,6 +107,9 @@ pub(crate) struct ServeArgs {
     /// Bearer token required on /v1/*; without one, serve listens on loopback only.
     #[arg(long, env = "BANKCONNECT_SERVE_TOKEN", hide_env_values = true)]
     pub(crate) api_token: Option<String>,
+    /// A second bearer token that may only read (GET under /v1/*); needs --api-token.
+    #[arg(long, env = "BANKCONNECT_READ_TOKEN", hide_env_values = true)]
+    pub(crate) read_token: Option<String>,
     /// The path FinBox's webhooks are POSTed to.
     #[arg(long, default_value = "/webhooks/bankconnect", value_parser = parse_http_path)]
     pub(crate) webhook_path: String,
@@ -155,9 +158,27 @@ pub(crate) struct ServeArgs {
     /// Most connections open at once; further clients wait until one closes.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub(crate) max_connections: u32,
+    /// Delete finished and cancelled sessions unchanged this long, with nothing left to
+    /// deliver (and their history); `off` keeps everything.
+    #[arg(long, env = "BANKCONNECT_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    pub(crate) retention: Retention,
+    /// How often retention runs (and once at start).
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub(crate) prune_interval: Duration,
     /// Log lines on stderr: text, or json (one object per line).
     #[arg(long, env = "BANKCONNECT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
+}
+
+/// `--retention`: a duration, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Retention(pub(crate) Option<Duration>);
+
+fn parse_retention(text: &str) -> Result<Retention, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(Retention(None));
+    }
+    parse_duration(text).map(|d| Retention(Some(d)))
 }
 
 /// How log lines are written.

@@ -119,6 +119,10 @@ pub struct ProgressUpdate {
     pub stages_done: usize,
     /// Stages in all (4 per statement).
     pub stages_total: usize,
+    /// The statements as just seen, each with its stages.
+    pub statements: Vec<crate::progress::StatementProgress>,
+    /// Progress requests answered so far.
+    pub polls: u32,
 }
 
 /// What became of a webhook fed to the scheduler.
@@ -447,6 +451,8 @@ impl Scheduler {
                         session_progress,
                         stages_done,
                         stages_total,
+                        statements: machine.statements().to_vec(),
+                        polls: machine.polls(),
                     });
                 }
             }
@@ -473,6 +479,23 @@ impl Scheduler {
         }
         self.settle(now, slot);
         WebhookDisposition::Tracked
+    }
+
+    /// Polls a tracked session as soon as its spacing allows (an operator asked); `false` if it
+    /// is not tracked here.
+    pub fn poll_now(&mut self, now: Instant, session: &SessionId) -> bool {
+        let Some(&slot) = self.index.get(session) else {
+            return false;
+        };
+        if let Some(machine) = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(|entry| entry.machine.as_mut())
+        {
+            machine.handle_poll_request(now, &self.policy);
+        }
+        self.settle(now, slot);
+        true
     }
 
     /// After any change to a session: queue its outcome, or (re)arm its timer.

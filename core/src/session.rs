@@ -307,6 +307,16 @@ impl SessionMachine {
     }
 
     /// The last progress seen: overall state and `(finished stages, total stages)`.
+    /// The statements as last seen.
+    pub(crate) fn statements(&self) -> &[StatementProgress] {
+        &self.statements
+    }
+
+    /// Progress requests answered so far.
+    pub(crate) fn polls(&self) -> u32 {
+        self.polls
+    }
+
     pub(crate) fn progress_summary(&self) -> Option<(SessionProgress, usize, usize)> {
         let state = self.session_progress.clone()?;
         let done = self
@@ -618,6 +628,23 @@ impl SessionMachine {
         rare.webhook_at = Some(now);
         if hint.authenticated {
             rare.webhook_accounts = Some(hint.accounts);
+        }
+    }
+
+    /// Someone asked for a poll now (an operator): the next progress request goes as early as
+    /// the confirmation spacing allows, at most once per interval (as a webhook hastens one),
+    /// and nothing is credited to a webhook.
+    pub(crate) fn handle_poll_request(&mut self, now: Instant, policy: &PollPolicy) {
+        if let Phase::Due(at, RequestKind::Progress) = &self.phase {
+            let at = *at;
+            let earliest = self
+                .last_progress_sent
+                .map_or(now, |sent| sent + policy.confirm_spacing())
+                .max(now);
+            if earliest < at && self.may_hasten(now, policy) {
+                self.phase = Phase::Due(earliest, RequestKind::Progress);
+                self.rare_mut().hastened_at = Some(now);
+            }
         }
     }
 

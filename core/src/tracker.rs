@@ -376,6 +376,12 @@ impl Tracker {
         }
     }
 
+    /// Polls a tracked session as soon as its spacing allows (at most once per interval, as a
+    /// webhook may); `false` if it is not tracked.
+    pub fn poll_now(&mut self, now: Instant, session: &SessionId) -> bool {
+        self.scheduler.poll_now(now, session)
+    }
+
     /// Feeds the result of a request handed out as [`Output::Send`]. An unknown or repeated id
     /// is ignored.
     pub fn handle_response(&mut self, now: Instant, id: RequestId, result: HttpResult) {

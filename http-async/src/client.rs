@@ -242,6 +242,12 @@ impl Tracker {
         self.core.handle_webhook(Instant::now(), hint);
     }
 
+    /// Polls a tracked session as soon as its spacing allows (an operator asked); `false` if
+    /// it is not tracked.
+    pub fn poll_now(&mut self, session: &SessionId) -> bool {
+        self.core.poll_now(Instant::now(), session)
+    }
+
     /// What became of webhooks for sessions not tracked when they came.
     pub fn pending_webhooks(&self) -> PendingStats {
         self.core.pending_webhooks()

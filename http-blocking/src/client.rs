@@ -342,6 +342,13 @@ impl Tracker {
             .change(|state, now| state.core.handle_webhook(now, hint));
     }
 
+    /// Polls a tracked session as soon as its spacing allows (an operator asked); `false` if
+    /// it is not tracked.
+    pub fn poll_now(&mut self, session: &SessionId) -> bool {
+        self.shared
+            .change(|state, now| state.core.poll_now(now, session))
+    }
+
     /// What became of webhooks for sessions not tracked when they came.
     pub fn pending_webhooks(&self) -> PendingStats {
         self.shared.lock().core.pending_webhooks()

@@ -86,7 +86,7 @@ impl Committer {
                         .finish_session_delivering_at(
                             &outcome.session_id,
                             &value,
-                            format!("msg_{}", outcome.session_id),
+                            crate::delivery::webhook_base(&outcome.session_id),
                             now + first,
                             now,
                         )

@@ -42,8 +42,11 @@ impl fmt::Debug for DeliveryConfig {
 #[derive(Clone)]
 #[allow(clippy::exhaustive_structs)] // Plain data built with `..Default::default()`.
 pub struct ServiceConfig {
-    /// Bearer token required on `/v1/*` (none: open, which only a loopback listener allows).
+    /// Bearer token required on `/v1/*`: the admin's, who may do everything (none: open,
+    /// which only a loopback listener allows).
     pub api_token: Option<String>,
+    /// A second bearer token that may only read (`GET` under `/v1/*`); needs `api_token`.
+    pub read_token: Option<String>,
     /// The path FinBox's webhooks are POSTed to, within the service's router.
     pub webhook_path: String,
     /// A shared token webhooks must carry (query `?token=` or header `x-webhook-token`).
@@ -68,12 +71,21 @@ pub struct ServiceConfig {
     /// How long a replica's hold on a session lasts unless renewed (a dead replica's sessions
     /// are taken over within it).
     pub lease: Duration,
+    /// Finished and cancelled sessions unchanged this long (and with nothing left to deliver)
+    /// are deleted with their history; `None` keeps everything.
+    pub retention: Option<Duration>,
+    /// How often retention runs (and once at start).
+    pub prune_interval: Duration,
 }
+
+/// The default retention: 30 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl Default for ServiceConfig {
     fn default() -> Self {
         Self {
             api_token: None,
+            read_token: None,
             webhook_path: "/webhooks/bankconnect".into(),
             webhook_token: None,
             webhook_secrets: Vec::new(),
@@ -85,6 +97,8 @@ impl Default for ServiceConfig {
             not_requested_grace: Duration::from_secs(24 * 3600),
             fetch_accounts: true,
             lease: Duration::from_secs(30),
+            retention: Some(DEFAULT_RETENTION),
+            prune_interval: Duration::from_secs(600),
         }
     }
 }
@@ -94,6 +108,7 @@ impl fmt::Debug for ServiceConfig {
         let set = |value: &Option<String>| if value.is_some() { "set" } else { "none" };
         f.debug_struct("ServiceConfig")
             .field("api_token", &set(&self.api_token))
+            .field("read_token", &set(&self.read_token))
             .field("webhook_path", &self.webhook_path)
             .field("webhook_token", &set(&self.webhook_token))
             .field("webhook_secrets", &self.webhook_secrets.len())
@@ -105,6 +120,8 @@ impl fmt::Debug for ServiceConfig {
             .field("not_requested_grace", &self.not_requested_grace)
             .field("fetch_accounts", &self.fetch_accounts)
             .field("lease", &self.lease)
+            .field("retention", &self.retention)
+            .field("prune_interval", &self.prune_interval)
             .finish()
     }
 }
@@ -116,6 +133,9 @@ pub enum ConfigError {
     /// The API token is empty or too long.
     #[error("bad API token: {0}")]
     ApiToken(String),
+    /// The read-only token is empty, too long, the admin's, or set without an admin token.
+    #[error("bad read-only token: {0}")]
+    ReadToken(String),
     /// A non-loopback listener without an API token.
     #[error(
         "refusing to listen on {0} without an API token: the API would be open to the network"
@@ -150,6 +170,7 @@ pub enum ConfigError {
 /// The settings as the service's tasks use them.
 pub(crate) struct Checked {
     pub(crate) api_token: Option<Arc<WebhookSecret>>,
+    pub(crate) read_token: Option<Arc<WebhookSecret>>,
     pub(crate) webhook_path: String,
     pub(crate) receiver: ReceiverConfig,
     pub(crate) registration: Option<WebhookRegistration>,
@@ -158,7 +179,14 @@ pub(crate) struct Checked {
     pub(crate) lease: Duration,
     pub(crate) interval: Duration,
     pub(crate) max_wait: Duration,
+    pub(crate) retention: Option<Duration>,
+    pub(crate) prune_interval: Duration,
 }
+
+/// Shortest retention: an hour (a shorter one would prune what an operator is looking at).
+const MIN_RETENTION: Duration = Duration::from_secs(3600);
+/// Shortest time between two rounds of retention.
+const MIN_PRUNE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Longest lease: a dead replica's sessions must come back within a reasonable time.
 const MAX_LEASE: Duration = Duration::from_secs(3600);
@@ -200,6 +228,34 @@ impl ServiceConfig {
                     .map_err(|err| ConfigError::ApiToken(err.to_string()))
             })
             .transpose()?;
+        let read_token = match (&self.read_token, &self.api_token) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::ReadToken(
+                    "a read-only token needs an admin token (--api-token) beside it".into(),
+                ))
+            }
+            (Some(read), Some(admin)) if read == admin => {
+                return Err(ConfigError::ReadToken(
+                    "it must differ from the admin token".into(),
+                ))
+            }
+            (Some(read), Some(_)) => Some(
+                WebhookSecret::raw(read.as_bytes().to_vec())
+                    .map(Arc::new)
+                    .map_err(|err| ConfigError::ReadToken(err.to_string()))?,
+            ),
+        };
+        if self.retention.is_some_and(|r| r < MIN_RETENTION) {
+            return Err(ConfigError::Timing(
+                "the retention must be at least 1h (or off)".into(),
+            ));
+        }
+        if self.prune_interval < MIN_PRUNE_INTERVAL {
+            return Err(ConfigError::Timing(
+                "the prune interval must be at least 1s".into(),
+            ));
+        }
         let webhook_path = crate::duration::parse_http_path(&self.webhook_path)
             .map_err(ConfigError::WebhookPath)?;
         let token = self
@@ -265,6 +321,7 @@ impl ServiceConfig {
         }
         Ok(Checked {
             api_token,
+            read_token,
             webhook_path,
             receiver,
             registration,
@@ -273,6 +330,8 @@ impl ServiceConfig {
             lease: self.lease,
             interval: self.interval,
             max_wait: self.max_wait,
+            retention: self.retention,
+            prune_interval: self.prune_interval,
         })
     }
 
@@ -305,6 +364,20 @@ fn delivery_target(url: &str) -> Result<String, String> {
         Some("http") if bankconnect_core::is_loopback_host(authority.host()) => Ok(url.to_owned()),
         Some("http") => Err("refusing plain http:// for a non-loopback host: use https://".into()),
         _ => Err("use https://".into()),
+    }
+}
+
+/// A delivery target as shown to operators: `scheme://host[:port]/path`, never its query
+/// (which may carry a token of the lender's).
+pub(crate) fn shown_target(url: &str) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(uri) => format!(
+            "{}://{}{}",
+            uri.scheme_str().unwrap_or("https"),
+            uri.authority().map_or("", |a| a.as_str()),
+            uri.path()
+        ),
+        Err(_) => String::new(),
     }
 }
 

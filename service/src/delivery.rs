@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bankconnect_core::{JitterRng, SessionId};
-use bankconnect_store::{Attempt, DueDelivery, SessionRecord, Store};
+use bankconnect_store::{Attempt, AttemptDetail, DueDelivery, SessionRecord, Store};
 use bankconnect_webhook_verify::WebhookSecret;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -39,6 +39,15 @@ const RECORD_WAIT: Duration = Duration::from_millis(50);
 /// Longest shutdown waits for attempts in flight (their results are recorded).
 const LAST_ROUND: Duration = Duration::from_secs(2);
 
+/// The `webhook-id` base of a session's deliveries (`msg_<id>`; the store numbers those of
+/// later outcomes after a retrack).
+pub(crate) fn webhook_base(session: &SessionId) -> String {
+    format!("msg_{session}")
+}
+
+/// Most bytes of an answer's body read for the history.
+const EXCERPT: usize = 256;
+
 /// The delivery worker's settings.
 pub(crate) struct Delivery {
     pub(crate) store: Store,
@@ -62,10 +71,10 @@ impl Delivery {
     pub(crate) async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
         let attempts = Arc::new(AtomicU64::new(0));
-        let mut in_flight: JoinSet<(SessionId, Attempt)> = JoinSet::new();
+        let mut in_flight: JoinSet<(SessionId, Attempt, AttemptDetail)> = JoinSet::new();
         // Claimed and read, waiting for a slot in flight.
         let mut ready: VecDeque<(DueDelivery, Option<SessionRecord>)> = VecDeque::new();
-        let mut done: Vec<(SessionId, Attempt)> = Vec::new();
+        let mut done: Vec<(SessionId, Attempt, AttemptDetail)> = Vec::new();
         // When what finished must be recorded at the latest (results wait a little to share a
         // commit, never long: their claims hold meanwhile).
         let mut record_by: Option<tokio::time::Instant> = None;
@@ -161,14 +170,14 @@ impl Delivery {
 
     /// Records finished attempts in one transaction (kept for the next round if it fails: the
     /// claims hold meanwhile).
-    async fn record(&self, done: &mut Vec<(SessionId, Attempt)>) {
+    async fn record(&self, done: &mut Vec<(SessionId, Attempt, AttemptDetail)>) {
         if done.is_empty() {
             return;
         }
         let results = std::mem::take(done);
         if let Err(err) = self
             .store
-            .deliveries_attempted(results.clone(), SystemTime::now())
+            .record_attempts(results.clone(), SystemTime::now())
             .await
         {
             tracing::warn!(error = %err, attempts = results.len(), "cannot record delivery attempts; retrying");
@@ -186,11 +195,18 @@ impl Delivery {
         delivery: DueDelivery,
         record: Option<SessionRecord>,
         n: u64,
-    ) -> (SessionId, Attempt) {
-        let result = match record {
+    ) -> (SessionId, Attempt, AttemptDetail) {
+        let started = std::time::Instant::now();
+        let (result, status, class, excerpt) = match record {
             Some(record) => self.attempt(&delivery, &record).await,
-            None => Err("the session's record could not be read".to_owned()),
+            None => (
+                Err("the session's record could not be read".to_owned()),
+                None,
+                Some("store".to_owned()),
+                None,
+            ),
         };
+        let detail = AttemptDetail::new(status, class, started.elapsed(), excerpt.as_deref());
         let mut rng = JitterRng::new(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let attempt = self.next_step(&delivery, result, &mut rng);
         let kind = match &attempt {
@@ -211,7 +227,7 @@ impl Delivery {
             .deliveries
             .get_or_create(&label("result", kind))
             .inc();
-        (delivery.session_id, attempt)
+        (delivery.session_id, attempt, detail)
     }
 
     /// What the attempt's result makes of the delivery.
@@ -235,16 +251,36 @@ impl Delivery {
         }
     }
 
-    /// One signed POST of the session's record; `Err` says why it did not count as delivered.
-    async fn attempt(&self, delivery: &DueDelivery, record: &SessionRecord) -> Result<(), String> {
+    /// One signed POST of the session's record: `Err` says why it did not count as delivered;
+    /// beside it the status answered, the failure's class and the start of the answer's body.
+    async fn attempt(
+        &self,
+        delivery: &DueDelivery,
+        record: &SessionRecord,
+    ) -> (
+        Result<(), String>,
+        Option<u16>,
+        Option<String>,
+        Option<Vec<u8>>,
+    ) {
         let now = SystemTime::now();
         // Serialized straight from the record's shape, with no JSON tree in between.
         let body = serde_json::to_string(&FinishedEvent {
             kind: "session.finished",
             timestamp: rfc3339(now),
             data: record_body(record),
-        })
-        .map_err(|err| format!("cannot serialize the record: {err}"))?;
+        });
+        let body = match body {
+            Ok(body) => body,
+            Err(err) => {
+                return (
+                    Err(format!("cannot serialize the record: {err}")),
+                    None,
+                    Some("serialize".into()),
+                    None,
+                )
+            }
+        };
         let timestamp = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -265,17 +301,54 @@ impl Delivery {
             .body(body)
             .send()
             .await;
-        let result = match sent {
-            Ok(response) if response.status().is_success() => Ok(()),
-            Ok(response) => Err(format!("HTTP {}", response.status().as_u16())),
-            Err(err) if err.is_timeout() => {
-                Err(format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs()))
+        let (result, status, class, excerpt) = match sent {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                // The start of the answer only, bounded in bytes and time: it is for people.
+                let excerpt = tokio::time::timeout(Duration::from_millis(500), response.chunk())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .flatten()
+                    .map(|chunk| {
+                        chunk
+                            .get(..EXCERPT.min(chunk.len()))
+                            .unwrap_or_default()
+                            .to_vec()
+                    });
+                if response.status().is_success() {
+                    (Ok(()), Some(status), None, excerpt)
+                } else {
+                    let class = format!("http_{}xx", status / 100);
+                    (
+                        Err(format!("HTTP {status}")),
+                        Some(status),
+                        Some(class),
+                        excerpt,
+                    )
+                }
             }
-            Err(err) if err.is_connect() => Err("cannot connect".into()),
-            Err(_) => Err("the request failed".into()),
+            Err(err) if err.is_timeout() => (
+                Err(format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs())),
+                None,
+                Some("timeout".into()),
+                None,
+            ),
+            Err(err) if err.is_connect() => (
+                Err("cannot connect".into()),
+                None,
+                Some("connect".into()),
+                None,
+            ),
+            Err(_) => (
+                Err("the request failed".into()),
+                None,
+                Some("request".into()),
+                None,
+            ),
         };
         tracing::debug!(session = %delivery.session_id, attempt = delivery.attempts + 1, ok = result.is_ok(), "delivery attempt");
-        result
+        (result, status, class, excerpt)
     }
 }
 

@@ -30,7 +30,9 @@
 //! - the coordinator renews leases and claims or hands back sessions as a pure fleet policy
 //!   plans it;
 //! - the delivery worker POSTs each finished record, signed per Standard Webhooks, retried on a
-//!   [`DeliverySchedule`], with many attempts in flight.
+//!   [`DeliverySchedule`], with many attempts in flight;
+//! - every change is written on the session's history in its own transaction, and retention
+//!   prunes what is old in batches (docs/operations.md).
 #![forbid(unsafe_code)]
 
 mod api;
@@ -42,18 +44,25 @@ mod delivery_schedule;
 pub mod duration;
 mod error;
 mod fleet;
+mod history_writer;
 mod metrics;
 mod record;
+mod retention;
 mod service;
 mod single_process;
 mod tracking;
 
 // The public API: the service, its settings, and the wire types of its API.
-pub use api::{AddAnswer, AddBody, BatchAnswer, BatchBody, NewSessionBody, PageBody};
+pub use api::{
+    AddAnswer, AddBody, BatchAnswer, BatchBody, CodeCountBody, DeliveryCountsBody,
+    DeliveryOverviewBody, EmptyBody, EventBody, EventsBody, FailureBody, NewSessionBody, PageBody,
+    PollAskedBody, PurgedBody, RecoverBody, RecoverState, RecoveredBody, RedeliverBody,
+    SessionCountsBody, StatsBody,
+};
 /// The bounded listener `serve` runs the router on (connection cap, head timeout, graceful
 /// stop), for apps that want the same limits.
 pub use bankconnect_webhook_verify::axum_handler::{serve_with as serve, ListenerLimits};
-pub use config::{ConfigError, DeliveryConfig, ServiceConfig};
+pub use config::{ConfigError, DeliveryConfig, ServiceConfig, DEFAULT_RETENTION};
 pub use delivery_schedule::{DeliverySchedule, ScheduleError};
 pub use error::{ErrorBody, ErrorDetailBody};
 pub use record::{DeliveryBody, DeliveryStateBody, LeaseBody, RecordBody, StateBody};

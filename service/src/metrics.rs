@@ -24,6 +24,16 @@ pub(crate) struct Metrics {
     /// Sessions this replica claimed (taken over from the store: at start, or a dead
     /// replica's) and handed back to the others.
     pub(crate) leases: Family<Labels, Counter<u64, AtomicU64>>,
+    /// Rows removed by retention and pruning, by kind.
+    pub(crate) pruned: Family<Labels, Counter<u64, AtomicU64>>,
+    /// Operators' actions through the API, by action.
+    pub(crate) operator_actions: Family<Labels, Counter<u64, AtomicU64>>,
+    /// 1 while delivery is paused (store-wide).
+    pub(crate) delivery_paused: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Deliveries by state (store-wide).
+    pub(crate) delivery_backlog: Family<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>,
+    /// Age of the oldest undelivered outcome (store-wide), 0 when none.
+    pub(crate) delivery_oldest: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 impl Metrics {
@@ -42,6 +52,37 @@ impl Metrics {
         let deliveries = Family::<Labels, Counter<u64, AtomicU64>>::default();
         let outcome_latency = Histogram::new(exponential_buckets(0.005, 2.0, 16));
         let leases = Family::<Labels, Counter<u64, AtomicU64>>::default();
+        let pruned = Family::<Labels, Counter<u64, AtomicU64>>::default();
+        let operator_actions = Family::<Labels, Counter<u64, AtomicU64>>::default();
+        let delivery_paused = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        let delivery_backlog =
+            Family::<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
+        let delivery_oldest = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "bankconnect_pruned",
+            "Rows removed by retention and pruning, by kind (sessions, dedupe, replicas)",
+            pruned.clone(),
+        );
+        registry.register(
+            "bankconnect_operator_actions",
+            "Operators' actions through the API, by action",
+            operator_actions.clone(),
+        );
+        registry.register(
+            "bankconnect_delivery_paused",
+            "1 while delivery is paused for the whole fleet",
+            delivery_paused.clone(),
+        );
+        registry.register(
+            "bankconnect_delivery_backlog",
+            "Deliveries by state, store-wide",
+            delivery_backlog.clone(),
+        );
+        registry.register(
+            "bankconnect_delivery_oldest_undelivered_seconds",
+            "Age of the oldest outcome not delivered yet (pending or failing), store-wide",
+            delivery_oldest.clone(),
+        );
         registry.register(
             "bankconnect_lease_changes",
             "Sessions this replica took over (claimed) or handed back, by change",
@@ -86,7 +127,44 @@ impl Metrics {
             deliveries,
             outcome_latency,
             leases,
+            pruned,
+            operator_actions,
+            delivery_paused,
+            delivery_backlog,
+            delivery_oldest,
         }
+    }
+
+    /// Counts one operator's action.
+    pub(crate) fn operator_action(&self, action: &str) {
+        self.operator_actions
+            .get_or_create(&label("action", action))
+            .inc();
+    }
+
+    /// Sets the store-wide delivery gauges from an overview read at `now`.
+    pub(crate) fn delivery_seen(
+        &self,
+        overview: &bankconnect_store::DeliveryOverview,
+        now: std::time::SystemTime,
+    ) {
+        self.delivery_paused.set(i64::from(overview.paused));
+        let counts = &overview.counts;
+        for (state, n) in [
+            ("pending", counts.pending),
+            ("failing", counts.failing),
+            ("delivered", counts.delivered),
+            ("given_up", counts.given_up),
+        ] {
+            self.delivery_backlog
+                .get_or_create(&label("state", state))
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        let age = overview
+            .oldest_undelivered_at
+            .and_then(|at| now.duration_since(at).ok())
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.delivery_oldest.set(age);
     }
 
     /// The text exposition format.

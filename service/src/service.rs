@@ -83,6 +83,8 @@ pub struct ServiceTasks {
     committer: JoinHandle<()>,
     delivery: Option<JoinHandle<()>>,
     registration: Option<JoinHandle<()>>,
+    history_writer: JoinHandle<()>,
+    retention: Option<JoinHandle<()>>,
 }
 
 impl Service {
@@ -96,6 +98,8 @@ impl Service {
     ) -> Result<(Self, ServiceTasks), StartError> {
         let checked = config.check()?;
         let replica = replica_id();
+        // Every history event this replica writes names it.
+        let store = store.with_replica(&replica);
         if !store.capabilities().several_processes {
             // One node: whatever a crashed predecessor held is ours again at once.
             store
@@ -104,10 +108,16 @@ impl Service {
                 .map_err(StartError::Store)?;
         }
         let metrics = Arc::new(Metrics::new(&replica));
+        // Progress updates feed the sessions' histories (only changes are written).
+        let limits = bankconnect_core::SchedulerConfig {
+            progress_updates: true,
+            ..client.settings().limits.clone()
+        };
         let settings = client
             .settings()
             .clone()
-            .with_policy(config.policy(client.policy()));
+            .with_policy(config.policy(client.policy()))
+            .with_limits(limits);
         let client = bankconnect_http_async::Client::with_settings(
             settings,
             CountingTransport::new(client.transport(), Arc::clone(&metrics), &replica),
@@ -117,6 +127,12 @@ impl Service {
         let (shutdown, stop) = watch::channel(false);
         let (commands_tx, commands) = mpsc::channel(COMMANDS);
         let (commits_tx, commits) = mpsc::channel(commit::QUEUE);
+        let (history_tx, history) = mpsc::channel(crate::history_writer::QUEUE);
+        let history_writer = tokio::spawn(crate::history_writer::run(
+            store.clone(),
+            history,
+            stop.clone(),
+        ));
         let delivery_wake = Arc::new(Notify::new());
         let polled = Arc::new(Mutex::new(std::collections::HashSet::new()));
 
@@ -135,6 +151,7 @@ impl Service {
             Arc::clone(&polled),
             commands,
             commits_tx,
+            history_tx,
             stop.clone(),
         ));
         let coordinator = Coordinator {
@@ -142,7 +159,7 @@ impl Service {
             replica: replica.clone(),
             lease: checked.lease,
             interval: checked.interval,
-            polled,
+            polled: Arc::clone(&polled),
             tracking: commands_tx.clone(),
             metrics: Arc::clone(&metrics),
             store_down: std::sync::atomic::AtomicBool::new(false),
@@ -150,6 +167,21 @@ impl Service {
         let coordinator = tokio::spawn(coordinator.run(stop.clone(), async move {
             let _ = tracking.await;
         }));
+        let retention = checked.retention.map(|retention| {
+            tokio::spawn(
+                crate::retention::Retention {
+                    store: store.clone(),
+                    retention,
+                    every: checked.prune_interval,
+                    metrics: Arc::clone(&metrics),
+                }
+                .run(stop.clone()),
+            )
+        });
+        let delivery_target = checked
+            .delivery
+            .as_ref()
+            .map(|(target, _)| Arc::from(crate::config::shown_target(target).as_str()));
         let delivery = checked.delivery.map(|(target, secrets)| {
             let http = reqwest::Client::builder()
                 .timeout(delivery::ATTEMPT_TIMEOUT)
@@ -181,6 +213,11 @@ impl Service {
             metrics,
             receiver: Arc::new(Receiver::new(checked.receiver)),
             api_token: checked.api_token,
+            read_token: checked.read_token,
+            delivery_target,
+            delivery_wake: Arc::clone(&delivery_wake),
+            retention: checked.retention,
+            polled,
             replica: Arc::clone(&replica),
             lease: checked.lease,
             max_wait: checked.max_wait,
@@ -200,6 +237,8 @@ impl Service {
                 committer,
                 delivery,
                 registration,
+                history_writer,
+                retention,
             },
         ))
     }
@@ -233,10 +272,15 @@ impl ServiceTasks {
         }
         // Tracking ends, then the coordinator releases the leases; commits and deliveries go on
         // meanwhile for what they hold.
+        if let Some(retention) = self.retention {
+            // A batch in progress is one transaction: stopping between batches loses nothing.
+            retention.abort();
+        }
         for (name, task) in [
             ("leases", Some(self.coordinator)),
             ("commits", Some(self.committer)),
             ("deliveries", self.delivery),
+            ("history", Some(self.history_writer)),
         ] {
             let Some(task) = task else { continue };
             if tokio::time::timeout_at(deadline, task).await.is_err() {

@@ -7,8 +7,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use bankconnect_core::{SessionId, TrackError, TrackerEvent, WebhookHint};
+use bankconnect_core::{ProgressUpdate, SessionId, TrackError, TrackerEvent, WebhookHint};
 use bankconnect_http_async::Tracker;
+use bankconnect_store::NewEvent;
 use bankconnect_store::SessionRecord;
 use tokio::sync::{mpsc, watch};
 
@@ -24,6 +25,8 @@ pub(crate) enum Command {
     Untrack(Vec<SessionId>),
     /// Webhooks committed to the store for sessions that may be tracked here.
     Webhooks(Vec<WebhookHint>),
+    /// An operator asked for these sessions to be polled now.
+    PollNow(Vec<SessionId>),
 }
 
 /// The sessions this replica polls, shared with the coordinator (which compares them with the
@@ -43,8 +46,11 @@ pub(crate) async fn run(
     polled_set: Polled,
     mut commands: mpsc::Receiver<Command>,
     commits: mpsc::Sender<Finished>,
+    history: mpsc::Sender<(SessionId, NewEvent)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // What each session's last progress event said, so that only changes are written.
+    let mut seen: HashMap<SessionId, Seen> = HashMap::new();
     // Held for the loop's life: with no session left, `next_event` waits instead of ending, so
     // it is always polled and an outcome queued with nothing else tracked is never parked.
     let _feed = tracker.session_feed();
@@ -75,6 +81,12 @@ pub(crate) async fn run(
                         let _ = tracker.remove(&session);
                         set.remove(&session);
                         first_sign.remove(&session);
+                        seen.remove(&session);
+                    }
+                }
+                Command::PollNow(sessions) => {
+                    for session in &sessions {
+                        tracker.poll_now(session);
                     }
                 }
                 Command::Webhooks(hints) => {
@@ -92,7 +104,14 @@ pub(crate) async fn run(
                 }
             }
             event = tracker.next_event() => match event {
+                Some(TrackerEvent::Progress(update)) => {
+                    if let Some(event) = progress_event(&mut seen, &update) {
+                        // An observation: dropped rather than waited for when the writer lags.
+                        let _ = history.try_send((update.session_id, event));
+                    }
+                }
                 Some(TrackerEvent::Outcome(outcome)) => {
+                    seen.remove(&outcome.session_id);
                     polled(&polled_set).remove(&outcome.session_id);
                     let first_sign = first_sign.remove(&outcome.session_id);
                     let finished = Finished { outcome, first_sign, learnt: Instant::now() };
@@ -116,6 +135,60 @@ pub(crate) async fn run(
             break;
         }
     }
+}
+
+/// A session's progress as its last event said.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    session_progress: bankconnect_core::SessionProgress,
+    statements: Vec<bankconnect_core::StatementProgress>,
+}
+
+/// The `progress` event for an update that changed something (the session's progress or any
+/// statement's stage), else `None`.
+fn progress_event(
+    seen: &mut HashMap<SessionId, Seen>,
+    update: &ProgressUpdate,
+) -> Option<NewEvent> {
+    let now = Seen {
+        session_progress: update.session_progress.clone(),
+        statements: update.statements.clone(),
+    };
+    if seen.get(&update.session_id) == Some(&now) {
+        return None;
+    }
+    let statements: serde_json::Map<String, serde_json::Value> = update
+        .statements
+        .iter()
+        .enumerate()
+        .take(64)
+        .map(|(n, statement)| {
+            let id = statement
+                .statement_id
+                .clone()
+                .unwrap_or_else(|| format!("#{n}"));
+            let stage = |s: &Option<bankconnect_core::StageStatus>| {
+                s.as_ref()
+                    .and_then(|s| serde_json::to_value(s).ok())
+                    .unwrap_or(serde_json::Value::Null)
+            };
+            let stages = serde_json::json!({
+                "identity": stage(&statement.identity_status),
+                "transaction": stage(&statement.transaction_status),
+                "processing": stage(&statement.processing_status),
+                "fraud": stage(&statement.fraud_status),
+            });
+            (id, stages)
+        })
+        .collect();
+    let progress = serde_json::to_value(&update.session_progress).ok();
+    let event = NewEvent::progress(
+        progress.as_ref().and_then(serde_json::Value::as_str),
+        serde_json::Value::Object(statements),
+        update.polls,
+    );
+    seen.insert(update.session_id.clone(), now);
+    Some(event)
 }
 
 /// Starts polling a stored session, counting the time since it was added.

@@ -358,8 +358,17 @@ async fn operations_endpoints_need_no_token_and_the_document_is_the_routes() {
             "/hooks/finbox",
             "/metrics",
             "/readyz",
+            "/v1/deliveries/recover",
+            "/v1/delivery",
+            "/v1/delivery/pause",
+            "/v1/delivery/resume",
             "/v1/sessions",
-            "/v1/sessions/{id}"
+            "/v1/sessions/{id}",
+            "/v1/sessions/{id}/events",
+            "/v1/sessions/{id}/poll",
+            "/v1/sessions/{id}/redeliver",
+            "/v1/sessions/{id}/retrack",
+            "/v1/stats"
         ]
     );
     assert!(paths["/hooks/finbox"]["post"].is_object());

@@ -36,6 +36,7 @@ fn config(args: &ServeArgs) -> Result<ServiceConfig, Failure> {
         };
     let config = ServiceConfig {
         api_token: args.api_token.clone(),
+        read_token: args.read_token.clone(),
         webhook_path: args.webhook_path.clone(),
         webhook_token: args.webhook_token.clone(),
         webhook_secrets: args.secrets.clone(),
@@ -47,6 +48,8 @@ fn config(args: &ServeArgs) -> Result<ServiceConfig, Failure> {
         not_requested_grace: args.not_requested_grace,
         fetch_accounts: !args.no_accounts,
         lease: args.lease,
+        retention: args.retention.0,
+        prune_interval: args.prune_interval,
     };
     config.check_listener(args.listen).map_err(config_failure)?;
     config.validate().map_err(config_failure)?;
@@ -60,6 +63,7 @@ fn config_failure(err: ConfigError) -> Failure {
             "refusing to listen on {addr} without --api-token (BANKCONNECT_SERVE_TOKEN): the API would be open to the network"
         ),
         ConfigError::ApiToken(why) => format!("bad --api-token: {why}"),
+        ConfigError::ReadToken(why) => format!("bad --read-token: {why}"),
         ConfigError::WebhookToken(why) => format!("bad --webhook-token: {why}"),
         ConfigError::WebhookSecret(why) => format!("bad --secret: {why}; use whsec_<base64>"),
         ConfigError::PublicUrl(why) => format!("bad --public-url: {why}"),

@@ -48,15 +48,31 @@ pub(crate) async fn json<T: DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|err| ApiError::invalid(shape_error(&err)))
 }
 
-/// 415 for a request that carries a body (e.g. a DELETE's) that is not `application/json`:
-/// a cross-site form must not reach a state-changing endpoint with any body.
-pub(crate) fn json_if_any_body(headers: &HeaderMap) -> Result<(), ApiError> {
-    let has_body = headers.contains_key(http::header::TRANSFER_ENCODING)
+/// An action's optional body: none (or an empty one) is `T::default()`; one that is sent must
+/// be `application/json` of that shape, as for [`json`].
+pub(crate) async fn optional_json<T: DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    body: Body,
+    budget: &BodyBudget,
+) -> Result<T, ApiError> {
+    if !has_body(headers) {
+        return Ok(T::default());
+    }
+    json(headers, body, budget).await
+}
+
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(http::header::TRANSFER_ENCODING)
         || headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() != "0");
-    if has_body && !is_json(headers) {
+            .is_some_and(|v| v.trim() != "0")
+}
+
+/// 415 for a request that carries a body (e.g. a DELETE's) that is not `application/json`:
+/// a cross-site form must not reach a state-changing endpoint with any body.
+pub(crate) fn json_if_any_body(headers: &HeaderMap) -> Result<(), ApiError> {
+    if has_body(headers) && !is_json(headers) {
         return Err(unsupported_media_type());
     }
     Ok(())

@@ -3,8 +3,13 @@
 //! so the document at `/openapi.json` is exactly what is routed.
 
 mod body;
+mod deliveries;
+mod history;
 mod operations;
+mod session_actions;
 mod sessions;
+mod stats;
+mod time;
 mod webhook;
 
 use std::sync::Arc;
@@ -26,7 +31,13 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::tracking::Command;
 
-pub use sessions::{AddAnswer, AddBody, BatchAnswer, BatchBody, NewSessionBody, PageBody};
+pub use deliveries::{DeliveryOverviewBody, FailureBody, RecoverBody, RecoverState, RecoveredBody};
+pub use history::{EventBody, EventsBody};
+pub use session_actions::{EmptyBody, PollAskedBody, RedeliverBody};
+pub use sessions::{
+    AddAnswer, AddBody, BatchAnswer, BatchBody, NewSessionBody, PageBody, PurgedBody,
+};
+pub use stats::{CodeCountBody, DeliveryCountsBody, SessionCountsBody, StatsBody};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -36,6 +47,17 @@ pub(crate) struct App {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) receiver: Arc<Receiver>,
     pub(crate) api_token: Option<Arc<WebhookSecret>>,
+    /// The read-only token (`GET` only).
+    pub(crate) read_token: Option<Arc<WebhookSecret>>,
+    /// Where deliveries go, as shown (`scheme://host[:port]/path`: never a query or
+    /// credentials); `None` when serve delivers nothing.
+    pub(crate) delivery_target: Option<Arc<str>>,
+    /// Wakes the delivery worker (a redelivery or a resume is due at once).
+    pub(crate) delivery_wake: Arc<tokio::sync::Notify>,
+    /// The retention, which bounds how far back a recovery may reach.
+    pub(crate) retention: Option<Duration>,
+    /// The sessions this replica polls (a poll asked for one of them goes to its tracker).
+    pub(crate) polled: crate::tracking::Polled,
     pub(crate) replica: Arc<str>,
     /// How long this replica's hold on a session it takes lasts unless renewed.
     pub(crate) lease: Duration,
@@ -56,6 +78,10 @@ pub(crate) struct App {
         (name = "sessions", description = "Sessions to track and their records"),
         (name = "webhooks", description = "FinBox's webhook intake"),
         (name = "operations", description = "Health, readiness, metrics"),
+        (name = "history", description = "A session's story, event by event"),
+        (name = "actions", description = "An operator's actions on one session"),
+        (name = "delivery", description = "Deliveries to the lender's back end: health, pause, recovery"),
+        (name = "stats", description = "Store-wide counts"),
     ),
     components(schemas(crate::error::ErrorBody))
 )]
@@ -63,8 +89,12 @@ struct ApiDoc;
 
 /// The whole service's router and its OpenAPI document, built from one list of routes.
 pub(crate) fn router(app: App, webhook_path: &str) -> Router {
-    let v1 =
-        sessions::routes().route_layer(axum::middleware::from_fn_with_state(app.clone(), bearer));
+    let v1 = sessions::routes()
+        .merge(history::routes())
+        .merge(session_actions::routes())
+        .merge(deliveries::routes())
+        .merge(stats::routes())
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), bearer));
     let (router, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(v1)
         .merge(webhook::routes(webhook_path))
@@ -119,26 +149,64 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// `Authorization: Bearer TOKEN` on `/v1/*` when a token is configured: the scheme is
-/// case-insensitive (RFC 7235), the token compared in constant time.
-async fn bearer(State(app): State<App>, request: Request, next: Next) -> Response {
-    if let Some(token) = &app.api_token {
-        let given = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-            .unwrap_or_default();
-        if !token.matches(given.as_bytes()) {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                "a valid Authorization: Bearer token is required",
-            )
-            .into_response();
+/// Who a caller is, by the token it brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Everything (the admin token, or no token configured).
+    Admin,
+    /// `GET` only (the read-only token).
+    ReadOnly,
+}
+
+impl Role {
+    /// The role `token` (a bearer token as given) has: checked against both tokens in
+    /// constant time each, whichever matches.
+    pub(crate) fn of(app: &App, token: &str) -> Option<Self> {
+        let Some(admin) = &app.api_token else {
+            return Some(Self::Admin);
+        };
+        let is_admin = admin.matches(token.as_bytes());
+        let is_reader = app
+            .read_token
+            .as_ref()
+            .is_some_and(|read| read.matches(token.as_bytes()));
+        match (is_admin, is_reader) {
+            (true, _) => Some(Self::Admin),
+            (false, true) => Some(Self::ReadOnly),
+            (false, false) => None,
         }
     }
-    next.run(request).await
+}
+
+/// `Authorization: Bearer TOKEN` on `/v1/*` when a token is configured: the scheme is
+/// case-insensitive (RFC 7235), the token compared in constant time. The read-only token may
+/// only `GET` (403 `FORBIDDEN` otherwise, checked here, not by hiding buttons).
+async fn bearer(State(app): State<App>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+        .unwrap_or_default();
+    match Role::of(&app, given) {
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "a valid Authorization: Bearer token is required",
+        )
+        .into_response(),
+        Some(Role::ReadOnly)
+            if !matches!(*request.method(), http::Method::GET | http::Method::HEAD) =>
+        {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "the read-only token may only read (GET)",
+            )
+            .into_response()
+        }
+        Some(_) => next.run(request).await,
+    }
 }
 
 /// The token of an `Authorization: Bearer TOKEN` value, whatever the scheme's case.

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bankconnect_core::WebhookHint;
-use bankconnect_store::{Added, NewSession, SessionState, StoreError};
+use bankconnect_store::{Added, NewSession, Purge, SessionFilter, SessionState, StoreError};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -120,6 +120,27 @@ pub struct PageBody {
     pub next_cursor: Option<String>,
 }
 
+/// `DELETE`'s query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct DeleteQuery {
+    /// `true`: delete a finished or cancelled session now, with its history, delivery and
+    /// webhooks (erasure on request). Without it the session is cancelled.
+    #[param(value_type = Option<bool>)]
+    purge: Option<String>,
+}
+
+/// What a purge answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[non_exhaustive]
+pub struct PurgedBody {
+    /// The session.
+    pub session_id: String,
+    /// Always true: it is gone.
+    pub purged: bool,
+}
+
 /// The states a list may ask for.
 #[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -132,18 +153,162 @@ enum StateFilter {
     Cancelled,
 }
 
-/// The list's query.
+/// A delivery state to filter on.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum DeliveryFilter {
+    None,
+    Pending,
+    Delivered,
+    Failing,
+    GivenUp,
+}
+
+/// An outcome to filter on.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum OutcomeFilter {
+    Completed,
+    CompletedWithFailures,
+    TimedOut,
+    ApiError,
+    TransportError,
+}
+
+/// A listing's order, by the time sessions were added.
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum OrderParam {
+    /// Oldest first (the default).
+    #[default]
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+/// The list's query: every filter optional, combined with AND. Values are read one by one, so
+/// that a bad one is named.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// tracking, finished, cancelled or all (default).
-    state: Option<StateFilter>,
+    #[param(value_type = Option<StateFilter>)]
+    state: Option<String>,
+    /// none, pending, delivered, failing or given_up.
+    #[param(value_type = Option<DeliveryFilter>)]
+    delivery: Option<String>,
+    /// completed, completed_with_failures, timed_out, api_error or transport_error.
+    #[param(value_type = Option<OutcomeFilter>)]
+    outcome: Option<String>,
+    /// An error code any account (or the API error) of the outcome has.
+    error_code: Option<String>,
+    /// The caller's reference, exactly.
+    reference: Option<String>,
+    /// The start of a session id or of a reference.
+    q: Option<String>,
+    /// Added after this time (RFC 3339).
+    added_after: Option<String>,
+    /// Added before this time (RFC 3339).
+    added_before: Option<String>,
+    /// asc (default, oldest first) or desc.
+    #[param(value_type = Option<OrderParam>)]
+    order: Option<String>,
     /// Page size, 1 to 1 000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    #[param(minimum = 1, maximum = 1000, value_type = Option<u32>)]
+    limit: Option<String>,
+    /// `next_cursor` of the previous page (of the same order).
     cursor: Option<String>,
+}
+
+/// One enum value of a query parameter, named in the error.
+fn param<T: serde::de::DeserializeOwned>(
+    name: &str,
+    value: Option<&str>,
+) -> Result<Option<T>, ApiError> {
+    value
+        .map(|text| {
+            T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(text))
+                .map_err(|_| {
+                    ApiError::invalid(format!(
+                        "bad {name}: {:?}",
+                        text.chars().take(64).collect::<String>()
+                    ))
+                })
+        })
+        .transpose()
+}
+
+/// A short text parameter (a code, a reference, a prefix), named in the error.
+fn text_param(name: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(text) if text.is_empty() => Err(ApiError::invalid(format!("bad {name}: empty"))),
+        Some(text) if text.len() > max => Err(ApiError::invalid(format!(
+            "bad {name}: longer than {max} bytes"
+        ))),
+        other => Ok(other),
+    }
+}
+
+impl ListQuery {
+    /// The filter, the page size and the cursor, each checked.
+    fn checked(self) -> Result<(SessionFilter, usize, Option<String>), ApiError> {
+        use bankconnect_store::{DeliveryState, Order};
+        let mut filter = SessionFilter::all();
+        filter.state =
+            match param::<StateFilter>("state", self.state.as_deref())?.unwrap_or_default() {
+                StateFilter::All => None,
+                StateFilter::Tracking => Some(SessionState::Tracking),
+                StateFilter::Finished => Some(SessionState::Finished),
+                StateFilter::Cancelled => Some(SessionState::Cancelled),
+            };
+        filter.delivery =
+            param::<DeliveryFilter>("delivery", self.delivery.as_deref())?.map(|d| match d {
+                DeliveryFilter::None => DeliveryState::None,
+                DeliveryFilter::Pending => DeliveryState::Pending,
+                DeliveryFilter::Delivered => DeliveryState::Delivered,
+                DeliveryFilter::Failing => DeliveryState::Failing,
+                DeliveryFilter::GivenUp => DeliveryState::GivenUp,
+            });
+        filter.outcome = param::<OutcomeFilter>("outcome", self.outcome.as_deref())?.map(|o| {
+            match o {
+                OutcomeFilter::Completed => "completed",
+                OutcomeFilter::CompletedWithFailures => "completed_with_failures",
+                OutcomeFilter::TimedOut => "timed_out",
+                OutcomeFilter::ApiError => "api_error",
+                OutcomeFilter::TransportError => "transport_error",
+            }
+            .to_owned()
+        });
+        filter.error_code = text_param("error_code", self.error_code, 128)?;
+        filter.reference = text_param("reference", self.reference, MAX_REFERENCE)?;
+        filter.prefix = text_param("q", self.q, MAX_REFERENCE)?;
+        let time = |name: &str, value: Option<String>| {
+            value
+                .map(|text| {
+                    super::time::parse_rfc3339(&text)
+                        .map_err(|err| ApiError::invalid(format!("bad {name}: {err}")))
+                })
+                .transpose()
+        };
+        filter.added_after = time("added_after", self.added_after)?;
+        filter.added_before = time("added_before", self.added_before)?;
+        filter.order =
+            match param::<OrderParam>("order", self.order.as_deref())?.unwrap_or_default() {
+                OrderParam::Asc => Order::Asc,
+                OrderParam::Desc => Order::Desc,
+            };
+        let limit = match self.limit.as_deref().map(str::parse::<u32>) {
+            None => 100,
+            Some(Ok(n @ 1..=1000)) => n as usize,
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "bad limit: it must be between 1 and 1000",
+                ))
+            }
+        };
+        Ok((filter, limit, self.cursor))
+    }
 }
 
 impl NewSessionBody {
@@ -290,13 +455,14 @@ async fn get_session(
     delete,
     path = "/v1/sessions/{id}",
     tag = "sessions",
-    params(("id" = String, Path, description = "the session id")),
+    params(("id" = String, Path, description = "the session id"), DeleteQuery),
     responses(
-        (status = 200, description = "the record, cancelled (no delivery)", body = RecordBody),
+        (status = 200, description = "the record, cancelled (no delivery); with purge=true, {session_id, purged: true}", body = RecordBody),
+        (status = 403, description = "the read-only token may not change anything", body = ErrorBody),
         (status = 400, description = "bad id", body = ErrorBody),
         (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "unknown", body = ErrorBody),
-        (status = 409, description = "the session has finished: nothing to cancel (NOT_TRACKING)", body = ErrorBody),
+        (status = 409, description = "finished: nothing to cancel (NOT_TRACKING); purge of a session still tracking (TRACKING)", body = ErrorBody),
         (status = 415, description = "a body that is not application/json", body = ErrorBody),
         (status = 503, description = "the store did not answer; try again", body = ErrorBody),
     ),
@@ -306,9 +472,37 @@ async fn cancel_session(
     State(app): State<App>,
     headers: HeaderMap,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<RecordBody>, ApiError> {
+    query: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
     body::json_if_any_body(&headers)?;
     let id = session_id(&path_segment(id)?)?;
+    let Query(query) =
+        query.map_err(|err| ApiError::invalid(format!("bad query: {}", err.body_text())))?;
+    let purge = match query.purge.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::invalid("bad purge: true or false")),
+    };
+    if purge {
+        return match app.store.purge_session(&id).await {
+            Ok(Purge::Purged) => {
+                app.metrics.operator_action("purge");
+                tracing::info!(session = %id, "session purged");
+                Ok(Json(PurgedBody {
+                    session_id: id.as_str().to_owned(),
+                    purged: true,
+                })
+                .into_response())
+            }
+            Ok(Purge::Tracking) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "TRACKING",
+                format!("session {id} is still tracking: cancel it first"),
+            )),
+            Ok(_) => Err(ApiError::not_found(format!("no session {id}"))),
+            Err(err) => Err(ApiError::store(&err)),
+        };
+    }
     match app.store.cancel_session(&id, SystemTime::now()).await {
         Ok(Some(record)) if record.state == SessionState::Finished => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -317,7 +511,7 @@ async fn cancel_session(
         )),
         Ok(Some(record)) => {
             let _ = app.commands.send(Command::Untrack(vec![id])).await;
-            Ok(Json(record_body(&record)))
+            Ok(Json(record_body(&record)).into_response())
         }
         Ok(None) => Err(ApiError::not_found(format!("no session {id}"))),
         Err(err) => Err(ApiError::store(&err)),
@@ -343,20 +537,10 @@ async fn list_sessions(
 ) -> Result<Json<PageBody>, ApiError> {
     let Query(query) =
         query.map_err(|err| ApiError::invalid(format!("bad query: {}", err.body_text())))?;
-    let state = match query.state.unwrap_or_default() {
-        StateFilter::All => None,
-        StateFilter::Tracking => Some(SessionState::Tracking),
-        StateFilter::Finished => Some(SessionState::Finished),
-        StateFilter::Cancelled => Some(SessionState::Cancelled),
-    };
-    let limit = match query.limit {
-        None => 100,
-        Some(n @ 1..=1000) => n as usize,
-        Some(_) => return Err(ApiError::invalid("limit must be between 1 and 1000")),
-    };
+    let (filter, limit, cursor) = query.checked()?;
     match app
         .store
-        .list_sessions(state, limit, query.cursor.as_deref())
+        .list_filtered(filter, limit, cursor.as_deref())
         .await
     {
         Ok(page) => Ok(Json(PageBody {
