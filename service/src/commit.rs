@@ -1,12 +1,14 @@
 //! The commit worker: each outcome the tracker learns is committed with its delivery in one
 //! transaction, retried with backoff while the store fails. It runs beside the tracking task,
 //! behind a bounded queue, so that a stalled store delays commits and never stops polling.
+//! Progress the tracker saw comes through the same queue, so a session's history keeps the
+//! order things happened in: its progress events are written before its outcome.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bankconnect_core::Outcome;
-use bankconnect_store::{Finish, Store};
+use bankconnect_core::{Outcome, SessionId};
+use bankconnect_store::{Finish, NewEvent, Store};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::metrics::Metrics;
@@ -15,6 +17,16 @@ use crate::metrics::Metrics;
 pub(crate) const QUEUE: usize = 1024;
 /// Longest the worker goes on committing what is queued once shutdown begins.
 const LAST_ROUND: Duration = Duration::from_secs(3);
+
+/// What the tracking task hands the commit worker, in the order it happened.
+#[derive(Debug)]
+pub(crate) enum Commit {
+    /// An outcome (never dropped).
+    Outcome(Finished),
+    /// A progress event for a session's history (an observation: dropped when the queue is
+    /// full rather than waited for).
+    Progress(SessionId, NewEvent),
+}
 
 /// An outcome to commit.
 #[derive(Debug)]
@@ -39,10 +51,11 @@ impl Committer {
     /// Commits until the queue closes, or until shutdown plus a last round for what is queued.
     pub(crate) async fn run(
         self,
-        mut queue: mpsc::Receiver<Finished>,
+        mut queue: mpsc::Receiver<Commit>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut deadline: Option<tokio::time::Instant> = None;
+        let mut events: Vec<(SessionId, NewEvent)> = Vec::new();
         loop {
             let next = match deadline {
                 None => tokio::select! {
@@ -57,12 +70,32 @@ impl Committer {
                     .ok()
                     .flatten(),
             };
-            let Some(finished) = next else {
+            let Some(mut item) = next else {
+                self.write_events(&mut events).await;
                 return;
             };
-            if !self.commit(&finished, deadline).await {
-                return;
+            // What is queued goes in order: progress gathered into one write, written before
+            // any outcome that follows it.
+            loop {
+                match item {
+                    Commit::Progress(session, event) => events.push((session, event)),
+                    Commit::Outcome(finished) => {
+                        self.write_events(&mut events).await;
+                        if !self.commit(&finished, deadline).await {
+                            return;
+                        }
+                    }
+                }
+                match queue.try_recv() {
+                    Ok(next) if events.len() < QUEUE => item = next,
+                    Ok(next) => {
+                        self.write_events(&mut events).await;
+                        item = next;
+                    }
+                    Err(_) => break,
+                }
             }
+            self.write_events(&mut events).await;
         }
     }
 
@@ -114,6 +147,18 @@ impl Committer {
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
+        }
+    }
+
+    /// Writes gathered progress events in one transaction, once (they are observations: on a
+    /// failure they are dropped, the next poll's change is written).
+    async fn write_events(&self, events: &mut Vec<(SessionId, NewEvent)>) {
+        if events.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(events);
+        if let Err(err) = self.store.append_events(batch, SystemTime::now()).await {
+            tracing::debug!(error = %err, "cannot write progress events; dropped");
         }
     }
 

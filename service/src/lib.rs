@@ -44,7 +44,6 @@ mod delivery_schedule;
 pub mod duration;
 mod error;
 mod fleet;
-mod history_writer;
 mod metrics;
 mod record;
 mod retention;

@@ -83,7 +83,6 @@ pub struct ServiceTasks {
     committer: JoinHandle<()>,
     delivery: Option<JoinHandle<()>>,
     registration: Option<JoinHandle<()>>,
-    history_writer: JoinHandle<()>,
     retention: Option<JoinHandle<()>>,
 }
 
@@ -127,12 +126,7 @@ impl Service {
         let (shutdown, stop) = watch::channel(false);
         let (commands_tx, commands) = mpsc::channel(COMMANDS);
         let (commits_tx, commits) = mpsc::channel(commit::QUEUE);
-        let (history_tx, history) = mpsc::channel(crate::history_writer::QUEUE);
-        let history_writer = tokio::spawn(crate::history_writer::run(
-            store.clone(),
-            history,
-            stop.clone(),
-        ));
+
         let delivery_wake = Arc::new(Notify::new());
         let polled = Arc::new(Mutex::new(std::collections::HashSet::new()));
 
@@ -151,7 +145,6 @@ impl Service {
             Arc::clone(&polled),
             commands,
             commits_tx,
-            history_tx,
             stop.clone(),
         ));
         let coordinator = Coordinator {
@@ -237,7 +230,6 @@ impl Service {
                 committer,
                 delivery,
                 registration,
-                history_writer,
                 retention,
             },
         ))
@@ -280,7 +272,6 @@ impl ServiceTasks {
             ("leases", Some(self.coordinator)),
             ("commits", Some(self.committer)),
             ("deliveries", self.delivery),
-            ("history", Some(self.history_writer)),
         ] {
             let Some(task) = task else { continue };
             if tokio::time::timeout_at(deadline, task).await.is_err() {

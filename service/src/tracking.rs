@@ -13,7 +13,7 @@ use bankconnect_store::NewEvent;
 use bankconnect_store::SessionRecord;
 use tokio::sync::{mpsc, watch};
 
-use crate::commit::Finished;
+use crate::commit::{Commit, Finished};
 
 /// What the API, the intake and the coordinator ask of the tracking task.
 #[derive(Debug)]
@@ -45,8 +45,7 @@ pub(crate) async fn run(
     mut tracker: Tracker,
     polled_set: Polled,
     mut commands: mpsc::Receiver<Command>,
-    commits: mpsc::Sender<Finished>,
-    history: mpsc::Sender<(SessionId, NewEvent)>,
+    commits: mpsc::Sender<Commit>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // What each session's last progress event said, so that only changes are written.
@@ -100,14 +99,17 @@ pub(crate) async fn run(
             },
             permit = commits.reserve(), if !parked.is_empty() => {
                 if let (Ok(permit), Some(finished)) = (permit, parked.pop_front()) {
-                    permit.send(finished);
+                    permit.send(Commit::Outcome(finished));
                 }
             }
             event = tracker.next_event() => match event {
                 Some(TrackerEvent::Progress(update)) => {
                     if let Some(event) = progress_event(&mut seen, &update) {
-                        // An observation: dropped rather than waited for when the writer lags.
-                        let _ = history.try_send((update.session_id, event));
+                        // An observation: dropped rather than waited for when commits lag
+                        // (and never ahead of an outcome parked before it).
+                        if parked.is_empty() {
+                            let _ = commits.try_send(Commit::Progress(update.session_id, event));
+                        }
                     }
                 }
                 Some(TrackerEvent::Outcome(outcome)) => {
@@ -116,7 +118,9 @@ pub(crate) async fn run(
                     let first_sign = first_sign.remove(&outcome.session_id);
                     let finished = Finished { outcome, first_sign, learnt: Instant::now() };
                     if parked.is_empty() {
-                        if let Err(mpsc::error::TrySendError::Full(finished)) = commits.try_send(finished) {
+                        if let Err(mpsc::error::TrySendError::Full(Commit::Outcome(finished))) =
+                            commits.try_send(Commit::Outcome(finished))
+                        {
                             parked.push_back(finished);
                         }
                     } else {
@@ -131,7 +135,7 @@ pub(crate) async fn run(
     }
     // What is known is handed over for the commit worker's last round.
     for finished in parked {
-        if commits.send(finished).await.is_err() {
+        if commits.send(Commit::Outcome(finished)).await.is_err() {
             break;
         }
     }

@@ -34,6 +34,9 @@ pub struct Capabilities {
 }
 
 /// One engine's operations, with the façade's semantics (documented on [`crate::Store`]).
+// A finish carries the outcome, what is derived from it, its delivery and the times: each an
+// argument, as the façade documents them.
+#[allow(clippy::too_many_arguments)]
 #[async_trait::async_trait]
 pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
     /// What this engine can do.

@@ -127,7 +127,7 @@ pub struct DeliveryOverview {
 #[non_exhaustive]
 pub enum Redelivery {
     /// Pending again, due now: the record as it now stands.
-    Requeued(SessionRecord),
+    Requeued(Box<SessionRecord>),
     /// Still tracking, or cancelled: nothing to deliver.
     NotFinished,
     /// Delivered already, and not forced.
@@ -151,7 +151,7 @@ pub struct Recovered {
 #[non_exhaustive]
 pub enum Retrack {
     /// Tracking again: the record.
-    Retracked(SessionRecord),
+    Retracked(Box<SessionRecord>),
     /// Still tracking: nothing changed.
     Tracking,
     /// No such session.
@@ -163,7 +163,7 @@ pub enum Retrack {
 #[non_exhaustive]
 pub enum PollRequest {
     /// Recorded (and announced to the fleet): the record.
-    Requested(SessionRecord),
+    Requested(Box<SessionRecord>),
     /// Not tracking.
     NotTracking,
     /// No such session.

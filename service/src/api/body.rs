@@ -26,7 +26,13 @@ pub(crate) async fn json<T: DeserializeOwned>(
     if !is_json(headers) {
         return Err(unsupported_media_type());
     }
-    let bytes = tokio::time::timeout(BODY_TIMEOUT, read(body, MAX_API_BODY, budget))
+    let bytes = read_timed(body, budget).await?;
+    parse(&bytes)
+}
+
+/// The body within [`BODY_TIMEOUT`] and [`MAX_API_BODY`].
+async fn read_timed(body: Body, budget: &BodyBudget) -> Result<Vec<u8>, ApiError> {
+    tokio::time::timeout(BODY_TIMEOUT, read(body, MAX_API_BODY, budget))
         .await
         .map_err(|_| {
             ApiError::new(
@@ -37,15 +43,19 @@ pub(crate) async fn json<T: DeserializeOwned>(
                     BODY_TIMEOUT.as_secs()
                 ),
             )
-        })??;
+        })?
+}
+
+/// Strict JSON of the shape `T`.
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let limits = Limits {
         max_body: MAX_API_BODY,
         max_depth: 8,
         ..Limits::default()
     };
-    bankconnect_webhook_verify::check_strict_json(&bytes, &limits)
+    bankconnect_webhook_verify::check_strict_json(bytes, &limits)
         .map_err(|err| ApiError::invalid(format!("the body is not acceptable JSON: {err}")))?;
-    serde_json::from_slice(&bytes).map_err(|err| ApiError::invalid(shape_error(&err)))
+    serde_json::from_slice(bytes).map_err(|err| ApiError::invalid(shape_error(&err)))
 }
 
 /// An action's optional body: none (or an empty one) is `T::default()`; one that is sent must
@@ -55,10 +65,21 @@ pub(crate) async fn optional_json<T: DeserializeOwned + Default>(
     body: Body,
     budget: &BodyBudget,
 ) -> Result<T, ApiError> {
-    if !has_body(headers) {
-        return Ok(T::default());
+    if is_json(headers) {
+        let bytes = read_timed(body, budget).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
+        return parse(&bytes);
     }
-    json(headers, body, budget).await
+    json_if_any_body(headers)?;
+    // No length said (an in-process caller): read it to know.
+    let bytes = read_timed(body, budget).await?;
+    if bytes.is_empty() {
+        Ok(T::default())
+    } else {
+        Err(unsupported_media_type())
+    }
 }
 
 fn has_body(headers: &HeaderMap) -> bool {

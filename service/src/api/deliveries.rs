@@ -180,6 +180,7 @@ async fn resume(
 /// A delivery state a recovery may requeue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RecoverState {
     /// Given up after the whole schedule.
     GivenUp,

@@ -146,7 +146,7 @@ async fn retrack(
             let answer = record_body(&record);
             let _ = app
                 .commands
-                .send(Command::Track(vec![record], Vec::new()))
+                .send(Command::Track(vec![*record], Vec::new()))
                 .await;
             Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
         }

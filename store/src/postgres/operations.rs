@@ -326,7 +326,7 @@ pub(super) async fn redeliver(
         .await?
         .ok_or_else(|| StoreError::database(format!("session {session} vanished")))?;
     tx.commit().await?;
-    Ok(Redelivery::Requeued(record))
+    Ok(Redelivery::Requeued(Box::new(record)))
 }
 
 pub(super) async fn recover(
@@ -430,7 +430,7 @@ pub(super) async fn retrack(
         .await?
         .ok_or_else(|| StoreError::database(format!("session {session} vanished")))?;
     tx.commit().await?;
-    Ok(Retrack::Retracked(record))
+    Ok(Retrack::Retracked(Box::new(record)))
 }
 
 pub(super) async fn request_poll(
@@ -461,7 +461,7 @@ pub(super) async fn request_poll(
     )
     .await?;
     tx.commit().await?;
-    Ok(PollRequest::Requested(record))
+    Ok(PollRequest::Requested(Box::new(record)))
 }
 
 async fn delete_session(

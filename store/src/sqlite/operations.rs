@@ -296,7 +296,7 @@ pub(super) fn redeliver(
     let record = super::get_record(&tx, session)?
         .ok_or_else(|| StoreError::database(format!("session {session} vanished")))?;
     tx.commit()?;
-    Ok(Redelivery::Requeued(record))
+    Ok(Redelivery::Requeued(Box::new(record)))
 }
 
 pub(super) fn recover(
@@ -394,7 +394,7 @@ pub(super) fn retrack(
     let record = super::get_record(&tx, session)?
         .ok_or_else(|| StoreError::database(format!("session {session} vanished")))?;
     tx.commit()?;
-    Ok(Retrack::Retracked(record))
+    Ok(Retrack::Retracked(Box::new(record)))
 }
 
 pub(super) fn request_poll(
@@ -418,7 +418,7 @@ pub(super) fn request_poll(
         &NewEvent::by("poll_requested", "admin"),
     )?;
     tx.commit()?;
-    Ok((PollRequest::Requested(record.clone()), Some(record)))
+    Ok((PollRequest::Requested(Box::new(record.clone())), Some(record)))
 }
 
 /// Deletes one session with everything kept for it, inside the caller's transaction.
