@@ -75,10 +75,10 @@ impl Coordinator {
                 _ = shutdown.changed() => break,
                 Some(notice) = next_notice(&mut notices) => match notice {
                     WebhookNotice::Webhook(session) if polled(&self.polled).contains(&session) => {
-                        // A webhook accepted elsewhere, or an operator's poll asked elsewhere:
-                        // either way, poll it now (the webhooks fed confirm theirs).
-                        let _ = self.tracking.send(Command::PollNow(vec![session.clone()])).await;
                         self.feed_webhooks(&[session]).await;
+                    }
+                    WebhookNotice::PollRequested(session) if polled(&self.polled).contains(&session) => {
+                        let _ = self.tracking.send(Command::PollNow(vec![session])).await;
                     }
                     WebhookNotice::Missed => self.scan_webhooks(&mut scanned).await,
                     _ => {}

@@ -12,6 +12,8 @@ pub enum WebhookNotice {
     /// Another process accepted a webhook for this tracking session: whoever polls it should
     /// read its webhooks ([`crate::Store::webhooks_of`]).
     Webhook(SessionId),
+    /// An operator asked (at any process) for this tracking session to be polled now.
+    PollRequested(SessionId),
     /// Notices may have been missed (the listening connection was down, or the reader fell
     /// behind): read what was accepted meanwhile ([`crate::Store::leased_webhooks`]). Also sent
     /// each time listening (re)starts.

@@ -37,6 +37,8 @@ const ADD_LOCK: i64 = 0x6261_6e6b_0002;
 
 /// The channel of webhook notices; the payload is `schema\norigin\nsession_id`.
 const NOTIFY_CHANNEL: &str = "bankconnect_webhook";
+/// The suffix of a notice's origin that makes it a poll asked for, not a webhook.
+pub(crate) const POLL_TAG: &str = "#poll";
 /// Notices queued for a slow reader before they are replaced by one [`WebhookNotice::Missed`].
 const NOTICE_QUEUE: usize = 4096;
 /// How often the listening connection is checked (a cut network may not close it).
@@ -191,8 +193,13 @@ async fn forward(
                 if note.channel() != NOTIFY_CHANNEL || from_schema != schema || origin == replica {
                     continue;
                 }
-                let Ok(session) = SessionId::new(session) else { continue };
-                match notices.try_send(WebhookNotice::Webhook(session)) {
+                // A poll asked for is tagged on its origin (`REPLICA#poll`) and heard by all.
+                let notice = match origin.strip_suffix(POLL_TAG) {
+                    Some(_) => SessionId::new(session).map(WebhookNotice::PollRequested),
+                    None => SessionId::new(session).map(WebhookNotice::Webhook),
+                };
+                let Ok(notice) = notice else { continue };
+                match notices.try_send(notice) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => missed = true,
                     Err(mpsc::error::TrySendError::Closed(_)) => return,

@@ -457,7 +457,11 @@ pub(super) async fn request_poll(
     // The replica holding it hears of it as of a webhook, at commit.
     tx.execute(
         "SELECT pg_notify($1, current_schema() || E'\\n' || $2 || E'\\n' || $3)",
-        &[&super::NOTIFY_CHANNEL, &replica.unwrap_or(""), &session],
+        &[
+            &super::NOTIFY_CHANNEL,
+            &format!("{}{}", replica.unwrap_or(""), super::POLL_TAG),
+            &session,
+        ],
     )
     .await?;
     tx.commit().await?;

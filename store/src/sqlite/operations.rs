@@ -418,7 +418,10 @@ pub(super) fn request_poll(
         &NewEvent::by("poll_requested", "admin"),
     )?;
     tx.commit()?;
-    Ok((PollRequest::Requested(Box::new(record.clone())), Some(record)))
+    Ok((
+        PollRequest::Requested(Box::new(record.clone())),
+        Some(record),
+    ))
 }
 
 /// Deletes one session with everything kept for it, inside the caller's transaction.

@@ -579,7 +579,7 @@ pub(crate) async fn polls_asked_for_are_recorded_and_announced(fx: Fixture) {
     if let Some(notices) = notices.as_mut() {
         loop {
             match super::next(notices).await {
-                bankconnect_store::WebhookNotice::Webhook(session) => {
+                bankconnect_store::WebhookNotice::PollRequested(session) => {
                     assert_eq!(session, sid("q0000"));
                     break;
                 }
