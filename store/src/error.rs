@@ -81,6 +81,21 @@ impl StoreError {
     }
 }
 
+/// An error's message followed by its causes', each once.
+fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        let said = next.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = next.source();
+    }
+    text
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode;
@@ -123,9 +138,10 @@ impl From<tokio_postgres::Error> for StoreError {
                     Self::Database { message, source }
                 }
             }
-            // No answer from the server: the connection broke or timed out.
+            // No answer from the server: the connection broke, timed out, or its TLS failed
+            // (the causes are said: "invalid peer certificate: UnknownIssuer").
             None => Self::Busy {
-                message: err.to_string(),
+                message: with_causes(&err),
                 source: Some(Box::new(err)),
             },
         }

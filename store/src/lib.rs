@@ -34,6 +34,7 @@ mod schema;
 mod shared;
 mod sqlite;
 mod store;
+mod tls;
 mod url;
 
 pub use engine::Capabilities;
@@ -51,4 +52,5 @@ pub use operations::{
 pub use schema::LATEST as SCHEMA_VERSION;
 pub use shared::{Attempt, Bounds, Pruned, StateCounts};
 pub use store::Store;
+pub use tls::redacted as redacted_url;
 pub use url::StoreUrl;

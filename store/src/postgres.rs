@@ -10,7 +10,9 @@ use bankconnect_core::SessionId;
 use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::mpsc;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
+
+use crate::tls::{MakeRustls, PostgresUrl, RustlsStream};
 
 use crate::model::{
     duration_ms, to_ms, Added, DueDelivery, Finish, NewSession, Page, Route, SessionRecord,
@@ -109,7 +111,7 @@ async fn keep_pending(
 const PRUNE_BATCH: i64 = 5_000;
 
 type Connection =
-    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
+    tokio_postgres::Connection<tokio_postgres::Socket, RustlsStream<tokio_postgres::Socket>>;
 
 /// The next message of a connection (`None` once it is closed or failed).
 async fn next_message(connection: &mut Connection) -> Option<tokio_postgres::AsyncMessage> {
@@ -138,12 +140,13 @@ async fn driving<T>(
 /// reconnects (with a capped backoff) whenever the connection fails or stops answering.
 async fn listen(
     config: std::sync::Arc<tokio_postgres::Config>,
+    tls: MakeRustls,
     replica: String,
     notices: mpsc::Sender<WebhookNotice>,
 ) {
     let mut delay = Duration::from_millis(100);
     while !notices.is_closed() {
-        if let Ok((client, mut connection)) = config.connect(NoTls).await {
+        if let Ok((client, mut connection)) = config.connect(tls.clone()).await {
             let setup = async {
                 client
                     .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
@@ -225,6 +228,7 @@ pub(crate) struct PostgresStore {
     pool: Pool,
     /// For the listening connection, which lives outside the pool.
     config: std::sync::Arc<tokio_postgres::Config>,
+    tls: MakeRustls,
     target: String,
     bounds: Bounds,
 }
@@ -306,9 +310,8 @@ fn describe(config: &tokio_postgres::Config) -> String {
 impl PostgresStore {
     /// Connects, bringing the schema up to date (one replica at a time).
     pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|_| StoreError::BadUrl("the postgres:// URL does not parse".into()))?;
+        let PostgresUrl { mut config, tls } =
+            PostgresUrl::parse(url, std::env::var("PGPASSWORD").ok())?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
@@ -316,7 +319,7 @@ impl PostgresStore {
         let target = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -334,6 +337,7 @@ impl PostgresStore {
         let store = Self {
             pool,
             config: std::sync::Arc::new(config),
+            tls,
             target: target.clone(),
             bounds: Bounds::default(),
         };
@@ -964,6 +968,7 @@ impl crate::engine::Engine for PostgresStore {
         let (notices, receiver) = mpsc::channel(NOTICE_QUEUE);
         let task = tokio::spawn(listen(
             std::sync::Arc::clone(&self.config),
+            self.tls.clone(),
             replica,
             notices,
         ));

@@ -40,8 +40,7 @@ impl StoreUrl {
             return Ok(Self::Sqlite(PathBuf::from(path)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            url.parse::<tokio_postgres::Config>()
-                .map_err(|_| StoreError::BadUrl("the postgres:// URL does not parse".into()))?;
+            crate::tls::PostgresUrl::parse(url, None)?;
             return Ok(Self::Postgres(url.to_owned()));
         }
         let scheme = url

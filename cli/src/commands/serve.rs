@@ -113,6 +113,7 @@ pub(crate) fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
         let version = store.schema_version().await.map_err(store_failure)?;
         tracing::info!(
             store = store.engine(),
+            url = %bankconnect_store::redacted_url(&args.store),
             schema_version = version,
             "store opened"
         );
