@@ -328,6 +328,10 @@ impl Coordinator {
                     .set(i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
+        // The store-wide delivery gauges (the switch, the backlog, its age).
+        if let Ok(overview) = self.store.delivery_overview().await {
+            self.metrics.delivery_seen(&overview, SystemTime::now());
+        }
     }
 }
 
