@@ -353,11 +353,16 @@ impl Delivery {
 }
 
 /// What a delivery POSTs: `{"type": "session.finished", "timestamp", "data": record}`.
-#[derive(serde::Serialize)]
-struct FinishedEvent {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = FinishedEventBody)]
+pub(crate) struct FinishedEvent {
+    /// Always `session.finished`.
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "session.finished")]
     kind: &'static str,
+    /// When this attempt was made (RFC 3339).
     timestamp: String,
+    /// The session's record, its outcome in it.
     data: RecordBody,
 }
 

@@ -45,6 +45,7 @@ pub mod duration;
 mod error;
 mod fleet;
 mod metrics;
+mod outcome_schema;
 mod record;
 mod retention;
 mod service;
@@ -53,7 +54,7 @@ mod tracking;
 
 // The public API: the service, its settings, and the wire types of its API.
 pub use api::{
-    AddAnswer, AddBody, BatchAnswer, BatchBody, CodeCountBody, DeliveryCountsBody,
+    AddAnswer, AddBody, BatchAnswer, BatchBody, CodeCountBody, DeleteAnswer, DeliveryCountsBody,
     DeliveryOverviewBody, EmptyBody, EventBody, EventsBody, FailureBody, NewSessionBody, PageBody,
     PollAskedBody, PurgedBody, RecoverBody, RecoverState, RecoveredBody, RedeliverBody,
     SessionCountsBody, StatsBody,

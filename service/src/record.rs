@@ -79,7 +79,7 @@ pub struct RecordBody {
     /// This session's own max wait, when not the service's.
     pub max_wait_ms: Option<u64>,
     /// The outcome object of the CLI contract, once finished.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::outcome_schema::OutcomeSchema>)]
     pub outcome: Option<Value>,
     /// Its delivery to the lender's back end.
     pub delivery: DeliveryBody,

@@ -274,6 +274,34 @@ async fn operations_endpoints_need_no_token_and_the_document_is_the_routes() {
         ]
     );
     assert!(paths["/hooks/finbox"]["post"].is_object());
+    // OpenAPI 3.1, the delivery described as a webhook, the outcome as a typed schema.
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    assert!(doc["webhooks"]["session.finished"]["post"]["requestBody"].is_object());
+    let schemas = &doc["components"]["schemas"];
+    for name in [
+        "FinishedEventBody",
+        "RecordBody",
+        "OutcomeSchema",
+        "AccountSchema",
+        "EventsBody",
+        "StatsBody",
+        "DeliveryOverviewBody",
+    ] {
+        assert!(schemas[name].is_object(), "{name} missing: {}", schemas);
+    }
+    assert_eq!(
+        schemas["OutcomeSchema"]["properties"]["outcome"]["$ref"],
+        "#/components/schemas/OutcomeKindSchema"
+    );
+    let text = doc.to_string();
+    assert!(
+        !text.contains(&"t".repeat(16)),
+        "the token is in the document"
+    );
     assert!(doc["components"]["schemas"]["NewSessionBody"].is_object());
     // The webhook is routed where the document says.
     let (status, _, answer) = call(

@@ -140,6 +140,7 @@ async fn switch(
     request_body(content = Option<EmptyBody>, description = "none, or {}", content_type = "application/json"),
     responses(
         (status = 200, description = "paused for the whole fleet (kept in the store)", body = DeliveryOverviewBody),
+        (status = 400, description = "a body that is not {}", body = ErrorBody),
         (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
         (status = 403, description = "the read-only token may not change anything", body = ErrorBody),
         (status = 415, description = "a body that is not application/json", body = ErrorBody),
@@ -162,6 +163,7 @@ async fn pause(
     request_body(content = Option<EmptyBody>, description = "none, or {}", content_type = "application/json"),
     responses(
         (status = 200, description = "resumed: what is due is sent at once", body = DeliveryOverviewBody),
+        (status = 400, description = "a body that is not {}", body = ErrorBody),
         (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
         (status = 403, description = "the read-only token may not change anything", body = ErrorBody),
         (status = 415, description = "a body that is not application/json", body = ErrorBody),

@@ -35,7 +35,7 @@ pub use deliveries::{DeliveryOverviewBody, FailureBody, RecoverBody, RecoverStat
 pub use history::{EventBody, EventsBody};
 pub use session_actions::{EmptyBody, PollAskedBody, RedeliverBody};
 pub use sessions::{
-    AddAnswer, AddBody, BatchAnswer, BatchBody, NewSessionBody, PageBody, PurgedBody,
+    AddAnswer, AddBody, BatchAnswer, BatchBody, DeleteAnswer, NewSessionBody, PageBody, PurgedBody,
 };
 pub use stats::{CodeCountBody, DeliveryCountsBody, SessionCountsBody, StatsBody};
 
@@ -83,7 +83,7 @@ pub(crate) struct App {
         (name = "delivery", description = "Deliveries to the lender's back end: health, pause, recovery"),
         (name = "stats", description = "Store-wide counts"),
     ),
-    components(schemas(crate::error::ErrorBody))
+    components(schemas(crate::error::ErrorBody, crate::delivery::FinishedEvent))
 )]
 struct ApiDoc;
 
@@ -105,7 +105,11 @@ pub(crate) fn router(app: App, webhook_path: &str) -> Router {
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
     );
-    let document = Arc::new(serde_json::to_value(&document).unwrap_or_default());
+    let mut document = serde_json::to_value(&document).unwrap_or_default();
+    if let Some(root) = document.as_object_mut() {
+        root.insert("webhooks".into(), delivery_webhook());
+    }
+    let document = Arc::new(document);
     router
         .route(
             "/openapi.json",
@@ -118,6 +122,38 @@ pub(crate) fn router(app: App, webhook_path: &str) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(request_span))
         .with_state(app)
+}
+
+/// The delivery to the lender's back end, as an OpenAPI 3.1 webhook: what serve POSTs to
+/// `--deliver-to`, signed per Standard Webhooks.
+fn delivery_webhook() -> serde_json::Value {
+    let header = |name: &str, description: &str| {
+        serde_json::json!({
+            "name": name, "in": "header", "required": true,
+            "description": description, "schema": {"type": "string"}
+        })
+    };
+    serde_json::json!({
+        "session.finished": {
+            "post": {
+                "summary": "A session finished: its record, signed, retried until a 2xx",
+                "description": "Sent to --deliver-to once the outcome is committed; retried on the delivery schedule, at least once (dedupe on webhook-id). docs/serve.md, docs/operations.md.",
+                "parameters": [
+                    header("webhook-id", "msg_<session_id> (msg_<session_id>_N after a retrack); the same on every attempt and redelivery"),
+                    header("webhook-timestamp", "Unix seconds of this attempt"),
+                    header("webhook-signature", "v1,<base64 HMAC-SHA256> per delivery secret, space-separated (Standard Webhooks)"),
+                ],
+                "requestBody": {
+                    "required": true,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FinishedEventBody"}}}
+                },
+                "responses": {
+                    "2XX": {"description": "delivered"},
+                    "default": {"description": "not delivered: retried on the schedule, then given up"}
+                }
+            }
+        }
+    })
 }
 
 /// One span per HTTP request (method and path: a session's path carries its id, never a

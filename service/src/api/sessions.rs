@@ -131,6 +131,17 @@ struct DeleteQuery {
     purge: Option<String>,
 }
 
+/// What a `DELETE` answers: the cancelled record, or (with `purge=true`) that it is gone.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[non_exhaustive]
+pub enum DeleteAnswer {
+    /// The record, cancelled.
+    Cancelled(Box<RecordBody>),
+    /// Purged.
+    Purged(PurgedBody),
+}
+
 /// What a purge answers.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[non_exhaustive]
@@ -193,13 +204,13 @@ enum OrderParam {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// tracking, finished, cancelled or all (default).
-    #[param(value_type = Option<StateFilter>)]
+    #[param(value_type = Option<StateFilter>, inline)]
     state: Option<String>,
     /// none, pending, delivered, failing or given_up.
-    #[param(value_type = Option<DeliveryFilter>)]
+    #[param(value_type = Option<DeliveryFilter>, inline)]
     delivery: Option<String>,
     /// completed, completed_with_failures, timed_out, api_error or transport_error.
-    #[param(value_type = Option<OutcomeFilter>)]
+    #[param(value_type = Option<OutcomeFilter>, inline)]
     outcome: Option<String>,
     /// An error code any account (or the API error) of the outcome has.
     error_code: Option<String>,
@@ -212,7 +223,7 @@ struct ListQuery {
     /// Added before this time (RFC 3339).
     added_before: Option<String>,
     /// asc (default, oldest first) or desc.
-    #[param(value_type = Option<OrderParam>)]
+    #[param(value_type = Option<OrderParam>, inline)]
     order: Option<String>,
     /// Page size, 1 to 1 000 (default 100).
     #[param(minimum = 1, maximum = 1000, value_type = Option<u32>)]
@@ -457,7 +468,7 @@ async fn get_session(
     tag = "sessions",
     params(("id" = String, Path, description = "the session id"), DeleteQuery),
     responses(
-        (status = 200, description = "the record, cancelled (no delivery); with purge=true, {session_id, purged: true}", body = RecordBody),
+        (status = 200, description = "the record, cancelled (no delivery); with purge=true, {session_id, purged: true}", body = DeleteAnswer),
         (status = 403, description = "the read-only token may not change anything", body = ErrorBody),
         (status = 400, description = "bad id", body = ErrorBody),
         (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
@@ -488,10 +499,10 @@ async fn cancel_session(
             Ok(Purge::Purged) => {
                 app.metrics.operator_action("purge");
                 tracing::info!(session = %id, "session purged");
-                Ok(Json(PurgedBody {
+                Ok(Json(DeleteAnswer::Purged(PurgedBody {
                     session_id: id.as_str().to_owned(),
                     purged: true,
-                })
+                }))
                 .into_response())
             }
             Ok(Purge::Tracking) => Err(ApiError::new(
@@ -511,7 +522,7 @@ async fn cancel_session(
         )),
         Ok(Some(record)) => {
             let _ = app.commands.send(Command::Untrack(vec![id])).await;
-            Ok(Json(record_body(&record)).into_response())
+            Ok(Json(DeleteAnswer::Cancelled(Box::new(record_body(&record)))).into_response())
         }
         Ok(None) => Err(ApiError::not_found(format!("no session {id}"))),
         Err(err) => Err(ApiError::store(&err)),
