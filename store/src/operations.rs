@@ -40,6 +40,8 @@ pub struct SessionFilter {
     pub added_before: Option<SystemTime>,
     /// The order.
     pub order: Order,
+    /// Only these session numbers (found first by an engine whose planner needs the help).
+    pub(crate) within: Option<Vec<i64>>,
 }
 
 impl SessionFilter {
@@ -202,11 +204,49 @@ pub(crate) fn webhook_id(base: &str, generation: i64) -> String {
     }
 }
 
+/// The session numbers matching a filter's ranges (prefix, times) alone, at most `limit`: an
+/// engine whose planner would rather scan every session in order to find a few (PostgreSQL,
+/// with `ORDER BY … LIMIT`) looks them up first when they are few.
+pub(crate) fn ranges_query(filter: &SessionFilter, limit: i64) -> Option<(String, Vec<Bound>)> {
+    if filter.prefix.is_none() && filter.added_after.is_none() && filter.added_before.is_none() {
+        return None;
+    }
+    let mut binds = Vec::new();
+    let mut clauses = Vec::new();
+    if let Some(prefix) = &filter.prefix {
+        binds.push(Bound::Text(prefix.clone()));
+        binds.push(Bound::Text(format!("{prefix}\u{10FFFF}")));
+        clauses.push(
+            "((session_id COLLATE \"C\" >= $1 AND session_id COLLATE \"C\" < $2) OR \
+             (reference COLLATE \"C\" >= $1 AND reference COLLATE \"C\" < $2))"
+                .to_owned(),
+        );
+    }
+    if let Some(time) = filter.added_after {
+        binds.push(Bound::Int(crate::model::to_ms(time)));
+        clauses.push(format!("added_at_ms > ${}", binds.len()));
+    }
+    if let Some(time) = filter.added_before {
+        binds.push(Bound::Int(crate::model::to_ms(time)));
+        clauses.push(format!("added_at_ms < ${}", binds.len()));
+    }
+    binds.push(Bound::Int(limit));
+    Some((
+        format!(
+            "SELECT seq FROM sessions WHERE {} LIMIT ${}",
+            clauses.join(" AND "),
+            binds.len()
+        ),
+        binds,
+    ))
+}
+
 /// A value bound to a query built by [`list_query`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Bound {
     Int(i64),
     Text(String),
+    Ints(Vec<i64>),
 }
 
 /// How an engine writes bound parameters and compares text by bytes.
@@ -238,6 +278,34 @@ pub(crate) fn list_query(
         Dialect::Sqlite => "",
         Dialect::Postgres => " COLLATE \"C\"",
     };
+    // With an error code, or a delivery state, the page is read in the order of that index
+    // (keyed by code or state, then session number): no sort, however many sessions match.
+    let by_outbox = filter.error_code.is_none()
+        && filter
+            .delivery
+            .is_some_and(|state| state != DeliveryState::None);
+    let (seq, from) = if filter.error_code.is_some() {
+        (
+            "e.session_seq",
+            format!("session_error_codes e CROSS JOIN {}", crate::row::FROM),
+        )
+    } else if by_outbox {
+        ("o.session_seq", "outbox o CROSS JOIN sessions s".to_owned())
+    } else {
+        ("s.seq", crate::row::FROM.to_owned())
+    };
+    if let Some(code) = &filter.error_code {
+        clauses.push(format!(
+            "e.code = {} AND s.seq = e.session_seq",
+            bind(Bound::Text(code.clone()), &mut binds)
+        ));
+    }
+    if let Some(seqs) = &filter.within {
+        clauses.push(format!(
+            "s.seq = ANY({})",
+            bind(Bound::Ints(seqs.clone()), &mut binds)
+        ));
+    }
     if let Some(state) = filter.state {
         clauses.push(format!(
             "s.state = {}",
@@ -247,6 +315,10 @@ pub(crate) fn list_query(
     match filter.delivery {
         None => {}
         Some(DeliveryState::None) => clauses.push("o.session_id IS NULL".into()),
+        Some(state) if by_outbox => clauses.push(format!(
+            "o.state = {} AND s.seq = o.session_seq",
+            bind(Bound::Text(state.as_str().into()), &mut binds)
+        )),
         Some(state) => clauses.push(format!(
             "o.state = {}",
             bind(Bound::Text(state.as_str().into()), &mut binds)
@@ -256,12 +328,6 @@ pub(crate) fn list_query(
         clauses.push(format!(
             "s.outcome_kind = {}",
             bind(Bound::Text(kind.clone()), &mut binds)
-        ));
-    }
-    if let Some(code) = &filter.error_code {
-        clauses.push(format!(
-            "s.seq IN (SELECT session_seq FROM session_error_codes WHERE code = {})",
-            bind(Bound::Text(code.clone()), &mut binds)
         ));
     }
     if let Some(reference) = &filter.reference {
@@ -279,17 +345,33 @@ pub(crate) fn list_query(
              (s.reference{bytes} >= {low} AND s.reference{bytes} < {high}))"
         ));
     }
+    // A time bound on the side the page starts from also bounds the session numbers read: no
+    // session before the first one added after it can match (exact, whatever the clocks did).
+    // Both engines would find a min(seq) by the primary key, reading every older row first:
+    // SQLite is told the index, PostgreSQL fenced off (OFFSET 0) from that rewrite.
+    let (by_added, fence) = match dialect {
+        Dialect::Sqlite => (" INDEXED BY sessions_by_added", ""),
+        Dialect::Postgres => ("", " OFFSET 0"),
+    };
     if let Some(time) = filter.added_after {
-        clauses.push(format!(
-            "s.added_at_ms > {}",
-            bind(Bound::Int(crate::model::to_ms(time)), &mut binds)
-        ));
+        let at = bind(Bound::Int(crate::model::to_ms(time)), &mut binds);
+        clauses.push(format!("s.added_at_ms > {at}"));
+        if filter.order == Order::Asc && filter.within.is_none() {
+            clauses.push(format!(
+                "{seq} >= (SELECT coalesce(min(seq), 0) FROM (SELECT seq FROM sessions{by_added} \
+                 WHERE added_at_ms > {at}{fence}) AS t)"
+            ));
+        }
     }
     if let Some(time) = filter.added_before {
-        clauses.push(format!(
-            "s.added_at_ms < {}",
-            bind(Bound::Int(crate::model::to_ms(time)), &mut binds)
-        ));
+        let at = bind(Bound::Int(crate::model::to_ms(time)), &mut binds);
+        clauses.push(format!("s.added_at_ms < {at}"));
+        if filter.order == Order::Desc && filter.within.is_none() {
+            clauses.push(format!(
+                "{seq} <= (SELECT coalesce(max(seq), 0) FROM (SELECT seq FROM sessions{by_added} \
+                 WHERE added_at_ms < {at}{fence}) AS t)"
+            ));
+        }
     }
     let (direction, past) = match filter.order {
         Order::Asc => ("ASC", ">"),
@@ -297,7 +379,7 @@ pub(crate) fn list_query(
     };
     if let Some(after) = after {
         clauses.push(format!(
-            "s.seq {past} {}",
+            "{seq} {past} {}",
             bind(Bound::Int(after), &mut binds)
         ));
     }
@@ -307,10 +389,10 @@ pub(crate) fn list_query(
         format!("WHERE {}", clauses.join(" AND "))
     };
     let limit = bind(Bound::Int(limit.saturating_add(1)), &mut binds);
+    // (CROSS JOIN: SQLite reads the driving index first; PostgreSQL plans as it likes.)
     let sql = format!(
-        "SELECT {} FROM {} {filter_sql} ORDER BY s.seq {direction} LIMIT {limit}",
-        crate::row::COLUMNS,
-        crate::row::FROM
+        "SELECT {} FROM {from} {filter_sql} ORDER BY {seq} {direction} LIMIT {limit}",
+        crate::row::COLUMNS
     );
     (sql, binds)
 }

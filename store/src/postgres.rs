@@ -628,15 +628,15 @@ impl crate::engine::Engine for PostgresStore {
         if let Some(webhook_id) = webhook_id {
             let enqueue = tx
                 .prepare_cached(
-                    "INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, created_at_ms, updated_at_ms) \
-                     VALUES ($1, $2, 'pending', 0, $4, $3, $3) ON CONFLICT (session_id) DO UPDATE SET \
+                    "INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, created_at_ms, updated_at_ms, session_seq) \
+                     VALUES ($1, $2, 'pending', 0, $4, $3, $3, $5) ON CONFLICT (session_id) DO UPDATE SET \
                      webhook_id = excluded.webhook_id, state = 'pending', attempts = 0, \
                      next_attempt_ms = excluded.next_attempt_ms, last_error = NULL, claimed_by = NULL, \
                      claim_until_ms = 0, created_at_ms = excluded.created_at_ms, updated_at_ms = excluded.updated_at_ms",
                 )
                 .await?;
             let webhook_id = crate::operations::webhook_id(&webhook_id, generation);
-            tx.execute(&enqueue, &[&id, &webhook_id, &now, &first_attempt])
+            tx.execute(&enqueue, &[&id, &webhook_id, &now, &first_attempt, &seq])
                 .await?;
         }
         tx.commit().await?;

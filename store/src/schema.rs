@@ -81,6 +81,9 @@ CREATE INDEX sessions_by_added ON sessions (added_at_ms);
 CREATE INDEX sessions_by_finished ON sessions (finished_at_ms) WHERE finished_at_ms IS NOT NULL;
 CREATE INDEX sessions_prunable ON sessions (updated_at_ms) WHERE state <> 'tracking';
 CREATE INDEX outbox_by_state ON outbox (state, created_at_ms);
+ALTER TABLE outbox ADD COLUMN session_seq INTEGER;
+UPDATE outbox SET session_seq = (SELECT seq FROM sessions WHERE sessions.session_id = outbox.session_id);
+CREATE INDEX outbox_by_state_seq ON outbox (state, session_seq);
 CREATE TABLE session_events (
     session_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -187,6 +190,9 @@ CREATE INDEX sessions_by_added ON sessions (added_at_ms);
 CREATE INDEX sessions_by_finished ON sessions (finished_at_ms) WHERE finished_at_ms IS NOT NULL;
 CREATE INDEX sessions_prunable ON sessions (updated_at_ms) WHERE state <> 'tracking';
 CREATE INDEX outbox_by_state ON outbox (state, created_at_ms);
+ALTER TABLE outbox ADD COLUMN session_seq BIGINT;
+UPDATE outbox SET session_seq = (SELECT seq FROM sessions WHERE sessions.session_id = outbox.session_id);
+CREATE INDEX outbox_by_state_seq ON outbox (state, session_seq);
 CREATE TABLE session_events (
     session_id TEXT NOT NULL,
     seq BIGINT NOT NULL,

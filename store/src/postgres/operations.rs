@@ -64,25 +64,50 @@ pub(super) async fn list(
     after: Option<i64>,
 ) -> Result<Page, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let (sql, binds) = operations::list_query(filter, after, limit, Dialect::Postgres);
+    let mut filter = filter.clone();
+    // A few matches of a prefix or a time range are looked up by their indexes first: with
+    // `ORDER BY seq LIMIT` the planner would rather scan every session in order to find them.
+    if let Some((sql, binds)) = operations::ranges_query(&filter, NARROW + 1) {
+        let rows = query(client, &sql, binds).await?;
+        if rows.len() <= usize::try_from(NARROW).unwrap_or(usize::MAX) {
+            let seqs = rows
+                .iter()
+                .map(|row| col::<i64>(row, 0))
+                .collect::<Result<Vec<_>, _>>()?;
+            filter.within = Some(seqs);
+        }
+    }
+    let (sql, binds) = operations::list_query(&filter, after, limit, Dialect::Postgres);
+    let rows = query(client, &sql, binds).await?;
+    Ok(crate::shared::page(
+        super::records(&rows)?,
+        limit,
+        filter.order,
+    ))
+}
+
+/// Most matches of a range looked up first (more are dense enough to scan for).
+const NARROW: i64 = 2000;
+
+async fn query(
+    client: &impl GenericClient,
+    sql: &str,
+    binds: Vec<Bound>,
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
     let values: Vec<Box<dyn ToSql + Sync + Send>> = binds
         .into_iter()
         .map(|bound| match bound {
             Bound::Int(n) => Box::new(n) as Box<dyn ToSql + Sync + Send>,
             Bound::Text(t) => Box::new(t),
+            Bound::Ints(list) => Box::new(list),
         })
         .collect();
     let params: Vec<&(dyn ToSql + Sync)> = values
         .iter()
         .map(|v| v.as_ref() as &(dyn ToSql + Sync))
         .collect();
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client.query(&stmt, &params).await?;
-    Ok(crate::shared::page(
-        super::records(&rows)?,
-        limit,
-        filter.order,
-    ))
+    let stmt = client.prepare_cached(sql).await?;
+    Ok(client.query(&stmt, &params).await?)
 }
 
 pub(super) async fn events(
@@ -282,7 +307,7 @@ pub(super) async fn redeliver(
     let tx = client.transaction().await?;
     let Some(row) = tx
         .query_opt(
-            "SELECT s.state, s.generation, s.finished_at_ms, o.state FROM sessions s \
+            "SELECT s.state, s.generation, s.finished_at_ms, o.state, s.seq FROM sessions s \
              LEFT JOIN outbox o ON o.session_id = s.session_id WHERE s.session_id = $1 FOR UPDATE OF s",
             &[&session],
         )
@@ -294,6 +319,7 @@ pub(super) async fn redeliver(
     let generation: i64 = col(&row, 1)?;
     let finished_at: Option<i64> = col(&row, 2)?;
     let delivery: Option<String> = col(&row, 3)?;
+    let seq: i64 = col(&row, 4)?;
     if state != "finished" {
         return Ok(Redelivery::NotFinished);
     }
@@ -302,13 +328,14 @@ pub(super) async fn redeliver(
         Some(_) => requeue(&tx, session, now).await?,
         None => {
             tx.execute(
-                "INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, created_at_ms, updated_at_ms) \
-                 VALUES ($1, $2, 'pending', 0, $3, $4, $3)",
+                "INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, created_at_ms, updated_at_ms, session_seq) \
+                 VALUES ($1, $2, 'pending', 0, $3, $4, $3, $5)",
                 &[
                     &session,
                     &operations::webhook_id(base, generation),
                     &now,
                     &finished_at.unwrap_or(now),
+                    &seq,
                 ],
             )
             .await?;

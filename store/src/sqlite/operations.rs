@@ -57,6 +57,8 @@ pub(super) fn list(
     let values = binds.into_iter().map(|bound| match bound {
         Bound::Int(n) => rusqlite::types::Value::Integer(n),
         Bound::Text(t) => rusqlite::types::Value::Text(t),
+        // Not used on SQLite (its planner finds ranges by their indexes itself).
+        Bound::Ints(_) => rusqlite::types::Value::Null,
     });
     let rows = super::records(&mut stmt, params_from_iter(values))?;
     Ok(crate::shared::page(rows, limit, filter.order))
@@ -254,16 +256,22 @@ pub(super) fn redeliver(
 ) -> Result<Redelivery, StoreError> {
     let now = to_ms(now);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let row: Option<(String, i64, Option<i64>, Option<String>)> = tx
+    let row: Option<(String, i64, Option<i64>, Option<String>, i64)> = tx
         .prepare_cached(
-            "SELECT s.state, s.generation, s.finished_at_ms, o.state FROM sessions s \
+            "SELECT s.state, s.generation, s.finished_at_ms, o.state, s.seq FROM sessions s \
              LEFT JOIN outbox o ON o.session_id = s.session_id WHERE s.session_id = ?1",
         )?
         .query_row(params![session], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
         })
         .optional()?;
-    let Some((state, generation, finished_at, delivery)) = row else {
+    let Some((state, generation, finished_at, delivery, seq)) = row else {
         return Ok(Redelivery::Unknown);
     };
     if state != "finished" {
@@ -275,14 +283,15 @@ pub(super) fn redeliver(
         // Finished while no delivery was configured: its first delivery, due now.
         None => {
             tx.prepare_cached(
-                "INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, created_at_ms, updated_at_ms) \
-                 VALUES (?1, ?2, 'pending', 0, ?3, ?4, ?3)",
+                "INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, created_at_ms, updated_at_ms, session_seq) \
+                 VALUES (?1, ?2, 'pending', 0, ?3, ?4, ?3, ?5)",
             )?
             .execute(params![
                 session,
                 operations::webhook_id(base, generation),
                 now,
-                finished_at.unwrap_or(now)
+                finished_at.unwrap_or(now),
+                seq
             ])?;
         }
     }
