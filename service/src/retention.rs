@@ -12,8 +12,12 @@ use tokio::sync::watch;
 
 use crate::metrics::{label, Metrics};
 
-/// Most sessions deleted per transaction.
+/// Most sessions deleted per transaction where writers run side by side (PostgreSQL's row
+/// locks: a batch holds up no add).
 pub(crate) const BATCH: usize = 5_000;
+/// Most sessions deleted per transaction where one writer goes at a time (SQLite): every add
+/// waits for a batch in progress, so a batch stays within a few milliseconds.
+pub(crate) const SMALL_BATCH: usize = 200;
 /// Pause between two batches, so that other writers go first.
 const BETWEEN_BATCHES: Duration = Duration::from_millis(20);
 
@@ -44,12 +48,17 @@ impl Retention {
         let Some(before) = SystemTime::now().checked_sub(self.retention) else {
             return;
         };
+        let batch = if self.store.capabilities().several_processes {
+            BATCH
+        } else {
+            SMALL_BATCH
+        };
         let mut total = 0;
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            match self.store.prune_sessions(before, BATCH).await {
+            match self.store.prune_sessions(before, batch).await {
                 Ok(pruned) if pruned.skipped => return,
                 Ok(pruned) => {
                     total += pruned.sessions;
@@ -57,7 +66,7 @@ impl Retention {
                         .pruned
                         .get_or_create(&label("kind", "sessions"))
                         .inc_by(pruned.sessions);
-                    if pruned.sessions < BATCH as u64 {
+                    if pruned.sessions < batch as u64 {
                         break;
                     }
                 }

@@ -12,6 +12,8 @@ const BENCHES: &[(&str, &str)] = &[
     ("bankconnect-cli", "throughput"),
     ("bankconnect-cli", "receiver"),
     ("bankconnect-store", "store"),
+    ("bankconnect-store", "operations"),
+    ("bankconnect-service", "retention"),
     ("bankconnect-cli", "serve"),
 ];
 
@@ -62,6 +64,26 @@ const GOALS: &[(&str, f64, &str)] = &[
         "store_postgres_claim_100k",
         3.00,
         "claiming 1 000 of 100 000 sessions within 3x of a bare indexed SELECT (PostgreSQL)",
+    ),
+    (
+        "store_sqlite_list_filter_1m_p99",
+        1.00,
+        "a page of 100 with each listing filter, a million sessions stored: p99 within 50 ms (SQLite)",
+    ),
+    (
+        "store_postgres_list_filter_1m_p99",
+        1.00,
+        "a page of 100 with each listing filter, a million sessions stored: p99 within 50 ms (PostgreSQL)",
+    ),
+    (
+        "store_size_steady",
+        1.10,
+        "the store's size flat under a steady load after the first retention period (three periods within 1.1x of one)",
+    ),
+    (
+        "serve_add_during_prune_p99",
+        2.00,
+        "add latency p99 while 100 000 expired sessions are pruned within 2x of the same without pruning",
     ),
     (
         "serve_add_session",

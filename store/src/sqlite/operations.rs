@@ -246,6 +246,10 @@ fn requeue(conn: &Connection, session: &str, now: i64) -> Result<(), StoreError>
     Ok(())
 }
 
+/// A finished session as a redelivery reads it: state, generation, finish time, delivery
+/// state, number.
+type Finished = (String, i64, Option<i64>, Option<String>, i64);
+
 pub(super) fn redeliver(
     conn: &mut Connection,
     session: &str,
@@ -256,7 +260,7 @@ pub(super) fn redeliver(
 ) -> Result<Redelivery, StoreError> {
     let now = to_ms(now);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let row: Option<(String, i64, Option<i64>, Option<String>, i64)> = tx
+    let row: Option<Finished> = tx
         .prepare_cached(
             "SELECT s.state, s.generation, s.finished_at_ms, o.state, s.seq FROM sessions s \
              LEFT JOIN outbox o ON o.session_id = s.session_id WHERE s.session_id = ?1",
@@ -488,8 +492,20 @@ pub(super) fn prune(
         )?;
         rows.collect::<Result<_, _>>()?
     };
-    for (seq, session) in &doomed {
-        delete_session(&tx, *seq, session)?;
+    // One statement per table for the whole batch (the ids as one JSON array).
+    let ids = serde_json::to_string(&doomed.iter().map(|(_, id)| id).collect::<Vec<_>>())
+        .map_err(|err| StoreError::database(format!("prune batch: {err}")))?;
+    let seqs = serde_json::to_string(&doomed.iter().map(|(seq, _)| seq).collect::<Vec<_>>())
+        .map_err(|err| StoreError::database(format!("prune batch: {err}")))?;
+    for (sql, list) in [
+        ("DELETE FROM session_events WHERE session_id IN (SELECT value FROM json_each(?1))", &ids),
+        ("DELETE FROM session_error_codes WHERE session_seq IN (SELECT value FROM json_each(?1))", &seqs),
+        ("DELETE FROM outbox WHERE session_id IN (SELECT value FROM json_each(?1))", &ids),
+        ("DELETE FROM accepted_webhooks WHERE session_id IN (SELECT value FROM json_each(?1))", &ids),
+        ("DELETE FROM pending_webhooks WHERE session_id IN (SELECT value FROM json_each(?1))", &ids),
+        ("DELETE FROM sessions WHERE seq IN (SELECT value FROM json_each(?1))", &seqs),
+    ] {
+        tx.prepare_cached(sql)?.execute(params![list])?;
     }
     tx.commit()?;
     Ok(PrunedSessions {
