@@ -71,7 +71,7 @@ pub struct AttemptDetail {
 
 impl AttemptDetail {
     /// An attempt's detail; `response` is the start of the answer's body (escaped and cut to
-    /// [`EXCERPT_MAX`] bytes here).
+    /// 256 bytes here).
     pub fn new(
         status: Option<u16>,
         error: Option<String>,

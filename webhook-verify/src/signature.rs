@@ -73,6 +73,12 @@ impl WebhookSecret {
         constant_time_eq(&self.0, given)
     }
 
+    /// HMAC-SHA256 of `parts` (concatenated) under this secret: for values a service signs
+    /// and checks itself (the console's login and CSRF tokens).
+    pub fn hmac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        self.mac(parts)
+    }
+
     fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
         // HMAC accepts keys of any length; new_from_slice cannot fail for HMAC.
         let mut mac = match Hmac::<Sha256>::new_from_slice(&self.0) {
