@@ -35,9 +35,11 @@
 //!   prunes what is old in batches (docs/operations.md).
 #![forbid(unsafe_code)]
 
+mod actions;
 mod api;
 mod commit;
 mod config;
+mod console;
 mod coordinator;
 mod delivery;
 mod delivery_schedule;

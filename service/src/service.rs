@@ -211,6 +211,14 @@ impl Service {
             delivery_wake: Arc::clone(&delivery_wake),
             retention: checked.retention,
             polled,
+            console: Arc::new(crate::console::ConsoleKeys::new(
+                config.api_token.as_deref(),
+                config.read_token.as_deref(),
+                config
+                    .public_url
+                    .as_deref()
+                    .is_some_and(|url| url.starts_with("https://")),
+            )),
             replica: Arc::clone(&replica),
             lease: checked.lease,
             max_wait: checked.max_wait,

@@ -217,6 +217,9 @@ pub struct Page {
     pub sessions: Vec<SessionRecord>,
     /// Where the next page starts; `None` on the last page.
     pub next_cursor: Option<String>,
+    /// A cursor of the opposite order from this page's first record: the page before it, read
+    /// the other way (`None` for an empty page).
+    pub back_cursor: Option<String>,
 }
 
 /// A delivery claimed by one worker.

@@ -18,6 +18,16 @@ pub enum Order {
     Desc,
 }
 
+impl Order {
+    /// The other order.
+    pub fn reversed(self) -> Self {
+        match self {
+            Self::Asc => Self::Desc,
+            Self::Desc => Self::Asc,
+        }
+    }
+}
+
 /// Which sessions a listing shows: every filter set must hold (AND).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]

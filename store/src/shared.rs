@@ -145,9 +145,13 @@ pub(crate) fn page(
     } else {
         None
     };
+    let back_cursor = rows
+        .first()
+        .map(|(seq, _)| encode_cursor(*seq, order.reversed()));
     Page {
         sessions: rows.into_iter().map(|(_, record)| record).collect(),
         next_cursor,
+        back_cursor,
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::Json;
 use bankconnect_store::{DeliveryOverview, DeliveryState};
 use serde::{Deserialize, Serialize};
@@ -88,12 +88,7 @@ fn body_of(app: &App, overview: &DeliveryOverview) -> DeliveryOverviewBody {
 }
 
 async fn overview(app: &App) -> Result<Json<DeliveryOverviewBody>, ApiError> {
-    let overview = app
-        .store
-        .delivery_overview()
-        .await
-        .map_err(|err| ApiError::store(&err))?;
-    app.metrics.delivery_seen(&overview, SystemTime::now());
+    let overview = crate::actions::delivery_overview(app).await?;
     Ok(Json(body_of(app, &overview)))
 }
 
@@ -119,18 +114,8 @@ async fn switch(
     paused: bool,
 ) -> Result<Json<DeliveryOverviewBody>, ApiError> {
     let _: EmptyBody = body::optional_json(headers, body, &app.body_budget).await?;
-    app.store
-        .set_delivery_paused(paused)
-        .await
-        .map_err(|err| ApiError::store(&err))?;
-    let action = if paused { "pause" } else { "resume" };
-    app.metrics.operator_action(action);
-    tracing::info!(action, "delivery switched");
-    if !paused {
-        // What is due goes at once (other replicas find it within their idle poll).
-        app.delivery_wake.notify_one();
-    }
-    overview(app).await
+    let overview = crate::actions::switch_delivery(app, paused).await?;
+    Ok(Json(body_of(app, &overview)))
 }
 
 #[utoipa::path(
@@ -246,24 +231,6 @@ async fn recover(
             .map_err(|err| ApiError::invalid(format!("bad until: {err}")))?,
         None => now,
     };
-    if until < since {
-        return Err(ApiError::invalid("bad until: it is before since"));
-    }
-    if let Some(retention) = app.retention {
-        if now.duration_since(since).is_ok_and(|ago| ago > retention) {
-            return Err(ApiError::invalid(format!(
-                "bad since: further back than the retention ({}), whose outcomes may be gone",
-                humantime::format_duration(retention)
-            )));
-        }
-    }
-    if app.delivery_target.is_none() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "NO_DELIVERY_TARGET",
-            "serve delivers nowhere (no --deliver-to): nothing to recover",
-        ));
-    }
     let mut states: Vec<DeliveryState> = Vec::new();
     for state in asked.states.unwrap_or_else(|| vec![RecoverState::GivenUp]) {
         let state = match state {
@@ -274,19 +241,7 @@ async fn recover(
             states.push(state);
         }
     }
-    if states.is_empty() {
-        return Err(ApiError::invalid("bad states: name at least one"));
-    }
-    let recovered = app
-        .store
-        .recover_deliveries(since, until, &states, asked.dry_run, now)
-        .await
-        .map_err(|err| ApiError::store(&err))?;
-    if !asked.dry_run {
-        app.metrics.operator_action("recover");
-        tracing::info!(matched = recovered.matched, "deliveries recovered");
-        app.delivery_wake.notify_one();
-    }
+    let recovered = crate::actions::recover(&app, since, until, &states, asked.dry_run).await?;
     Ok(Json(RecoveredBody {
         matched: recovered.matched,
         requeued: recovered.requeued,

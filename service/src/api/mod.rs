@@ -7,9 +7,9 @@ mod deliveries;
 mod history;
 mod operations;
 mod session_actions;
-mod sessions;
+pub(crate) mod sessions;
 mod stats;
-mod time;
+pub(crate) mod time;
 mod webhook;
 
 use std::sync::Arc;
@@ -58,6 +58,8 @@ pub(crate) struct App {
     pub(crate) retention: Option<Duration>,
     /// The sessions this replica polls (a poll asked for one of them goes to its tracker).
     pub(crate) polled: crate::tracking::Polled,
+    /// What signs the console's logins and CSRF tokens.
+    pub(crate) console: Arc<crate::console::ConsoleKeys>,
     pub(crate) replica: Arc<str>,
     /// How long this replica's hold on a session it takes lasts unless renewed.
     pub(crate) lease: Duration,
@@ -100,6 +102,7 @@ pub(crate) fn router(app: App, webhook_path: &str) -> Router {
         .merge(webhook::routes(webhook_path))
         .merge(operations::routes())
         .split_for_parts();
+    let router = router.merge(crate::console::routes());
     let components = document.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",
@@ -183,6 +186,13 @@ async fn method_not_allowed() -> ApiError {
         "METHOD_NOT_ALLOWED",
         "this endpoint does not take that method",
     )
+}
+
+impl App {
+    /// Whether the console asks for a login (a token is configured).
+    pub(crate) fn console_login_needed(&self) -> bool {
+        self.api_token.is_some()
+    }
 }
 
 /// Who a caller is, by the token it brought.

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bankconnect_store::{PollRequest, Redelivery, Retrack};
+use bankconnect_store::Retrack;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -18,7 +18,7 @@ use super::body::{self, path_segment, session_id};
 use super::App;
 use crate::error::{ApiError, ErrorBody};
 use crate::record::{record_body, RecordBody};
-use crate::tracking::{polled, Command};
+use crate::tracking::Command;
 
 /// The action routes (behind the bearer check).
 pub(super) fn routes() -> OpenApiRouter<App> {
@@ -74,37 +74,8 @@ async fn redeliver(
 ) -> Result<Response, ApiError> {
     let id = session_id(&path_segment(id)?)?;
     let asked: RedeliverBody = body::optional_json(&headers, body, &app.body_budget).await?;
-    if app.delivery_target.is_none() {
-        return Err(conflict(
-            "NO_DELIVERY_TARGET",
-            "serve delivers nowhere (no --deliver-to): nothing to redeliver".into(),
-        ));
-    }
-    let base = crate::delivery::webhook_base(&id);
-    match app
-        .store
-        .redeliver(&id, asked.force, &base, SystemTime::now())
-        .await
-    {
-        Ok(Redelivery::Requeued(record)) => {
-            app.metrics.operator_action("redeliver");
-            tracing::info!(session = %id, force = asked.force, "redelivery asked");
-            app.delivery_wake.notify_one();
-            Ok((StatusCode::ACCEPTED, Json(record_body(&record))).into_response())
-        }
-        Ok(Redelivery::NotFinished) => Err(conflict(
-            "NOT_FINISHED",
-            format!("session {id} has no outcome to deliver (tracking or cancelled)"),
-        )),
-        Ok(Redelivery::AlreadyDelivered) => Err(conflict(
-            "ALREADY_DELIVERED",
-            format!(
-                "session {id} was delivered already: send {{\"force\": true}} to deliver it again"
-            ),
-        )),
-        Ok(_) => Err(ApiError::not_found(format!("no session {id}"))),
-        Err(err) => Err(ApiError::store(&err)),
-    }
+    let record = crate::actions::redeliver(&app, &id, asked.force).await?;
+    Ok((StatusCode::ACCEPTED, Json(record_body(&record))).into_response())
 }
 
 #[utoipa::path(
@@ -195,28 +166,13 @@ async fn poll(
 ) -> Result<Response, ApiError> {
     let id = session_id(&path_segment(id)?)?;
     let _: EmptyBody = body::optional_json(&headers, body, &app.body_budget).await?;
-    match app.store.request_poll(&id, SystemTime::now()).await {
-        Ok(PollRequest::Requested(_)) => {
-            app.metrics.operator_action("poll");
-            // Polled here: the tracker is told at once; elsewhere the store's notice wakes
-            // the replica holding it, as a webhook would. A hint to poll, never a verdict.
-            if polled(&app.polled).contains(&id) {
-                let _ = app.commands.send(Command::PollNow(vec![id.clone()])).await;
-            }
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(PollAskedBody {
-                    session_id: id.as_str().to_owned(),
-                    poll_requested: true,
-                }),
-            )
-                .into_response())
-        }
-        Ok(PollRequest::NotTracking) => Err(conflict(
-            "NOT_TRACKING",
-            format!("session {id} is not being tracked"),
-        )),
-        Ok(_) => Err(ApiError::not_found(format!("no session {id}"))),
-        Err(err) => Err(ApiError::store(&err)),
-    }
+    crate::actions::poll_now(&app, &id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(PollAskedBody {
+            session_id: id.as_str().to_owned(),
+            poll_requested: true,
+        }),
+    )
+        .into_response())
 }

@@ -202,34 +202,34 @@ enum OrderParam {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     /// tracking, finished, cancelled or all (default).
     #[param(value_type = Option<StateFilter>, inline)]
-    state: Option<String>,
+    pub(crate) state: Option<String>,
     /// none, pending, delivered, failing or given_up.
     #[param(value_type = Option<DeliveryFilter>, inline)]
-    delivery: Option<String>,
+    pub(crate) delivery: Option<String>,
     /// completed, completed_with_failures, timed_out, api_error or transport_error.
     #[param(value_type = Option<OutcomeFilter>, inline)]
-    outcome: Option<String>,
+    pub(crate) outcome: Option<String>,
     /// An error code any account (or the API error) of the outcome has.
-    error_code: Option<String>,
+    pub(crate) error_code: Option<String>,
     /// The caller's reference, exactly.
-    reference: Option<String>,
+    pub(crate) reference: Option<String>,
     /// The start of a session id or of a reference.
-    q: Option<String>,
+    pub(crate) q: Option<String>,
     /// Added after this time (RFC 3339).
-    added_after: Option<String>,
+    pub(crate) added_after: Option<String>,
     /// Added before this time (RFC 3339).
-    added_before: Option<String>,
+    pub(crate) added_before: Option<String>,
     /// asc (default, oldest first) or desc.
     #[param(value_type = Option<OrderParam>, inline)]
-    order: Option<String>,
+    pub(crate) order: Option<String>,
     /// Page size, 1 to 1 000 (default 100).
     #[param(minimum = 1, maximum = 1000, value_type = Option<u32>)]
-    limit: Option<String>,
+    pub(crate) limit: Option<String>,
     /// `next_cursor` of the previous page (of the same order).
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// One enum value of a query parameter, named in the error.
@@ -263,7 +263,7 @@ fn text_param(name: &str, value: Option<String>, max: usize) -> Result<Option<St
 
 impl ListQuery {
     /// The filter, the page size and the cursor, each checked.
-    fn checked(self) -> Result<(SessionFilter, usize, Option<String>), ApiError> {
+    pub(crate) fn checked(self) -> Result<(SessionFilter, usize, Option<String>), ApiError> {
         use bankconnect_store::{DeliveryState, Order};
         let mut filter = SessionFilter::all();
         filter.state =
@@ -514,19 +514,8 @@ async fn cancel_session(
             Err(err) => Err(ApiError::store(&err)),
         };
     }
-    match app.store.cancel_session(&id, SystemTime::now()).await {
-        Ok(Some(record)) if record.state == SessionState::Finished => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "NOT_TRACKING",
-            format!("session {id} has finished: nothing to cancel"),
-        )),
-        Ok(Some(record)) => {
-            let _ = app.commands.send(Command::Untrack(vec![id])).await;
-            Ok(Json(DeleteAnswer::Cancelled(Box::new(record_body(&record)))).into_response())
-        }
-        Ok(None) => Err(ApiError::not_found(format!("no session {id}"))),
-        Err(err) => Err(ApiError::store(&err)),
-    }
+    let record = crate::actions::cancel(&app, &id).await?;
+    Ok(Json(DeleteAnswer::Cancelled(Box::new(record_body(&record)))).into_response())
 }
 
 #[utoipa::path(
