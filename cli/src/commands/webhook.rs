@@ -148,19 +148,26 @@ pub(crate) fn listen(args: &ListenArgs, json: bool) -> Result<u8, Failure> {
     // a stdout nobody reads never holds up the receiver; what does not fit is counted.
     let (queue, printer) = std::sync::mpsc::sync_channel::<Reception>(PRINT_QUEUE);
     let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Queued and not printed yet: on ctrl-c every event answered is printed before the exit.
+    let unprinted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let printing = Arc::clone(&unprinted);
     std::thread::Builder::new()
         .name("bankconnect-printer".into())
         .spawn(move || {
             for reception in printer {
                 print_reception(&reception, json);
+                printing.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             }
         })
         .map_err(|err| Failure::internal(format!("cannot start the printer: {err}")))?;
     let runtime = runtime()?;
     runtime.block_on(async {
         let counter = Arc::clone(&dropped);
+        let queued = Arc::clone(&unprinted);
         let bound = serve_receiver(args.addr, config, move |reception| {
+            queued.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             if queue.try_send(reception.clone()).is_err() {
+                queued.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                 let before = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if before.is_power_of_two() || before == 0 {
                     tracing::warn!(
@@ -175,6 +182,14 @@ pub(crate) fn listen(args: &ListenArgs, json: bool) -> Result<u8, Failure> {
         tokio::signal::ctrl_c()
             .await
             .map_err(|err| Failure::internal(format!("cannot wait for ctrl-c: {err}")))?;
+        // What was answered is printed before the exit (within a bound: a stdout nobody reads
+        // must not hold the exit up).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while unprinted.load(std::sync::atomic::Ordering::Acquire) > 0
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         Ok(exit::OK)
     })
 }
