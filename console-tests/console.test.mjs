@@ -72,7 +72,7 @@ before(async () => {
     });
   });
   await new Promise((r) => receiver.listen(0, "127.0.0.1", r));
-  const sim = await listening(["sim", "--listen", "127.0.0.1:0"], {});
+  const sim = await listening(["sim", "--addr", "127.0.0.1:0"], {});
   serveUrl = await listening([
     "serve", "--listen", "127.0.0.1:0", "--store", `sqlite:${join(work, "serve.db")}`,
     "--api-token", ADMIN, "--read-token", READER, "--interval", "200ms",

@@ -157,7 +157,7 @@ pub(crate) async fn overview(State(app): State<App>, headers: HeaderMap) -> Resp
              <section class=\"card\"><h2>Deliveries</h2>{}</section>\
              <section class=\"card\"><h2>Outcomes, last 24 h</h2>{}</section>\
              <section class=\"card\"><h2>Top error codes, last 24 h</h2>{codes}</section>\
-             <section class=\"card\"><h2>Delivery target</h2>{}</section>\
+             <section class=\"card wide\"><h2>Delivery target</h2>{}</section>\
              <section class=\"card\"><h2>Replicas</h2><p class=\"muted\">Heartbeat within {} s</p>{fleet}\
              <p>Oldest tracking: {}</p></section>\
              </div></div>",
