@@ -121,3 +121,123 @@ pub(crate) struct OutcomeSchema {
     #[schema(required = false)]
     accounts_error: Option<String>,
 }
+
+/// The fields every event has.
+macro_rules! event_schema {
+    ($name:ident, $kind:literal, $doc:literal { $($(#[$meta:meta])* $field:ident: $ty:ty,)* }) => {
+        #[doc = $doc]
+        #[derive(ToSchema, serde::Serialize)]
+        pub(crate) struct $name {
+            /// Its number within the session, from 1.
+            seq: u64,
+            /// RFC 3339.
+            at: String,
+            #[doc = concat!("`", $kind, "`.")]
+            #[schema(pattern = $kind)]
+            kind: String,
+            /// The replica that wrote it, if known.
+            replica: Option<String>,
+            $($(#[$meta])* $field: $ty,)*
+        }
+    };
+}
+
+event_schema!(AddedEventSchema, "^added$", "The session was added." {
+    /// The caller's reference.
+    reference: Option<String>,
+    /// Its own max wait (e.g. `30m`), if any.
+    max_wait: Option<String>,
+    /// The same in milliseconds.
+    max_wait_ms: Option<u64>,
+});
+event_schema!(WebhookEventSchema, "^webhook$", "A FinBox webhook for it was accepted." {
+    /// FinBox's event name.
+    event_name: Option<String>,
+    /// It came with a valid token or signature.
+    authenticated: bool,
+    /// Seen before (by its dedupe key).
+    duplicate: bool,
+});
+event_schema!(ProgressEventSchema, "^progress$", "A poll showed a change." {
+    /// The session's progress (verbatim).
+    session_progress: Option<String>,
+    /// Statement id → `{identity, transaction, processing, fraud}` stages (verbatim).
+    #[schema(value_type = Object)]
+    statements: serde_json::Value,
+    /// Progress requests answered so far.
+    polls: u32,
+});
+event_schema!(ApiErrorEventSchema, "^api_error$", "FinBox refused or failed (a run of the same failure is one event)." {
+    /// The code.
+    code: Option<String>,
+    /// The HTTP status.
+    status: Option<u16>,
+    /// The message.
+    message: Option<String>,
+    /// How many in a row.
+    count: u32,
+});
+event_schema!(OutcomeEventSchema, "^outcome$", "The outcome was committed." {
+    /// Its kind.
+    outcome: Option<String>,
+    /// How it was learnt.
+    notified_by: Option<String>,
+});
+event_schema!(AttemptEventSchema, "^delivery_attempt$", "A delivery attempt ended." {
+    /// Its number.
+    attempt: u32,
+    /// The HTTP status answered.
+    status: Option<u16>,
+    /// The failure's class: http_5xx, http_4xx, timeout, connect, request, …
+    error: Option<String>,
+    /// How long it took.
+    duration_ms: u64,
+    /// The start of the answer (≤ 256 bytes, control characters escaped).
+    response_excerpt: Option<String>,
+    /// When the next attempt is due (RFC 3339).
+    next_attempt_at: Option<String>,
+});
+event_schema!(DeliveryEndedEventSchema, "^(delivered|given_up)$", "The delivery's final state." {
+    /// Attempts made.
+    attempts: u32,
+});
+event_schema!(RedeliverEventSchema, "^redeliver$", "An operator or a recovery requeued the delivery." {
+    /// `admin` or `recover`.
+    by: String,
+    /// Delivered again although delivered.
+    force: bool,
+});
+event_schema!(ActionEventSchema, "^(retrack|poll_requested|cancelled|purged)$", "An operator's action." {
+    /// Who: `admin`.
+    by: String,
+});
+event_schema!(LeaseEventSchema, "^lease$", "A replica took the session over from another." {
+    /// The replica before.
+    from: Option<String>,
+});
+
+/// One event of a session's history, by kind.
+#[derive(ToSchema, serde::Serialize)]
+#[serde(untagged)]
+pub(crate) enum EventSchema {
+    /// `added`.
+    Added(AddedEventSchema),
+    /// `webhook`.
+    Webhook(WebhookEventSchema),
+    /// `progress`.
+    Progress(ProgressEventSchema),
+    /// `api_error`.
+    ApiError(ApiErrorEventSchema),
+    /// `outcome`.
+    Outcome(OutcomeEventSchema),
+    /// `delivery_attempt`.
+    Attempt(AttemptEventSchema),
+    /// `delivered`, `given_up`.
+    Ended(DeliveryEndedEventSchema),
+    /// `redeliver`.
+    Redeliver(RedeliverEventSchema),
+    /// `retrack`, `poll_requested`, `cancelled`, `purged`.
+    Action(ActionEventSchema),
+    /// `lease`.
+    Lease(LeaseEventSchema),
+}

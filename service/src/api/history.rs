@@ -44,6 +44,7 @@ pub struct EventBody {
 #[non_exhaustive]
 pub struct EventsBody {
     /// The events, oldest first.
+    #[schema(value_type = Vec<crate::outcome_schema::EventSchema>)]
     pub events: Vec<EventBody>,
     /// Pass as `cursor` for the next page; null on the last.
     pub next_cursor: Option<String>,

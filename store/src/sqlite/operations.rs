@@ -476,6 +476,22 @@ pub(super) fn prune(
     before: SystemTime,
     batch: usize,
 ) -> Result<PrunedSessions, StoreError> {
+    // A batch of deletes need not wait for the disk: should a power cut lose it, the next round
+    // deletes the same rows again, and the next durable commit (any add) syncs it anyway. So the
+    // write that holds every other writer up is short.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let pruned = prune_batch(conn, before, batch);
+    let restored = conn.pragma_update(None, "synchronous", "FULL");
+    let pruned = pruned?;
+    restored?;
+    Ok(pruned)
+}
+
+fn prune_batch(
+    conn: &mut Connection,
+    before: SystemTime,
+    batch: usize,
+) -> Result<PrunedSessions, StoreError> {
     let before = to_ms(before);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let doomed: Vec<(i64, String)> = {
