@@ -83,7 +83,8 @@ pub use request::{
     SERVER_HASH_HEADER, USER_AGENT_VALUE,
 };
 pub use scheduler::{
-    ProgressUpdate, RequestTicket, ScheduledRequest, Scheduler, SchedulerConfig, WebhookDisposition,
+    FailureUpdate, ProgressUpdate, RequestTicket, ScheduledRequest, Scheduler, SchedulerConfig,
+    WebhookDisposition,
 };
 pub use session::{
     Action, Answer, Input, RequestKind, SessionSnapshot, TrackError, TrackedSession,

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::HttpResult;
+use crate::classify::{Classified, HttpResult};
 use crate::ids::SessionId;
 use crate::outcome::Outcome;
 use crate::policy::{PolicyError, PollPolicy};
@@ -125,6 +125,16 @@ pub struct ProgressUpdate {
     pub polls: u32,
 }
 
+/// A failed request for a tracked session, for live displays and histories.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct FailureUpdate {
+    /// The session.
+    pub session_id: SessionId,
+    /// The refusal or the transient cause, as an outcome would carry it.
+    pub error: crate::outcome::OutcomeError,
+}
+
 /// What became of a webhook fed to the scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
@@ -174,6 +184,8 @@ pub struct Scheduler {
     deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     outcomes: VecDeque<Outcome>,
     updates: VecDeque<ProgressUpdate>,
+    /// Failures seen, when `progress_updates` is on (bounded like the updates: one per answer).
+    failures: VecDeque<FailureUpdate>,
     in_flight: usize,
     bucket: Option<TokenBucket>,
     adaptive: Adaptive,
@@ -203,6 +215,7 @@ impl Scheduler {
             deadlines: BinaryHeap::new(),
             outcomes: VecDeque::new(),
             updates: VecDeque::new(),
+            failures: VecDeque::new(),
             in_flight: 0,
         })
     }
@@ -441,6 +454,25 @@ impl Scheduler {
             return; // The session was removed meanwhile.
         }
         if let Some(machine) = entry.machine.as_mut() {
+            if self.config.progress_updates {
+                let error = match &answer {
+                    Answer::Progress(Classified::Api(err))
+                    | Answer::SessionStatus(Classified::Api(err)) => {
+                        Some(crate::outcome::OutcomeError::from(err))
+                    }
+                    Answer::Progress(Classified::Transient(failure))
+                    | Answer::SessionStatus(Classified::Transient(failure)) => {
+                        Some(crate::outcome::OutcomeError::from(failure))
+                    }
+                    _ => None,
+                };
+                if let Some(error) = error {
+                    self.failures.push_back(FailureUpdate {
+                        session_id: ticket.session_id.clone(),
+                        error,
+                    });
+                }
+            }
             machine.handle_answer(now, answer, &self.policy);
             if self.config.progress_updates && ticket.kind == RequestKind::Progress {
                 if let Some((session_progress, stages_done, stages_total)) =
@@ -463,6 +495,11 @@ impl Scheduler {
     /// The next progress update, when `progress_updates` is on.
     pub fn poll_update(&mut self) -> Option<ProgressUpdate> {
         self.updates.pop_front()
+    }
+
+    /// The next failure seen, when `progress_updates` is on.
+    pub fn poll_failure(&mut self) -> Option<FailureUpdate> {
+        self.failures.pop_front()
     }
 
     /// Feeds a verified webhook. A webhook for a session not tracked here is handed back.

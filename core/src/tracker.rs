@@ -52,6 +52,9 @@ pub enum TrackerEvent {
     Progress(ProgressUpdate),
     /// A session ended; it is no longer tracked.
     Outcome(Outcome),
+    /// A request for a session failed (FinBox refused, or a failure worth a retry), as just
+    /// seen (only when the limits enable `progress_updates`).
+    Failure(crate::scheduler::FailureUpdate),
 }
 
 /// What to do next, from [`Tracker::poll_output`].
@@ -406,6 +409,9 @@ impl Tracker {
         }
         if let Some(update) = self.scheduler.poll_update() {
             return Output::Event(TrackerEvent::Progress(update));
+        }
+        if let Some(failure) = self.scheduler.poll_failure() {
+            return Output::Event(TrackerEvent::Failure(failure));
         }
         if let Some(scheduled) = self.scheduler.poll_request(now) {
             let id = RequestId(self.next_request);

@@ -23,9 +23,9 @@ const LAST_ROUND: Duration = Duration::from_secs(3);
 pub(crate) enum Commit {
     /// An outcome (never dropped).
     Outcome(Finished),
-    /// A progress event for a session's history (an observation: dropped when the queue is
-    /// full rather than waited for).
-    Progress(SessionId, NewEvent),
+    /// An event the tracker saw (progress, API errors) for a session's history (an
+    /// observation: dropped when the queue is full rather than waited for).
+    Event(SessionId, NewEvent),
 }
 
 /// An outcome to commit.
@@ -78,7 +78,7 @@ impl Committer {
             // any outcome that follows it.
             loop {
                 match item {
-                    Commit::Progress(session, event) => events.push((session, event)),
+                    Commit::Event(session, event) => events.push((session, event)),
                     Commit::Outcome(finished) => {
                         self.write_events(&mut events).await;
                         if !self.commit(&finished, deadline).await {

@@ -50,6 +50,8 @@ pub(crate) async fn run(
 ) {
     // What each session's last progress event said, so that only changes are written.
     let mut seen: HashMap<SessionId, Seen> = HashMap::new();
+    // Each session's current run of one failure, written as one event when the run ends.
+    let mut runs: HashMap<SessionId, (bankconnect_core::OutcomeError, u32)> = HashMap::new();
     // Held for the loop's life: with no session left, `next_event` waits instead of ending, so
     // it is always polled and an outcome queued with nothing else tracked is never parked.
     let _feed = tracker.session_feed();
@@ -81,6 +83,7 @@ pub(crate) async fn run(
                         set.remove(&session);
                         first_sign.remove(&session);
                         seen.remove(&session);
+                        runs.remove(&session);
                     }
                 }
                 Command::PollNow(sessions) => {
@@ -104,16 +107,43 @@ pub(crate) async fn run(
             }
             event = tracker.next_event() => match event {
                 Some(TrackerEvent::Progress(update)) => {
-                    if let Some(event) = progress_event(&mut seen, &update) {
-                        // An observation: dropped rather than waited for when commits lag
-                        // (and never ahead of an outcome parked before it).
+                    // Observations: dropped rather than waited for when commits lag (and never
+                    // ahead of an outcome parked before them).
+                    if let Some(event) = end_run(&mut runs, &update.session_id) {
                         if parked.is_empty() {
-                            let _ = commits.try_send(Commit::Progress(update.session_id, event));
+                            let _ = commits.try_send(Commit::Event(update.session_id.clone(), event));
                         }
+                    }
+                    if let Some(event) = progress_event(&mut seen, &update) {
+                        if parked.is_empty() {
+                            let _ = commits.try_send(Commit::Event(update.session_id, event));
+                        }
+                    }
+                }
+                Some(TrackerEvent::Failure(failure)) => {
+                    let same = runs.get(&failure.session_id).is_some_and(|(error, _)| {
+                        error.code == failure.error.code && error.http_status == failure.error.http_status
+                    });
+                    if same {
+                        if let Some((_, count)) = runs.get_mut(&failure.session_id) {
+                            *count = count.saturating_add(1);
+                        }
+                    } else {
+                        if let Some(event) = end_run(&mut runs, &failure.session_id) {
+                            if parked.is_empty() {
+                                let _ = commits.try_send(Commit::Event(failure.session_id.clone(), event));
+                            }
+                        }
+                        runs.insert(failure.session_id, (failure.error, 1));
                     }
                 }
                 Some(TrackerEvent::Outcome(outcome)) => {
                     seen.remove(&outcome.session_id);
+                    if let Some(event) = end_run(&mut runs, &outcome.session_id) {
+                        if parked.is_empty() {
+                            let _ = commits.try_send(Commit::Event(outcome.session_id.clone(), event));
+                        }
+                    }
                     polled(&polled_set).remove(&outcome.session_id);
                     let first_sign = first_sign.remove(&outcome.session_id);
                     let finished = Finished { outcome, first_sign, learnt: Instant::now() };
@@ -139,6 +169,20 @@ pub(crate) async fn run(
             break;
         }
     }
+}
+
+/// The `api_error` event of a session's run of one failure, ended now.
+fn end_run(
+    runs: &mut HashMap<SessionId, (bankconnect_core::OutcomeError, u32)>,
+    session: &SessionId,
+) -> Option<NewEvent> {
+    let (error, count) = runs.remove(session)?;
+    Some(NewEvent::api_error(
+        &error.code,
+        error.http_status,
+        &error.message,
+        count,
+    ))
 }
 
 /// A session's progress as its last event said.

@@ -581,3 +581,32 @@ async fn retention_prunes_what_is_old_at_start_and_keeps_what_is_live() {
     );
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_one_failure_is_one_api_error_event_with_its_count() {
+    use bankconnect_sim::FaultKind;
+    let sessions = vec![SessionScript::new("flaky")
+        .complete_after_polls(1)
+        .fault_on(1, FaultKind::ServerError)
+        .fault_on(2, FaultKind::ServerError)
+        .fault_on(3, FaultKind::RateLimited)];
+    let run = start("api_errors", sessions, fast()).await;
+    let r = &run.router;
+    call(r, post("/v1/sessions", r#"{"session_id": "flaky"}"#)).await;
+    wait_state(r, "flaky", "finished", Duration::from_secs(20)).await;
+    let (_, _, page) = call(r, get("/v1/sessions/flaky/events")).await;
+    let events = page["events"].as_array().unwrap();
+    let errors: Vec<&Value> = events.iter().filter(|e| e["kind"] == "api_error").collect();
+    assert_eq!(errors.len(), 2, "{page}");
+    assert_eq!(errors[0]["status"], 503, "{page}");
+    assert_eq!(errors[0]["count"], 2, "{page}");
+    assert_eq!(errors[1]["status"], 429, "{page}");
+    assert_eq!(errors[1]["count"], 1, "{page}");
+    assert!(errors[0]["code"].is_string() && errors[0]["message"].is_string());
+    // Written in the order things happened: the errors before the outcome.
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let outcome_at = kinds.iter().position(|k| *k == "outcome").unwrap();
+    let last_error_at = kinds.iter().rposition(|k| *k == "api_error").unwrap();
+    assert!(last_error_at < outcome_at, "{kinds:?}");
+    run.stop().await;
+}
