@@ -611,17 +611,7 @@ impl SessionMachine {
                     self.rare_mut().hastened_at = Some(now);
                 }
             }
-            Phase::Due(at, RequestKind::Progress) => {
-                let at = *at;
-                let earliest = self
-                    .last_progress_sent
-                    .map_or(now, |sent| sent + policy.confirm_spacing())
-                    .max(now);
-                if earliest < at && self.may_hasten(now, policy) {
-                    self.phase = Phase::Due(earliest, RequestKind::Progress);
-                    self.rare_mut().hastened_at = Some(now);
-                }
-            }
+            Phase::Due(_, RequestKind::Progress) => self.hasten_due_poll(now, policy),
         }
         self.webhook_seen = true;
         let rare = self.rare_mut();
@@ -635,16 +625,23 @@ impl SessionMachine {
     /// the confirmation spacing allows, at most once per interval (as a webhook hastens one),
     /// and nothing is credited to a webhook.
     pub(crate) fn handle_poll_request(&mut self, now: Instant, policy: &PollPolicy) {
-        if let Phase::Due(at, RequestKind::Progress) = &self.phase {
-            let at = *at;
-            let earliest = self
-                .last_progress_sent
-                .map_or(now, |sent| sent + policy.confirm_spacing())
-                .max(now);
-            if earliest < at && self.may_hasten(now, policy) {
-                self.phase = Phase::Due(earliest, RequestKind::Progress);
-                self.rare_mut().hastened_at = Some(now);
-            }
+        self.hasten_due_poll(now, policy);
+    }
+
+    /// Brings a due progress request forward to as early as the confirmation spacing allows,
+    /// if nothing hastened one within the last interval.
+    fn hasten_due_poll(&mut self, now: Instant, policy: &PollPolicy) {
+        let Phase::Due(at, RequestKind::Progress) = &self.phase else {
+            return;
+        };
+        let at = *at;
+        let earliest = self
+            .last_progress_sent
+            .map_or(now, |sent| sent + policy.confirm_spacing())
+            .max(now);
+        if earliest < at && self.may_hasten(now, policy) {
+            self.phase = Phase::Due(earliest, RequestKind::Progress);
+            self.rare_mut().hastened_at = Some(now);
         }
     }
 
