@@ -14,7 +14,8 @@ use crate::api::App;
 use crate::error::ApiError;
 use crate::tracking::{polled, Command};
 
-fn conflict(code: &'static str, message: String) -> ApiError {
+/// 409 with its code.
+pub(crate) fn conflict(code: &'static str, message: String) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, code, message)
 }
 

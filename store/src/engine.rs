@@ -134,6 +134,7 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
         session: Option<SessionId>,
         event: String,
         route: Route,
+        event_name: Option<String>,
         origin: String,
         now: SystemTime,
     ) -> Result<WebhookFate, StoreError>;

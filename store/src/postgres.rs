@@ -871,6 +871,7 @@ impl crate::engine::Engine for PostgresStore {
         session: Option<SessionId>,
         event: String,
         route: Route,
+        event_name: Option<String>,
         origin: String,
         now: SystemTime,
     ) -> Result<WebhookFate, StoreError> {
@@ -895,7 +896,11 @@ impl crate::engine::Engine for PostgresStore {
                     authenticated: true
                 }
             );
-            let webhook = crate::shared::webhook_event(&event, authenticated, inserted == 0);
+            let webhook = crate::history::NewEvent::webhook(
+                event_name.as_deref(),
+                authenticated,
+                inserted == 0,
+            );
             let origin = Some(origin.as_str()).filter(|o| !o.is_empty());
             operations::append_event(&tx, id, now, origin, &webhook).await?;
         }
@@ -1019,6 +1024,7 @@ impl crate::engine::Engine for PostgresStore {
         let tx = client.transaction().await?;
         let paused = operations::paused(&tx).await?;
         let mut changed = 0;
+        let mut health = crate::shared::Health::default();
         for (session, result, detail) in &results {
             let recorded = operations::attempt_recorded(
                 &tx,
@@ -1030,8 +1036,13 @@ impl crate::engine::Engine for PostgresStore {
                 replica.as_deref(),
             )
             .await?;
+            // A failure while paused only released its claim: it does not count.
+            if recorded && !(paused && *result != crate::shared::Attempt::Delivered) {
+                health.record(result);
+            }
             changed += usize::from(recorded);
         }
+        operations::health_written(&tx, &health, now).await?;
         tx.commit().await?;
         Ok(changed)
     }

@@ -209,3 +209,55 @@ pub(crate) fn webhook_event(
         });
     crate::history::NewEvent::webhook(name.as_deref(), authenticated, duplicate)
 }
+
+/// What a batch of recorded attempts does to the deliveries' health, gathered so that the one
+/// health row is written once per batch, not once per attempt.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    /// An attempt of the batch was delivered (the run of failures restarts there).
+    pub(crate) succeeded: bool,
+    /// Failures since the batch's last success (or in all, without one).
+    pub(crate) failures: i64,
+    /// The last failure's error.
+    pub(crate) last_error: Option<String>,
+}
+
+impl Health {
+    /// Counts one attempt recorded (in the batch's order).
+    pub(crate) fn record(&mut self, result: &Attempt) {
+        match result {
+            Attempt::Delivered => {
+                self.succeeded = true;
+                self.failures = 0;
+            }
+            Attempt::Failed { error, .. } | Attempt::GaveUp { error } => {
+                self.failures += 1;
+                self.last_error = Some(error.clone());
+            }
+        }
+    }
+
+    /// Whether the batch changes the health row at all.
+    pub(crate) fn changed(&self) -> bool {
+        self.succeeded || self.last_error.is_some()
+    }
+}
+
+/// The health row's update for a [`Health`] (`$1` now, `$2` succeeded, `$3` failures,
+/// `$4` the last error), with the engine's placeholder mark.
+pub(crate) fn health_update(mark: char) -> String {
+    // Typed casts: PostgreSQL cannot infer a parameter's type inside CASE and coalesce.
+    let (now, ok, n, error) = (
+        format!("CAST({mark}1 AS BIGINT)"),
+        format!("CAST({mark}2 AS BOOLEAN)"),
+        format!("CAST({mark}3 AS BIGINT)"),
+        format!("CAST({mark}4 AS TEXT)"),
+    );
+    format!(
+        "UPDATE delivery_control SET \
+         last_success_ms = CASE WHEN {ok} THEN {now} ELSE last_success_ms END, \
+         consecutive_failures = CASE WHEN {ok} THEN {n} ELSE consecutive_failures + {n} END, \
+         last_failure_ms = CASE WHEN {error} IS NULL THEN last_failure_ms ELSE {now} END, \
+         last_failure_error = coalesce({error}, last_failure_error) WHERE id = 1"
+    )
+}

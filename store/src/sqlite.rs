@@ -709,6 +709,7 @@ impl crate::engine::Engine for SqliteStore {
         session: Option<SessionId>,
         event: String,
         route: Route,
+        event_name: Option<String>,
         origin: String,
         now: SystemTime,
     ) -> Result<WebhookFate, StoreError> {
@@ -731,7 +732,11 @@ impl crate::engine::Engine for SqliteStore {
             let origin = Some(origin.as_str()).filter(|o| !o.is_empty());
             if let Some(id) = id {
                 // On the named session's history (a session not added yet gets it at its add).
-                let webhook = crate::shared::webhook_event(&event, authenticated, inserted == 0);
+                let webhook = crate::history::NewEvent::webhook(
+                    event_name.as_deref(),
+                    authenticated,
+                    inserted == 0,
+                );
                 operations::append_event(&tx, id, now, origin, &webhook)?;
             }
             let fate = match (inserted, route, id) {
@@ -846,8 +851,9 @@ impl crate::engine::Engine for SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let paused = operations::paused(&tx)?;
             let mut changed = 0;
+            let mut health = crate::shared::Health::default();
             for (session, result, detail) in &results {
-                changed += usize::from(operations::attempt_recorded(
+                let recorded = operations::attempt_recorded(
                     &tx,
                     session.as_str(),
                     result,
@@ -855,8 +861,14 @@ impl crate::engine::Engine for SqliteStore {
                     paused,
                     now,
                     replica.as_deref(),
-                )?);
+                )?;
+                // A failure while paused only released its claim: it does not count.
+                if recorded && !(paused && *result != crate::shared::Attempt::Delivered) {
+                    health.record(result);
+                }
+                changed += usize::from(recorded);
             }
+            operations::health_written(&tx, &health, now)?;
             tx.commit()?;
             Ok(changed)
         })

@@ -372,8 +372,22 @@ impl Store {
         origin: &str,
         now: SystemTime,
     ) -> Result<WebhookFate, StoreError> {
-        let (key, session, event) = (dedupe_key.to_owned(), session.cloned(), event.to_string());
-        dispatch!(self.accept_webhook(key, session, event, route, origin.to_owned(), now))
+        let (key, session, event_text) =
+            (dedupe_key.to_owned(), session.cloned(), event.to_string());
+        // Read here, from the value at hand, for the history's `webhook` event.
+        let name = event
+            .get("event_name")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        dispatch!(self.accept_webhook(
+            key,
+            session,
+            event_text,
+            route,
+            name,
+            origin.to_owned(),
+            now
+        ))
     }
 
     /// The accepted webhooks of these sessions, oldest first (fed to a tracker when it takes

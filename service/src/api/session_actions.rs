@@ -44,10 +44,6 @@ pub struct RedeliverBody {
 #[non_exhaustive]
 pub struct EmptyBody {}
 
-fn conflict(code: &'static str, message: String) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, code, message)
-}
-
 #[utoipa::path(
     post,
     path = "/v1/sessions/{id}/redeliver",
@@ -121,7 +117,7 @@ async fn retrack(
                 .await;
             Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
         }
-        Ok(Retrack::Tracking) => Err(conflict(
+        Ok(Retrack::Tracking) => Err(crate::actions::conflict(
             "TRACKING",
             format!("session {id} is being tracked already"),
         )),

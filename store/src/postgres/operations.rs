@@ -613,6 +613,30 @@ pub(super) async fn outcome_written(
     Ok(())
 }
 
+/// Writes a batch's effect on the deliveries' health, once, inside the caller's transaction.
+pub(super) async fn health_written(
+    tx: &impl GenericClient,
+    health: &crate::shared::Health,
+    now: i64,
+) -> Result<(), StoreError> {
+    if health.changed() {
+        let stmt = tx
+            .prepare_cached(&crate::shared::health_update('$'))
+            .await?;
+        tx.execute(
+            &stmt,
+            &[
+                &now,
+                &health.succeeded,
+                &health.failures,
+                &health.last_error,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Records one attempt's result and its events inside the caller's transaction (see
 /// `sqlite/operations.rs`).
 pub(super) async fn attempt_recorded(
@@ -672,22 +696,5 @@ pub(super) async fn attempt_recorded(
         )
         .await?;
     }
-    let health = match result {
-        Attempt::Delivered => tx
-            .prepare_cached(
-                "UPDATE delivery_control SET last_success_ms = $1, consecutive_failures = 0 WHERE id = 1",
-            )
-            .await?,
-        _ => tx
-            .prepare_cached(
-                "UPDATE delivery_control SET last_failure_ms = $1, last_failure_error = $2, \
-                 consecutive_failures = consecutive_failures + 1 WHERE id = 1",
-            )
-            .await?,
-    };
-    match result {
-        Attempt::Delivered => tx.execute(&health, &[&now]).await?,
-        _ => tx.execute(&health, &[&now, &error]).await?,
-    };
     Ok(true)
 }

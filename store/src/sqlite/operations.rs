@@ -550,6 +550,24 @@ pub(super) fn outcome_written(
     Ok(())
 }
 
+/// Writes a batch's effect on the deliveries' health, once, inside the caller's transaction.
+pub(super) fn health_written(
+    conn: &Connection,
+    health: &crate::shared::Health,
+    now: i64,
+) -> Result<(), StoreError> {
+    if health.changed() {
+        conn.prepare_cached(&crate::shared::health_update('?'))?
+            .execute(params![
+                now,
+                health.succeeded,
+                health.failures,
+                health.last_error
+            ])?;
+    }
+    Ok(())
+}
+
 /// Records one attempt's result and its events inside the caller's transaction; `false` if
 /// the delivery was not pending or failing. While paused, a failure only releases the claim:
 /// it is neither counted nor can it give up.
@@ -607,18 +625,5 @@ pub(super) fn attempt_recorded(
             ),
         )?;
     }
-    match result {
-        Attempt::Delivered => conn
-            .prepare_cached(
-                "UPDATE delivery_control SET last_success_ms = ?1, consecutive_failures = 0 WHERE id = 1",
-            )?
-            .execute(params![now])?,
-        _ => conn
-            .prepare_cached(
-                "UPDATE delivery_control SET last_failure_ms = ?1, last_failure_error = ?2, \
-                 consecutive_failures = consecutive_failures + 1 WHERE id = 1",
-            )?
-            .execute(params![now, error])?,
-    };
     Ok(true)
 }
