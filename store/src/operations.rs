@@ -406,3 +406,82 @@ pub(crate) fn list_query(
     );
     (sql, binds)
 }
+
+/// The width of a bucket of `window_counts` (the schema's `300000`).
+pub(crate) const WINDOW_BUCKET_MS: i64 = 300_000;
+
+/// Where the whole buckets of a window starting at `since_ms` begin: the part before it is
+/// counted from the rows themselves (a few minutes' worth at most), the rest from the buckets.
+pub(crate) fn window_edge(since_ms: i64) -> i64 {
+    since_ms
+        .div_euclid(WINDOW_BUCKET_MS)
+        .saturating_add(i64::from(since_ms.rem_euclid(WINDOW_BUCKET_MS) != 0))
+        .saturating_mul(WINDOW_BUCKET_MS)
+}
+
+/// Adds the counts of the buckets and of the edge together, leaving out what nets to zero.
+pub(crate) fn merge_counts(
+    parts: impl IntoIterator<Item = (String, i64)>,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut sum = std::collections::BTreeMap::<String, i64>::new();
+    for (name, n) in parts {
+        *sum.entry(name).or_default() += n;
+    }
+    sum.into_iter()
+        .filter_map(|(name, n)| u64::try_from(n).ok().filter(|n| *n > 0).map(|n| (name, n)))
+        .collect()
+}
+
+/// The ten most frequent, most first, ties by name.
+pub(crate) fn top_ten(counts: std::collections::BTreeMap<String, u64>) -> Vec<(String, u64)> {
+    let mut all: Vec<_> = counts.into_iter().collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    all.truncate(10);
+    all
+}
+
+/// Sessions and deliveries per state from `state_counts` rows `(scope, name, n)`.
+pub(crate) fn state_totals(rows: impl IntoIterator<Item = (String, String, i64)>) -> (StateCounts, DeliveryCounts) {
+    let (mut sessions, mut deliveries) = (StateCounts::default(), DeliveryCounts::default());
+    let (mut all_sessions, mut in_outbox) = (0_i64, 0_i64);
+    for (scope, name, n) in rows {
+        if scope == "session" {
+            sessions.add(&name, n);
+            all_sessions += n;
+        } else {
+            deliveries.add(&name, n);
+            in_outbox += n;
+        }
+    }
+    deliveries.none = u64::try_from(all_sessions - in_outbox).unwrap_or(0);
+    (sessions, deliveries)
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn the_edge_is_the_next_whole_bucket() {
+        assert_eq!(window_edge(0), 0);
+        assert_eq!(window_edge(1), WINDOW_BUCKET_MS);
+        assert_eq!(window_edge(WINDOW_BUCKET_MS), WINDOW_BUCKET_MS);
+        assert_eq!(window_edge(WINDOW_BUCKET_MS + 1), 2 * WINDOW_BUCKET_MS);
+        assert_eq!(window_edge(i64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn merged_counts_drop_what_nets_to_zero_and_rank_ties_by_name() {
+        let merged = merge_counts([
+            ("b".to_owned(), 2),
+            ("a".to_owned(), 2),
+            ("c".to_owned(), 1),
+            ("c".to_owned(), -1),
+            ("d".to_owned(), 3),
+        ]);
+        assert_eq!(
+            top_ten(merged),
+            [("d".to_owned(), 3), ("a".to_owned(), 2), ("b".to_owned(), 2)]
+        );
+    }
+}

@@ -522,15 +522,7 @@ impl crate::engine::Engine for PostgresStore {
 
     async fn count_sessions(&self) -> Result<StateCounts, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query("SELECT state, count(*) FROM sessions GROUP BY state", &[])
-            .await?;
-        let mut counts = StateCounts::default();
-        for row in &rows {
-            let state: String = col(row, 0)?;
-            counts.add(&state, col(row, 1)?);
-        }
-        Ok(counts)
+        Ok(operations::state_totals(&client).await?.0)
     }
 
     async fn cancel_session(

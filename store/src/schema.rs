@@ -3,7 +3,7 @@
 //! version is newer than [`LATEST`] is refused.
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 4;
+pub const LATEST: i64 = 5;
 
 /// SQLite migrations: index 0 brings an empty database to version 1, and so on.
 pub(crate) const SQLITE: &[&str] = &[
@@ -110,6 +110,90 @@ CREATE TABLE delivery_control (
     consecutive_failures INTEGER NOT NULL DEFAULT 0
 );
 INSERT INTO delivery_control (id) VALUES (1);
+",
+    r"
+-- 5: counts kept as rows change (the overview and GET /v1/stats read a few rows, not every
+-- session): sessions and deliveries per state, and outcomes and error codes per 5-minute
+-- bucket of when they were committed. Each count mirrors its table exactly. (`shard` is always
+-- 0 here; PostgreSQL splits a count over several rows.)
+CREATE TABLE state_counts (
+    scope TEXT NOT NULL,
+    name TEXT NOT NULL,
+    shard INTEGER NOT NULL DEFAULT 0,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (scope, name, shard)
+) WITHOUT ROWID;
+CREATE TABLE window_counts (
+    scope TEXT NOT NULL,
+    bucket_ms INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    shard INTEGER NOT NULL DEFAULT 0,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (scope, bucket_ms, name, shard)
+) WITHOUT ROWID;
+INSERT INTO state_counts (scope, name, n) SELECT 'session', state, count(*) FROM sessions GROUP BY state;
+INSERT INTO state_counts (scope, name, n) SELECT 'delivery', state, count(*) FROM outbox GROUP BY state;
+INSERT INTO window_counts (scope, bucket_ms, name, n)
+    SELECT 'outcome', finished_at_ms / 300000 * 300000 AS b, outcome_kind, count(*) FROM sessions
+    WHERE finished_at_ms IS NOT NULL AND outcome_kind IS NOT NULL GROUP BY b, outcome_kind;
+INSERT INTO window_counts (scope, bucket_ms, name, n)
+    SELECT 'error_code', at_ms / 300000 * 300000 AS b, code, count(*) FROM session_error_codes
+    GROUP BY b, code;
+CREATE TRIGGER sessions_counted_insert AFTER INSERT ON sessions BEGIN
+    INSERT INTO state_counts (scope, name, n) VALUES ('session', NEW.state, 1)
+        ON CONFLICT (scope, name, shard) DO UPDATE SET n = n + 1;
+    INSERT INTO window_counts (scope, bucket_ms, name, n)
+        SELECT 'outcome', NEW.finished_at_ms / 300000 * 300000, NEW.outcome_kind, 1
+        WHERE NEW.finished_at_ms IS NOT NULL AND NEW.outcome_kind IS NOT NULL
+        ON CONFLICT (scope, bucket_ms, name, shard) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER sessions_counted_state AFTER UPDATE OF state ON sessions
+WHEN OLD.state IS NOT NEW.state BEGIN
+    UPDATE state_counts SET n = n - 1 WHERE scope = 'session' AND name = OLD.state;
+    INSERT INTO state_counts (scope, name, n) VALUES ('session', NEW.state, 1)
+        ON CONFLICT (scope, name, shard) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER sessions_counted_outcome AFTER UPDATE OF finished_at_ms, outcome_kind ON sessions
+WHEN OLD.finished_at_ms IS NOT NEW.finished_at_ms OR OLD.outcome_kind IS NOT NEW.outcome_kind BEGIN
+    UPDATE window_counts SET n = n - 1 WHERE scope = 'outcome'
+        AND bucket_ms = OLD.finished_at_ms / 300000 * 300000 AND name = OLD.outcome_kind;
+    DELETE FROM window_counts WHERE scope = 'outcome'
+        AND bucket_ms = OLD.finished_at_ms / 300000 * 300000 AND name = OLD.outcome_kind AND n <= 0;
+    INSERT INTO window_counts (scope, bucket_ms, name, n)
+        SELECT 'outcome', NEW.finished_at_ms / 300000 * 300000, NEW.outcome_kind, 1
+        WHERE NEW.finished_at_ms IS NOT NULL AND NEW.outcome_kind IS NOT NULL
+        ON CONFLICT (scope, bucket_ms, name, shard) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER sessions_counted_delete AFTER DELETE ON sessions BEGIN
+    UPDATE state_counts SET n = n - 1 WHERE scope = 'session' AND name = OLD.state;
+    UPDATE window_counts SET n = n - 1 WHERE scope = 'outcome'
+        AND bucket_ms = OLD.finished_at_ms / 300000 * 300000 AND name = OLD.outcome_kind;
+    DELETE FROM window_counts WHERE scope = 'outcome'
+        AND bucket_ms = OLD.finished_at_ms / 300000 * 300000 AND name = OLD.outcome_kind AND n <= 0;
+END;
+CREATE TRIGGER outbox_counted_insert AFTER INSERT ON outbox BEGIN
+    INSERT INTO state_counts (scope, name, n) VALUES ('delivery', NEW.state, 1)
+        ON CONFLICT (scope, name, shard) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER outbox_counted_state AFTER UPDATE OF state ON outbox
+WHEN OLD.state IS NOT NEW.state BEGIN
+    UPDATE state_counts SET n = n - 1 WHERE scope = 'delivery' AND name = OLD.state;
+    INSERT INTO state_counts (scope, name, n) VALUES ('delivery', NEW.state, 1)
+        ON CONFLICT (scope, name, shard) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER outbox_counted_delete AFTER DELETE ON outbox BEGIN
+    UPDATE state_counts SET n = n - 1 WHERE scope = 'delivery' AND name = OLD.state;
+END;
+CREATE TRIGGER error_codes_counted_insert AFTER INSERT ON session_error_codes BEGIN
+    INSERT INTO window_counts (scope, bucket_ms, name, n) VALUES ('error_code', NEW.at_ms / 300000 * 300000, NEW.code, 1)
+        ON CONFLICT (scope, bucket_ms, name, shard) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER error_codes_counted_delete AFTER DELETE ON session_error_codes BEGIN
+    UPDATE window_counts SET n = n - 1 WHERE scope = 'error_code'
+        AND bucket_ms = OLD.at_ms / 300000 * 300000 AND name = OLD.code;
+    DELETE FROM window_counts WHERE scope = 'error_code'
+        AND bucket_ms = OLD.at_ms / 300000 * 300000 AND name = OLD.code AND n <= 0;
+END;
 ",
 ];
 
@@ -220,4 +304,134 @@ CREATE TABLE delivery_control (
 );
 INSERT INTO delivery_control (id) VALUES (1);
 "#,
+    r"
+-- 5: in step with SQLite's version 5. Statement triggers over transition tables add each
+-- statement's net change; a statement that changes no count (a lease renewal) writes nothing.
+-- Counts are split over 8 rows per key by the connection's process, so that replicas
+-- finishing sessions at once do not queue on one row; a reader adds the rows up.
+CREATE TABLE state_counts (
+    scope TEXT NOT NULL,
+    name TEXT NOT NULL,
+    shard INTEGER NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (scope, name, shard)
+);
+CREATE TABLE window_counts (
+    scope TEXT NOT NULL,
+    bucket_ms BIGINT NOT NULL,
+    name TEXT NOT NULL,
+    shard INTEGER NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (scope, bucket_ms, name, shard)
+);
+CREATE FUNCTION bankconnect_count_sessions() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE
+    s INTEGER := pg_backend_pid() % 8;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO state_counts (scope, name, shard, n)
+            SELECT 'session', state, s, count(*) FROM new_rows GROUP BY state
+            ON CONFLICT (scope, name, shard) DO UPDATE SET n = state_counts.n + EXCLUDED.n;
+        INSERT INTO window_counts (scope, bucket_ms, name, shard, n)
+            SELECT 'outcome', finished_at_ms / 300000 * 300000, outcome_kind, s, count(*)
+            FROM new_rows WHERE finished_at_ms IS NOT NULL AND outcome_kind IS NOT NULL
+            GROUP BY 2, 3
+            ON CONFLICT (scope, bucket_ms, name, shard) DO UPDATE SET n = window_counts.n + EXCLUDED.n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO state_counts (scope, name, shard, n)
+            SELECT 'session', state, s, -count(*) FROM old_rows GROUP BY state
+            ON CONFLICT (scope, name, shard) DO UPDATE SET n = state_counts.n + EXCLUDED.n;
+        INSERT INTO window_counts (scope, bucket_ms, name, shard, n)
+            SELECT 'outcome', finished_at_ms / 300000 * 300000, outcome_kind, s, -count(*)
+            FROM old_rows WHERE finished_at_ms IS NOT NULL AND outcome_kind IS NOT NULL
+            GROUP BY 2, 3
+            ON CONFLICT (scope, bucket_ms, name, shard) DO UPDATE SET n = window_counts.n + EXCLUDED.n;
+    ELSE
+        INSERT INTO state_counts (scope, name, shard, n)
+            SELECT 'session', state, s, sum(d) FROM (
+                SELECT state, -1 AS d FROM old_rows UNION ALL SELECT state, 1 FROM new_rows
+            ) c GROUP BY state HAVING sum(d) <> 0
+            ON CONFLICT (scope, name, shard) DO UPDATE SET n = state_counts.n + EXCLUDED.n;
+        INSERT INTO window_counts (scope, bucket_ms, name, shard, n)
+            SELECT 'outcome', b, k, s, sum(d) FROM (
+                SELECT finished_at_ms / 300000 * 300000 AS b, outcome_kind AS k, -1 AS d FROM old_rows
+                    WHERE finished_at_ms IS NOT NULL AND outcome_kind IS NOT NULL
+                UNION ALL
+                SELECT finished_at_ms / 300000 * 300000, outcome_kind, 1 FROM new_rows
+                    WHERE finished_at_ms IS NOT NULL AND outcome_kind IS NOT NULL
+            ) c GROUP BY b, k HAVING sum(d) <> 0
+            ON CONFLICT (scope, bucket_ms, name, shard) DO UPDATE SET n = window_counts.n + EXCLUDED.n;
+    END IF;
+    RETURN NULL;
+END
+$f$;
+CREATE FUNCTION bankconnect_count_outbox() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE
+    s INTEGER := pg_backend_pid() % 8;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO state_counts (scope, name, shard, n)
+            SELECT 'delivery', state, s, count(*) FROM new_rows GROUP BY state
+            ON CONFLICT (scope, name, shard) DO UPDATE SET n = state_counts.n + EXCLUDED.n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO state_counts (scope, name, shard, n)
+            SELECT 'delivery', state, s, -count(*) FROM old_rows GROUP BY state
+            ON CONFLICT (scope, name, shard) DO UPDATE SET n = state_counts.n + EXCLUDED.n;
+    ELSE
+        INSERT INTO state_counts (scope, name, shard, n)
+            SELECT 'delivery', state, s, sum(d) FROM (
+                SELECT state, -1 AS d FROM old_rows UNION ALL SELECT state, 1 FROM new_rows
+            ) c GROUP BY state HAVING sum(d) <> 0
+            ON CONFLICT (scope, name, shard) DO UPDATE SET n = state_counts.n + EXCLUDED.n;
+    END IF;
+    RETURN NULL;
+END
+$f$;
+CREATE FUNCTION bankconnect_count_error_codes() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE
+    s INTEGER := pg_backend_pid() % 8;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO window_counts (scope, bucket_ms, name, shard, n)
+            SELECT 'error_code', at_ms / 300000 * 300000, code, s, count(*) FROM new_rows GROUP BY 2, 3
+            ON CONFLICT (scope, bucket_ms, name, shard) DO UPDATE SET n = window_counts.n + EXCLUDED.n;
+    ELSE
+        INSERT INTO window_counts (scope, bucket_ms, name, shard, n)
+            SELECT 'error_code', at_ms / 300000 * 300000, code, s, -count(*) FROM old_rows GROUP BY 2, 3
+            ON CONFLICT (scope, bucket_ms, name, shard) DO UPDATE SET n = window_counts.n + EXCLUDED.n;
+    END IF;
+    RETURN NULL;
+END
+$f$;
+-- The triggers come first: creating them waits for writers in flight and holds new ones
+-- until this migration commits, so the counts below miss no row.
+CREATE TRIGGER sessions_counted_insert AFTER INSERT ON sessions REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION bankconnect_count_sessions();
+CREATE TRIGGER sessions_counted_update AFTER UPDATE ON sessions
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION bankconnect_count_sessions();
+CREATE TRIGGER sessions_counted_delete AFTER DELETE ON sessions REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION bankconnect_count_sessions();
+CREATE TRIGGER outbox_counted_insert AFTER INSERT ON outbox REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION bankconnect_count_outbox();
+CREATE TRIGGER outbox_counted_update AFTER UPDATE ON outbox
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION bankconnect_count_outbox();
+CREATE TRIGGER outbox_counted_delete AFTER DELETE ON outbox REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION bankconnect_count_outbox();
+CREATE TRIGGER error_codes_counted_insert AFTER INSERT ON session_error_codes
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION bankconnect_count_error_codes();
+CREATE TRIGGER error_codes_counted_delete AFTER DELETE ON session_error_codes
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION bankconnect_count_error_codes();
+INSERT INTO state_counts SELECT 'session', state, 0, count(*) FROM sessions GROUP BY state;
+INSERT INTO state_counts SELECT 'delivery', state, 0, count(*) FROM outbox GROUP BY state;
+INSERT INTO window_counts
+    SELECT 'outcome', finished_at_ms / 300000 * 300000, outcome_kind, 0, count(*) FROM sessions
+    WHERE finished_at_ms IS NOT NULL AND outcome_kind IS NOT NULL GROUP BY 2, 3;
+INSERT INTO window_counts
+    SELECT 'error_code', at_ms / 300000 * 300000, code, 0, count(*) FROM session_error_codes
+    GROUP BY 2, 3;
+",
 ];

@@ -352,18 +352,7 @@ impl crate::engine::Engine for SqliteStore {
     }
 
     async fn count_sessions(&self) -> Result<StateCounts, StoreError> {
-        self.with(|conn, _| {
-            let mut stmt =
-                conn.prepare_cached("SELECT state, count(*) FROM sessions GROUP BY state")?;
-            let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))?;
-            let mut counts = StateCounts::default();
-            for row in rows {
-                let (state, n): (String, i64) = row?;
-                counts.add(&state, n);
-            }
-            Ok(counts)
-        })
-        .await
+        self.with(|conn, _| Ok(operations::state_totals(conn)?.0)).await
     }
 
     async fn cancel_session(

@@ -1033,6 +1033,7 @@ fn cases() -> Vec<(&'static str, Case)> {
         case!(retracking_tracks_again_with_a_new_webhook_id),
         case!(polls_asked_for_are_recorded_and_announced),
         case!(purging_and_retention_never_touch_what_is_live),
+        case!(counts_follow_every_change_and_windows_are_exact),
         case!(adding_is_idempotent),
         case!(a_batch_commits_all_or_nothing),
         case!(sessions_added_leased_are_held_by_the_adder_until_the_lease_lapses),

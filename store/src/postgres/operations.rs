@@ -13,7 +13,7 @@ use crate::operations::{
     self, Bound, DeliveryCounts, DeliveryOverview, Dialect, PollRequest, PrunedSessions, Purge,
     Recovered, Redelivery, Retrack, SessionFilter, Stats,
 };
-use crate::shared::Attempt;
+use crate::shared::{Attempt, StateCounts};
 use crate::StoreError;
 
 /// Advisory lock of the replica pruning (one at a time in a fleet).
@@ -151,47 +151,57 @@ pub(super) async fn events(
     Ok(Some(history::page(rows, limit, written)?))
 }
 
-async fn counts(client: &impl GenericClient, sql: &str) -> Result<Vec<(String, i64)>, StoreError> {
-    let rows = client.query(sql, &[]).await?;
-    rows.iter()
-        .map(|row| Ok((col(row, 0)?, col(row, 1)?)))
-        .collect()
+/// Sessions and deliveries per state, from the counts the triggers keep.
+pub(super) async fn state_totals(
+    client: &impl GenericClient,
+) -> Result<(StateCounts, DeliveryCounts), StoreError> {
+    let rows = client
+        .query("SELECT scope, name, sum(n)::BIGINT FROM state_counts GROUP BY scope, name", &[])
+        .await?;
+    let rows = rows
+        .iter()
+        .map(|row| Ok((col(row, 0)?, col(row, 1)?, col(row, 2)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(operations::state_totals(rows))
 }
 
 async fn delivery_counts(client: &impl GenericClient) -> Result<DeliveryCounts, StoreError> {
-    let mut counts_of = DeliveryCounts::default();
-    let mut in_outbox = 0;
-    for (state, n) in counts(client, "SELECT state, count(*) FROM outbox GROUP BY state").await? {
-        counts_of.add(&state, n);
-        in_outbox += n;
+    Ok(state_totals(client).await?.1)
+}
+
+/// Counts of a window: whole buckets from `window_counts`, the edge before them from the rows.
+async fn window(
+    client: &impl GenericClient,
+    scope: &str,
+    edge_sql: &str,
+    since: i64,
+) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+    let edge = operations::window_edge(since);
+    let mut parts = Vec::new();
+    for row in client
+        .query(
+            "SELECT name, sum(n)::BIGINT FROM window_counts WHERE scope = $1 AND bucket_ms >= $2 GROUP BY name",
+            &[&scope, &edge],
+        )
+        .await?
+        .iter()
+        .chain(client.query(edge_sql, &[&since, &edge]).await?.iter())
+    {
+        parts.push((col::<String>(row, 0)?, col::<i64>(row, 1)?));
     }
-    let sessions: i64 = col(
-        &client
-            .query_one("SELECT count(*) FROM sessions", &[])
-            .await?,
-        0,
-    )?;
-    counts_of.none = u64::try_from(sessions - in_outbox).unwrap_or(0);
-    Ok(counts_of)
+    Ok(operations::merge_counts(parts))
 }
 
 async fn oldest_undelivered(client: &impl GenericClient) -> Result<Option<SystemTime>, StoreError> {
     let row = client
         .query_one(
-            "SELECT min(created_at_ms) FROM outbox WHERE state IN ('pending', 'failing')",
+            "SELECT min(at) FROM ( \
+             (SELECT created_at_ms AS at FROM outbox WHERE state = 'pending' ORDER BY created_at_ms LIMIT 1) UNION ALL \
+             (SELECT created_at_ms AS at FROM outbox WHERE state = 'failing' ORDER BY created_at_ms LIMIT 1)) o",
             &[],
         )
         .await?;
     Ok(col::<Option<i64>>(&row, 0)?.map(from_ms))
-}
-
-fn named_counts(rows: &[tokio_postgres::Row]) -> Result<Vec<(String, u64)>, StoreError> {
-    rows.iter()
-        .map(|row| {
-            let n: i64 = col(row, 1)?;
-            Ok((col(row, 0)?, u64::try_from(n).unwrap_or(0)))
-        })
-        .collect()
 }
 
 pub(super) async fn stats(
@@ -207,26 +217,26 @@ pub(super) async fn stats(
         .await?;
     let since = to_ms(since);
     let mut stats = Stats::default();
-    for (state, n) in counts(&tx, "SELECT state, count(*) FROM sessions GROUP BY state").await? {
-        stats.sessions.add(&state, n);
-    }
-    stats.deliveries = delivery_counts(&tx).await?;
-    let rows = tx
-        .query(
-            "SELECT outcome_kind, count(*) FROM sessions WHERE finished_at_ms >= $1 \
-             AND outcome_kind IS NOT NULL GROUP BY outcome_kind ORDER BY outcome_kind",
-            &[&since],
+    (stats.sessions, stats.deliveries) = state_totals(&tx).await?;
+    stats.outcomes = window(
+        &tx,
+        "outcome",
+        "SELECT outcome_kind, count(*) FROM sessions WHERE finished_at_ms >= $1 \
+         AND finished_at_ms < $2 AND outcome_kind IS NOT NULL GROUP BY outcome_kind",
+        since,
+    )
+    .await?
+    .into_iter()
+    .collect();
+    stats.top_error_codes = operations::top_ten(
+        window(
+            &tx,
+            "error_code",
+            "SELECT code, count(*) FROM session_error_codes WHERE at_ms >= $1 AND at_ms < $2 GROUP BY code",
+            since,
         )
-        .await?;
-    stats.outcomes = named_counts(&rows)?;
-    let rows = tx
-        .query(
-            "SELECT code, count(*) AS n FROM session_error_codes WHERE at_ms >= $1 \
-             GROUP BY code ORDER BY n DESC, code LIMIT 10",
-            &[&since],
-        )
-        .await?;
-    stats.top_error_codes = named_counts(&rows)?;
+        .await?,
+    );
     let oldest = tx
         .query_opt(
             "SELECT coalesce(tracked_at_ms, added_at_ms) FROM sessions WHERE state = 'tracking' ORDER BY seq LIMIT 1",
@@ -582,6 +592,25 @@ pub(super) async fn prune(
         let seq: i64 = col(row, 0)?;
         let session: String = col(row, 1)?;
         delete_session(&tx, seq, &session).await?;
+    }
+    if rows.len() < batch {
+        // The round's last batch: fold the old buckets' rows into one per key and drop those
+        // that count nothing, so the counts' table stays as small as what it counts. Moving
+        // what each DELETE returned is exact even while others change these rows.
+        tx.execute(
+            "WITH gone AS (DELETE FROM window_counts WHERE bucket_ms < $1 AND shard <> 0 \
+             RETURNING scope, bucket_ms, name, n) \
+             INSERT INTO window_counts (scope, bucket_ms, name, shard, n) \
+             SELECT scope, bucket_ms, name, 0, sum(n)::BIGINT FROM gone GROUP BY 1, 2, 3 \
+             ON CONFLICT (scope, bucket_ms, name, shard) DO UPDATE SET n = window_counts.n + EXCLUDED.n",
+            &[&before],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM window_counts WHERE bucket_ms < $1 AND shard = 0 AND n = 0",
+            &[&before],
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(PrunedSessions {

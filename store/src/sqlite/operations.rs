@@ -12,7 +12,7 @@ use crate::operations::{
     self, Bound, DeliveryCounts, DeliveryOverview, Dialect, PollRequest, PrunedSessions, Purge,
     Recovered, Redelivery, Retrack, SessionFilter, Stats,
 };
-use crate::shared::Attempt;
+use crate::shared::{Attempt, StateCounts};
 use crate::StoreError;
 
 /// Appends an event to a session's history inside the caller's transaction, keeping the
@@ -117,24 +117,38 @@ pub(super) fn append(
     Ok(written)
 }
 
-fn counts(conn: &Connection, sql: &str) -> Result<Vec<(String, i64)>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
+/// Sessions and deliveries per state, from the counts the triggers keep.
+pub(super) fn state_totals(conn: &Connection) -> Result<(StateCounts, DeliveryCounts), StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT scope, name, n FROM state_counts")?;
     let rows = stmt
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+    Ok(operations::state_totals(rows))
 }
 
 fn delivery_counts(conn: &Connection) -> Result<DeliveryCounts, StoreError> {
-    let mut counts_of = DeliveryCounts::default();
-    let mut in_outbox = 0;
-    for (state, n) in counts(conn, "SELECT state, count(*) FROM outbox GROUP BY state")? {
-        counts_of.add(&state, n);
-        in_outbox += n;
+    Ok(state_totals(conn)?.1)
+}
+
+/// Counts of a window: whole buckets from `window_counts`, the edge before them from the rows.
+fn window(
+    conn: &Connection,
+    scope: &str,
+    edge_sql: &str,
+    since: i64,
+) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+    let edge = operations::window_edge(since);
+    let mut parts: Vec<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT name, sum(n) FROM window_counts WHERE scope = ?1 AND bucket_ms >= ?2 GROUP BY name",
+        )?
+        .query_map(params![scope, edge], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare_cached(edge_sql)?;
+    for row in stmt.query_map(params![since, edge], |row| Ok((row.get(0)?, row.get(1)?)))? {
+        parts.push(row?);
     }
-    let sessions: i64 = conn.query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))?;
-    counts_of.none = u64::try_from(sessions - in_outbox).unwrap_or(0);
-    Ok(counts_of)
+    Ok(operations::merge_counts(parts))
 }
 
 fn oldest_undelivered(conn: &Connection) -> Result<Option<SystemTime>, StoreError> {
@@ -148,42 +162,28 @@ fn oldest_undelivered(conn: &Connection) -> Result<Option<SystemTime>, StoreErro
     Ok(oldest.map(from_ms))
 }
 
-fn named_counts(
-    conn: &Connection,
-    sql: &str,
-    since: i64,
-) -> Result<Vec<(String, u64)>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt
-        .query_map(params![since], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-        })?
-        .map(|row| row.map(|(k, n)| (k, u64::try_from(n).unwrap_or(0))))
-        .collect::<Result<_, _>>()?;
-    Ok(rows)
-}
-
 pub(super) fn stats(conn: &mut Connection, since: SystemTime) -> Result<Stats, StoreError> {
     // One read transaction: every number from the same moment.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
     let since = to_ms(since);
     let mut stats = Stats::default();
-    for (state, n) in counts(&tx, "SELECT state, count(*) FROM sessions GROUP BY state")? {
-        stats.sessions.add(&state, n);
-    }
-    stats.deliveries = delivery_counts(&tx)?;
-    stats.outcomes = named_counts(
+    (stats.sessions, stats.deliveries) = state_totals(&tx)?;
+    stats.outcomes = window(
         &tx,
+        "outcome",
         "SELECT outcome_kind, count(*) FROM sessions INDEXED BY sessions_by_finished \
-         WHERE finished_at_ms >= ?1 AND outcome_kind IS NOT NULL GROUP BY outcome_kind ORDER BY outcome_kind",
+         WHERE finished_at_ms >= ?1 AND finished_at_ms < ?2 AND outcome_kind IS NOT NULL GROUP BY outcome_kind",
         since,
-    )?;
-    stats.top_error_codes = named_counts(
+    )?
+    .into_iter()
+    .collect();
+    stats.top_error_codes = operations::top_ten(window(
         &tx,
-        "SELECT code, count(*) AS n FROM session_error_codes WHERE at_ms >= ?1 \
-         GROUP BY code ORDER BY n DESC, code LIMIT 10",
+        "error_code",
+        "SELECT code, count(*) FROM session_error_codes INDEXED BY session_error_codes_by_time \
+         WHERE at_ms >= ?1 AND at_ms < ?2 GROUP BY code",
         since,
-    )?;
+    )?);
     let oldest: Option<i64> = tx
         .prepare_cached(
             "SELECT coalesce(tracked_at_ms, added_at_ms) FROM sessions WHERE state = 'tracking' ORDER BY seq LIMIT 1",

@@ -690,3 +690,110 @@ pub(crate) async fn purging_and_retention_never_touch_what_is_live(fx: Fixture) 
         .unwrap()
         .is_empty());
 }
+
+/// The counts `stats` reads (kept by the engine as rows change) against what the rows say,
+/// through adding, finishing across bucket edges, cancelling, retracking, delivery, purging and
+/// pruning; windows that start inside a bucket count its tail exactly.
+pub(crate) async fn counts_follow_every_change_and_windows_are_exact(fx: Fixture) {
+    let store = fx.open().await;
+    store.add_sessions(ids(6, "c"), at(0)).await.unwrap();
+    let finish = |id: &'static str, kind: &'static str, codes: &'static [&'static str], ms: u64| {
+        let store = store.clone();
+        async move {
+            store
+                .finish_session_delivering_at(
+                    &sid(id),
+                    &outcome(id, kind, codes),
+                    format!("msg_{id}"),
+                    at(ms),
+                    at(ms),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // Buckets are 5 minutes (300 000 ms) wide and `at(0)` starts one.
+    finish("c0000", "completed", &["X"], 1_000).await;
+    finish("c0001", "completed_with_failures", &["X", "Y"], 299_999).await;
+    finish("c0002", "timed_out", &[], 300_000).await;
+    finish("c0003", "completed", &["Y"], 650_000).await;
+    store.cancel_session(&sid("c0004"), at(700_000)).await.unwrap();
+    let named = |pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
+        pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
+    };
+
+    let stats = store.stats(at(0)).await.unwrap();
+    assert_eq!(
+        (stats.sessions.tracking, stats.sessions.finished, stats.sessions.cancelled),
+        (1, 4, 1)
+    );
+    assert_eq!(
+        (stats.deliveries.none, stats.deliveries.pending, stats.deliveries.delivered),
+        (2, 4, 0)
+    );
+    assert_eq!(
+        stats.outcomes,
+        named(&[("completed", 2), ("completed_with_failures", 1), ("timed_out", 1)])
+    );
+    assert_eq!(stats.top_error_codes, named(&[("X", 2), ("Y", 2)]));
+    // Starting inside the first bucket: its tail from the rows, the rest from the buckets.
+    let stats = store.stats(at(1_001)).await.unwrap();
+    assert_eq!(
+        stats.outcomes,
+        named(&[("completed", 1), ("completed_with_failures", 1), ("timed_out", 1)])
+    );
+    assert_eq!(stats.top_error_codes, named(&[("Y", 2), ("X", 1)]));
+    let stats = store.stats(at(300_001)).await.unwrap();
+    assert_eq!(stats.outcomes, named(&[("completed", 1)]));
+    assert_eq!(stats.top_error_codes, named(&[("Y", 1)]));
+    assert!(store.stats(at(650_001)).await.unwrap().outcomes.is_empty());
+
+    // Delivered, then retracked: the outcome and its codes leave the counts.
+    attempt(&store, "c0003", Attempt::Delivered, 650_010).await;
+    let stats = store.stats(at(0)).await.unwrap();
+    assert_eq!((stats.deliveries.pending, stats.deliveries.delivered), (3, 1));
+    store.retrack(&sid("c0003"), at(700_001), None).await.unwrap();
+    let stats = store.stats(at(0)).await.unwrap();
+    assert_eq!(
+        (stats.sessions.tracking, stats.sessions.finished),
+        (2, 3)
+    );
+    assert_eq!(
+        (stats.deliveries.none, stats.deliveries.pending, stats.deliveries.delivered),
+        (3, 3, 0)
+    );
+    assert_eq!(
+        stats.outcomes,
+        named(&[("completed", 1), ("completed_with_failures", 1), ("timed_out", 1)])
+    );
+    assert_eq!(stats.top_error_codes, named(&[("X", 2), ("Y", 1)]));
+    // Finished again later, in another bucket.
+    finish("c0003", "completed_with_failures", &["Z"], 900_000).await;
+    let stats = store.stats(at(600_000)).await.unwrap();
+    assert_eq!(stats.outcomes, named(&[("completed_with_failures", 1)]));
+    assert_eq!(stats.top_error_codes, named(&[("Z", 1)]));
+
+    // Purged: a finished session and everything counted of it.
+    assert_eq!(store.purge_session(&sid("c0000")).await.unwrap(), Purge::Purged);
+    let stats = store.stats(at(0)).await.unwrap();
+    assert_eq!(stats.sessions.finished, 3);
+    assert_eq!(stats.deliveries.pending, 3);
+    assert_eq!(
+        stats.outcomes,
+        named(&[("completed_with_failures", 2), ("timed_out", 1)])
+    );
+    assert_eq!(stats.top_error_codes, named(&[("X", 1), ("Y", 1), ("Z", 1)]));
+
+    // Pruned: the cancelled session (finished ones wait for their delivery).
+    let pruned = store.prune_sessions(at(800_000), 100).await.unwrap();
+    assert_eq!(pruned.sessions, 1, "{pruned:?}");
+    let stats = store.stats(at(0)).await.unwrap();
+    assert_eq!(
+        (stats.sessions.tracking, stats.sessions.finished, stats.sessions.cancelled),
+        (1, 3, 0)
+    );
+    assert_eq!((stats.deliveries.none, stats.deliveries.pending), (1, 3));
+    // The engine's own state counter agrees with the stats.
+    let counted = store.count_sessions().await.unwrap();
+    assert_eq!((counted.tracking, counted.finished, counted.cancelled), (1, 3, 0));
+}
