@@ -27,6 +27,8 @@ pub(crate) struct Coordinator {
     pub(crate) store: Store,
     pub(crate) replica: String,
     pub(crate) lease: Duration,
+    /// How long a lease lasts ([`crate::fleet::hold`]); renewed every third of it.
+    pub(crate) hold: Duration,
     /// The poll interval: a session handed to another replica waits this long before it may
     /// be claimed (it may just have been polled here).
     pub(crate) interval: Duration,
@@ -48,7 +50,9 @@ impl Coordinator {
         // A store several processes share (PostgreSQL) is what makes a fleet.
         let several = self.store.capabilities().several_processes;
         // Heartbeat first, so that the fair share counts this replica.
-        self.heartbeat().await;
+        self.heartbeat(true).await;
+        let renew_every = self.hold / 3;
+        let mut renewed = tokio::time::Instant::now();
         let mut fleet = self.count_fleet().await;
         // Listening starts before the first claim, so that no webhook falls between the two.
         let mut notices = self.store.listen_webhooks(&self.replica);
@@ -84,7 +88,13 @@ impl Coordinator {
                     _ => {}
                 },
                 _ = renew.tick() => {
-                    if self.heartbeat().await {
+                    // Leases are renewed (and held sessions checked) every third of the hold;
+                    // the heartbeat beats every third of the lease. In a fleet both are one.
+                    let due = renewed.elapsed() + period / 2 >= renew_every;
+                    if due {
+                        renewed = tokio::time::Instant::now();
+                    }
+                    if self.heartbeat(due).await && due {
                         fleet = self.count_fleet().await;
                         let share = fleet::share(fleet, several);
                         self.sync_held().await;
@@ -120,14 +130,20 @@ impl Coordinator {
         }
     }
 
-    /// Renews this replica's leases and heartbeat; `false` if the store did not answer.
-    async fn heartbeat(&self) -> bool {
-        match self
-            .store
-            .renew_leases(&self.replica, SystemTime::now(), self.lease)
-            .await
-        {
-            Ok(_) => {
+    /// Records this replica's heartbeat, and renews its leases if `renew`; `false` if the
+    /// store did not answer.
+    async fn heartbeat(&self, renew: bool) -> bool {
+        let now = SystemTime::now();
+        let beat = if renew {
+            self.store
+                .renew_leases(&self.replica, now, self.hold)
+                .await
+                .map(|_| ())
+        } else {
+            self.store.heartbeat(&self.replica, now).await
+        };
+        match beat {
+            Ok(()) => {
                 if self
                     .store_down
                     .swap(false, std::sync::atomic::Ordering::Relaxed)
@@ -169,7 +185,7 @@ impl Coordinator {
         }
         let claimed = match self
             .store
-            .claim_sessions(&self.replica, SystemTime::now(), self.lease, room)
+            .claim_sessions(&self.replica, SystemTime::now(), self.hold, room)
             .await
         {
             Ok(claimed) => claimed,

@@ -7,6 +7,22 @@ pub(crate) const CLAIM_BATCH: usize = 1000;
 /// Sessions a replica may hold beyond an even share before it hands some back.
 pub(crate) const SHARE_SLACK: usize = 8;
 
+/// How long a lease lasts on a store only one process uses (SQLite).
+pub(crate) const SINGLE_NODE_HOLD: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// How long this replica's leases last. In a fleet, the configured lease: a dead replica's
+/// sessions are taken over that soon. On a store of one process no other can take a session
+/// over (the file is locked, and a crashed predecessor's leases are released at start), so a
+/// lease lasts an hour and its renewal (a write per held session) comes every twenty minutes
+/// instead of every few seconds; the heartbeat alone keeps the lease's own cadence.
+pub(crate) fn hold(lease: std::time::Duration, several_processes: bool) -> std::time::Duration {
+    if several_processes {
+        lease
+    } else {
+        lease.max(SINGLE_NODE_HOLD)
+    }
+}
+
 /// What the store says of the fleet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FleetCount {
@@ -53,6 +69,15 @@ mod tests {
 
     fn count(live: usize, tracking: usize) -> Option<FleetCount> {
         Some(FleetCount { live, tracking })
+    }
+
+    #[test]
+    fn one_process_holds_for_an_hour_a_fleet_for_its_lease() {
+        let lease = std::time::Duration::from_secs(30);
+        assert_eq!(hold(lease, true), lease);
+        assert_eq!(hold(lease, false), SINGLE_NODE_HOLD);
+        let long = std::time::Duration::from_secs(7200);
+        assert_eq!(hold(long, false), long);
     }
 
     #[test]

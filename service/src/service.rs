@@ -99,6 +99,7 @@ impl Service {
         let replica = replica_id();
         // Every history event this replica writes names it.
         let store = store.with_replica(&replica);
+        let hold = crate::fleet::hold(checked.lease, store.capabilities().several_processes);
         if !store.capabilities().several_processes {
             // One node: whatever a crashed predecessor held is ours again at once.
             store
@@ -151,6 +152,7 @@ impl Service {
             store: store.clone(),
             replica: replica.clone(),
             lease: checked.lease,
+            hold,
             interval: checked.interval,
             polled: Arc::clone(&polled),
             tracking: commands_tx.clone(),
@@ -221,6 +223,7 @@ impl Service {
             )),
             replica: Arc::clone(&replica),
             lease: checked.lease,
+            hold,
             max_wait: checked.max_wait,
             body_budget: Arc::new(BodyBudget::new(MAX_BUFFERED_BODIES)),
         };

@@ -160,6 +160,9 @@ async fn a_login_sees_the_pages_and_acts_through_forms() {
     ] {
         assert!(overview.contains(link), "{link}");
     }
+    // The replicas with their last heartbeat (this one beat at start).
+    assert!(overview.contains("(this one)"), "{overview}");
+    assert!(overview.contains("heartbeat <time"), "{overview}");
     wait_authorized(r, &bearer, "c-done", "finished").await;
 
     // The sessions page: a table with its headers; the hostile reference is text.

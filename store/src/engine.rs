@@ -8,7 +8,7 @@ use bankconnect_core::SessionId;
 
 use crate::history::{AttemptDetail, EventPage, NewEvent};
 use crate::model::{
-    Added, DeliveryState, DueDelivery, Finish, NewSession, Page, Route, SessionRecord,
+    Added, DeliveryState, DueDelivery, Finish, NewSession, Page, ReplicaBeat, Route, SessionRecord,
     StoredWebhook, WebhookFate,
 };
 use crate::notices::WebhookNotices;
@@ -115,7 +115,8 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
     ) -> Result<usize, StoreError>;
     async fn held_sessions(&self, replica: &str) -> Result<Vec<SessionId>, StoreError>;
     async fn release_all_leases(&self) -> Result<usize, StoreError>;
-    async fn live_replicas(&self, since: SystemTime) -> Result<Vec<String>, StoreError>;
+    async fn replicas(&self, since: SystemTime) -> Result<Vec<ReplicaBeat>, StoreError>;
+    async fn heartbeat(&self, replica: &str, now: SystemTime) -> Result<(), StoreError>;
     async fn prune_webhooks(
         &self,
         before: SystemTime,

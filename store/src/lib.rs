@@ -41,8 +41,8 @@ pub use engine::Capabilities;
 pub use error::{Cause, StoreError};
 pub use history::{AttemptDetail, Event, EventPage, NewEvent, FIRST_KEPT, LAST_KEPT};
 pub use model::{
-    Added, DeliveryState, DeliveryStatus, DueDelivery, Finish, Lease, NewSession, Page, Route,
-    SessionRecord, SessionState, StoredWebhook, WebhookFate,
+    Added, DeliveryState, DeliveryStatus, DueDelivery, Finish, Lease, NewSession, Page,
+    ReplicaBeat, Route, SessionRecord, SessionState, StoredWebhook, WebhookFate,
 };
 pub use notices::{WebhookNotice, WebhookNotices};
 pub use operations::{

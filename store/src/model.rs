@@ -4,6 +4,18 @@ use std::time::{Duration, SystemTime};
 
 use bankconnect_core::SessionId;
 
+/// A replica of the service and its heartbeat, as the store records them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplicaBeat {
+    /// The replica's id.
+    pub id: String,
+    /// When it first beat.
+    pub started_at: SystemTime,
+    /// Its last heartbeat.
+    pub heartbeat_at: SystemTime,
+}
+
 /// A session to start tracking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -441,7 +441,9 @@ pub(crate) fn top_ten(counts: std::collections::BTreeMap<String, u64>) -> Vec<(S
 }
 
 /// Sessions and deliveries per state from `state_counts` rows `(scope, name, n)`.
-pub(crate) fn state_totals(rows: impl IntoIterator<Item = (String, String, i64)>) -> (StateCounts, DeliveryCounts) {
+pub(crate) fn state_totals(
+    rows: impl IntoIterator<Item = (String, String, i64)>,
+) -> (StateCounts, DeliveryCounts) {
     let (mut sessions, mut deliveries) = (StateCounts::default(), DeliveryCounts::default());
     let (mut all_sessions, mut in_outbox) = (0_i64, 0_i64);
     for (scope, name, n) in rows {
@@ -481,7 +483,11 @@ mod window_tests {
         ]);
         assert_eq!(
             top_ten(merged),
-            [("d".to_owned(), 3), ("a".to_owned(), 2), ("b".to_owned(), 2)]
+            [
+                ("d".to_owned(), 3),
+                ("a".to_owned(), 2),
+                ("b".to_owned(), 2)
+            ]
         );
     }
 }

@@ -15,8 +15,8 @@ use tokio_postgres::Row;
 use crate::tls::{MakeRustls, PostgresUrl, RustlsStream};
 
 use crate::model::{
-    duration_ms, to_ms, Added, DueDelivery, Finish, NewSession, Page, Route, SessionRecord,
-    StoredWebhook, WebhookFate,
+    duration_ms, from_ms, to_ms, Added, DueDelivery, Finish, NewSession, Page, ReplicaBeat, Route,
+    SessionRecord, StoredWebhook, WebhookFate,
 };
 use crate::notices::{WebhookNotice, WebhookNotices};
 use crate::row::{RawRecord, COLUMNS, FROM};
@@ -770,15 +770,36 @@ impl crate::engine::Engine for PostgresStore {
         Ok(usize::try_from(released).unwrap_or(usize::MAX))
     }
 
-    async fn live_replicas(&self, since: SystemTime) -> Result<Vec<String>, StoreError> {
+    async fn replicas(&self, since: SystemTime) -> Result<Vec<ReplicaBeat>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT replica_id FROM replicas WHERE heartbeat_at_ms >= $1 ORDER BY replica_id",
+                "SELECT replica_id, started_at_ms, heartbeat_at_ms FROM replicas \
+                 WHERE heartbeat_at_ms >= $1 ORDER BY replica_id",
                 &[&to_ms(since)],
             )
             .await?;
-        rows.iter().map(|row| col(row, 0)).collect()
+        rows.iter()
+            .map(|row| {
+                Ok(ReplicaBeat {
+                    id: col(row, 0)?,
+                    started_at: from_ms(col(row, 1)?),
+                    heartbeat_at: from_ms(col(row, 2)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn heartbeat(&self, replica: &str, now: SystemTime) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO replicas (replica_id, started_at_ms, heartbeat_at_ms) VALUES ($1, $2, $2) \
+                 ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at_ms = excluded.heartbeat_at_ms",
+                &[&replica, &to_ms(now)],
+            )
+            .await?;
+        Ok(())
     }
 
     async fn prune_webhooks(

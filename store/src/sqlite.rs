@@ -14,8 +14,8 @@ use bankconnect_core::SessionId;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::model::{
-    duration_ms, to_ms, Added, DueDelivery, Finish, NewSession, Page, Route, SessionRecord,
-    StoredWebhook, WebhookFate,
+    duration_ms, from_ms, to_ms, Added, DueDelivery, Finish, NewSession, Page, ReplicaBeat, Route,
+    SessionRecord, StoredWebhook, WebhookFate,
 };
 use crate::row::{RawRecord, COLUMNS, FROM};
 use crate::schema;
@@ -202,6 +202,10 @@ impl SqliteStore {
     }
 }
 
+/// Sessions renewed or read per transaction when a replica's leases are walked.
+const LEASE_CHUNK: i64 = 2_000;
+const LEASE_CHUNK_LEN: usize = 2_000;
+
 #[async_trait::async_trait]
 impl crate::engine::Engine for SqliteStore {
     fn capabilities(&self) -> crate::engine::Capabilities {
@@ -352,7 +356,8 @@ impl crate::engine::Engine for SqliteStore {
     }
 
     async fn count_sessions(&self) -> Result<StateCounts, StoreError> {
-        self.with(|conn, _| Ok(operations::state_totals(conn)?.0)).await
+        self.with(|conn, _| Ok(operations::state_totals(conn)?.0))
+            .await
     }
 
     async fn cancel_session(
@@ -503,25 +508,44 @@ impl crate::engine::Engine for SqliteStore {
         now: SystemTime,
         lease: Duration,
     ) -> Result<usize, StoreError> {
-        let replica = replica.to_owned();
-        self.with(move |conn, _| {
-            let now = to_ms(now);
-            let until = now.saturating_add(duration_ms(lease));
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let renewed = tx
-                .prepare_cached(
-                    "UPDATE sessions SET lease_until_ms = ?2 WHERE lease_owner = ?1 AND state = 'tracking'",
-                )?
-                .execute(params![replica, until])?;
-            tx.prepare_cached(
-                "INSERT INTO replicas (replica_id, started_at_ms, heartbeat_at_ms) VALUES (?1, ?2, ?2) \
-                 ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at_ms = excluded.heartbeat_at_ms",
-            )?
-            .execute(params![replica, now])?;
-            tx.commit()?;
-            Ok(renewed)
-        })
-        .await
+        // In chunks, each its own short transaction: a replica holding 100 000 sessions
+        // renewed them in one 0.65 s write, and every read (a console page) waited behind it.
+        let now = to_ms(now);
+        let until = now.saturating_add(duration_ms(lease));
+        let mut renewed = 0;
+        let mut after = i64::MIN;
+        loop {
+            let owner = replica.to_owned();
+            let chunk = self
+                .with(move |conn, _| {
+                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    let seqs = tx
+                        .prepare_cached(
+                            "UPDATE sessions SET lease_until_ms = ?2 WHERE seq IN ( \
+                             SELECT seq FROM sessions WHERE lease_owner = ?1 AND state = 'tracking' AND seq > ?3 \
+                             ORDER BY seq LIMIT ?4) RETURNING seq",
+                        )?
+                        .query_map(params![owner, until, after, LEASE_CHUNK], |row| {
+                            row.get::<_, i64>(0)
+                        })?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if after == i64::MIN {
+                        tx.prepare_cached(
+                            "INSERT INTO replicas (replica_id, started_at_ms, heartbeat_at_ms) VALUES (?1, ?2, ?2) \
+                             ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at_ms = excluded.heartbeat_at_ms",
+                        )?
+                        .execute(params![owner, now])?;
+                    }
+                    tx.commit()?;
+                    Ok(seqs)
+                })
+                .await?;
+            renewed += chunk.len();
+            match chunk.iter().max() {
+                Some(last) if chunk.len() >= LEASE_CHUNK_LEN => after = *last,
+                _ => return Ok(renewed),
+            }
+        }
     }
 
     async fn release_leases(
@@ -572,17 +596,35 @@ impl crate::engine::Engine for SqliteStore {
     }
 
     async fn held_sessions(&self, replica: &str) -> Result<Vec<SessionId>, StoreError> {
-        let replica = replica.to_owned();
-        self.with(move |conn, _| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT session_id FROM sessions WHERE state = 'tracking' AND lease_owner = ?1",
-            )?;
-            let ids = stmt
-                .query_map(params![replica], |row| row.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            crate::shared::session_ids(ids)
-        })
-        .await
+        // In chunks, as renewals are: reads of others wait for one chunk at most.
+        let mut held = Vec::new();
+        let mut after = i64::MIN;
+        loop {
+            let owner = replica.to_owned();
+            let chunk = self
+                .with(move |conn, _| {
+                    let mut stmt = conn.prepare_cached(
+                        "SELECT seq, session_id FROM sessions WHERE state = 'tracking' AND lease_owner = ?1 \
+                         AND seq > ?2 ORDER BY seq LIMIT ?3",
+                    )?;
+                    let rows = stmt
+                        .query_map(params![owner, after, LEASE_CHUNK], |row| {
+                            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                        })?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(rows)
+                })
+                .await?;
+            let full = chunk.len() >= LEASE_CHUNK_LEN;
+            let last = chunk.last().map(|(seq, _)| *seq);
+            held.extend(crate::shared::session_ids(
+                chunk.into_iter().map(|(_, id)| id).collect(),
+            )?);
+            match last {
+                Some(last) if full => after = last,
+                _ => return Ok(held),
+            }
+        }
     }
 
     async fn release_all_leases(&self) -> Result<usize, StoreError> {
@@ -606,15 +648,35 @@ impl crate::engine::Engine for SqliteStore {
         .await
     }
 
-    async fn live_replicas(&self, since: SystemTime) -> Result<Vec<String>, StoreError> {
+    async fn replicas(&self, since: SystemTime) -> Result<Vec<ReplicaBeat>, StoreError> {
         self.with(move |conn, _| {
             let mut stmt = conn.prepare_cached(
-                "SELECT replica_id FROM replicas WHERE heartbeat_at_ms >= ?1 ORDER BY replica_id",
+                "SELECT replica_id, started_at_ms, heartbeat_at_ms FROM replicas \
+                 WHERE heartbeat_at_ms >= ?1 ORDER BY replica_id",
             )?;
-            let ids = stmt
-                .query_map(params![to_ms(since)], |row| row.get(0))?
-                .collect::<Result<Vec<String>, _>>()?;
-            Ok(ids)
+            let beats = stmt
+                .query_map(params![to_ms(since)], |row| {
+                    Ok(ReplicaBeat {
+                        id: row.get(0)?,
+                        started_at: from_ms(row.get(1)?),
+                        heartbeat_at: from_ms(row.get(2)?),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(beats)
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, replica: &str, now: SystemTime) -> Result<(), StoreError> {
+        let replica = replica.to_owned();
+        self.with(move |conn, _| {
+            conn.prepare_cached(
+                "INSERT INTO replicas (replica_id, started_at_ms, heartbeat_at_ms) VALUES (?1, ?2, ?2) \
+                 ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at_ms = excluded.heartbeat_at_ms",
+            )?
+            .execute(params![replica, to_ms(now)])?;
+            Ok(())
         })
         .await
     }

@@ -9,7 +9,7 @@ use crate::engine::{Capabilities, Engine};
 use crate::history::{AttemptDetail, EventPage, NewEvent, OutcomeFacts};
 use crate::model::DeliveryState;
 use crate::model::{
-    decode_cursor, Added, DueDelivery, Finish, NewSession, Page, Route, SessionRecord,
+    decode_cursor, Added, DueDelivery, Finish, NewSession, Page, ReplicaBeat, Route, SessionRecord,
     SessionState, StoredWebhook, WebhookFate,
 };
 use crate::notices::WebhookNotices;
@@ -339,7 +339,22 @@ impl Store {
 
     /// Replicas whose heartbeat is at or after `since`.
     pub async fn live_replicas(&self, since: SystemTime) -> Result<Vec<String>, StoreError> {
-        dispatch!(self.live_replicas(since))
+        Ok(self
+            .replicas(since)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect())
+    }
+
+    /// Replicas whose heartbeat is at or after `since`, with their times, by id.
+    pub async fn replicas(&self, since: SystemTime) -> Result<Vec<ReplicaBeat>, StoreError> {
+        dispatch!(self.replicas(since))
+    }
+
+    /// Records `replica`'s heartbeat alone (its leases unchanged): cheap whatever it holds.
+    pub async fn heartbeat(&self, replica: &str, now: SystemTime) -> Result<(), StoreError> {
+        dispatch!(self.heartbeat(replica, now))
     }
 
     /// Records an accepted webhook by its dedupe key: `true` the first time across every

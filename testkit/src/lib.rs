@@ -5,7 +5,8 @@
 //! - [`process`]: child processes that announce their address on their first stdout line;
 //! - [`schema`]: a PostgreSQL schema of one test's own, dropped afterwards;
 //! - [`proc_stat`]: CPU time of a process from `/proc`;
-//! - [`mix`]: the session mix the soak and the chaos run share.
+//! - [`mix`]: the session mix the soak and the chaos run share;
+//! - [`million`]: a million sessions written by SQL for the benchmarks that read them.
 #![forbid(unsafe_code)]
 #![allow(
     missing_docs,
@@ -18,6 +19,7 @@
 )]
 
 pub mod driver_cases;
+pub mod million;
 pub mod mix;
 pub mod proc_stat;
 pub mod process;

@@ -14,6 +14,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("bankconnect-store", "store"),
     ("bankconnect-store", "operations"),
     ("bankconnect-service", "retention"),
+    ("bankconnect-service", "console"),
     ("bankconnect-cli", "serve"),
 ];
 
@@ -79,6 +80,11 @@ const GOALS: &[(&str, f64, &str)] = &[
         "store_size_steady",
         1.10,
         "the store's size flat under a steady load after the first retention period (three periods within 1.1x of one)",
+    ),
+    (
+        "console_render_1m_p99",
+        1.00,
+        "each console page's server-side render, a million sessions stored: p99 within 50 ms (SQLite)",
     ),
     (
         "serve_add_during_prune_p99",

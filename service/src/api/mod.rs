@@ -61,8 +61,11 @@ pub(crate) struct App {
     /// What signs the console's logins and CSRF tokens.
     pub(crate) console: Arc<crate::console::ConsoleKeys>,
     pub(crate) replica: Arc<str>,
-    /// How long this replica's hold on a session it takes lasts unless renewed.
+    /// The configured lease: the heartbeat's cadence (a replica is live within two).
     pub(crate) lease: Duration,
+    /// How long this replica's hold on a session it takes lasts unless renewed
+    /// ([`crate::fleet::hold`]).
+    pub(crate) hold: Duration,
     /// The service's max wait, the longest a session's own may be.
     pub(crate) max_wait: Duration,
     /// The one memory budget every request body in flight shares (API and webhooks), so many

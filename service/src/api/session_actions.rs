@@ -104,7 +104,7 @@ async fn retrack(
     // Leased here in the same transaction: polled at once, with no claim.
     match app
         .store
-        .retrack(&id, now, Some((&app.replica, now + app.lease)))
+        .retrack(&id, now, Some((&app.replica, now + app.hold)))
         .await
     {
         Ok(Retrack::Retracked(record)) => {

@@ -394,7 +394,7 @@ async fn add_sessions(
     let now = SystemTime::now();
     let added = app
         .store
-        .add_sessions_leased(sessions, now, &app.replica, now + app.lease)
+        .add_sessions_leased(sessions, now, &app.replica, now + app.hold)
         .await
         .map_err(|err| ApiError::store(&err))?;
     let mut created = Vec::new();

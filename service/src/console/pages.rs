@@ -118,7 +118,7 @@ pub(crate) async fn overview(State(app): State<App>, headers: HeaderMap) -> Resp
         };
         let replicas = app
             .store
-            .live_replicas(now - app.lease * 2)
+            .replicas(now - app.lease * 2)
             .await
             .unwrap_or_default();
         let s = &stats.sessions;
@@ -143,8 +143,14 @@ pub(crate) async fn overview(State(app): State<App>, headers: HeaderMap) -> Resp
         codes.push_str("</ul>");
         let mut fleet = String::from("<ul>");
         for replica in &replicas {
-            let me = if replica.as_str() == &*app.replica { " (this one)" } else { "" };
-            let _ = write!(fleet, "<li><code>{}</code>{me}</li>", esc(replica));
+            let me = if replica.id.as_str() == &*app.replica { " (this one)" } else { "" };
+            let _ = write!(
+                fleet,
+                "<li><code>{}</code>{me}<br><span class=\"muted\">heartbeat {}, up since {}</span></li>",
+                esc(&replica.id),
+                time(replica.heartbeat_at, now),
+                time(replica.started_at, now)
+            );
         }
         if replicas.is_empty() {
             let _ = write!(fleet, "<li><code>{}</code> (this one)</li>", esc(&app.replica));

@@ -156,7 +156,10 @@ pub(super) async fn state_totals(
     client: &impl GenericClient,
 ) -> Result<(StateCounts, DeliveryCounts), StoreError> {
     let rows = client
-        .query("SELECT scope, name, sum(n)::BIGINT FROM state_counts GROUP BY scope, name", &[])
+        .query(
+            "SELECT scope, name, sum(n)::BIGINT FROM state_counts GROUP BY scope, name",
+            &[],
+        )
         .await?;
     let rows = rows
         .iter()

@@ -717,30 +717,49 @@ pub(crate) async fn counts_follow_every_change_and_windows_are_exact(fx: Fixture
     finish("c0001", "completed_with_failures", &["X", "Y"], 299_999).await;
     finish("c0002", "timed_out", &[], 300_000).await;
     finish("c0003", "completed", &["Y"], 650_000).await;
-    store.cancel_session(&sid("c0004"), at(700_000)).await.unwrap();
+    store
+        .cancel_session(&sid("c0004"), at(700_000))
+        .await
+        .unwrap();
     let named = |pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
         pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
     };
 
     let stats = store.stats(at(0)).await.unwrap();
     assert_eq!(
-        (stats.sessions.tracking, stats.sessions.finished, stats.sessions.cancelled),
+        (
+            stats.sessions.tracking,
+            stats.sessions.finished,
+            stats.sessions.cancelled
+        ),
         (1, 4, 1)
     );
     assert_eq!(
-        (stats.deliveries.none, stats.deliveries.pending, stats.deliveries.delivered),
+        (
+            stats.deliveries.none,
+            stats.deliveries.pending,
+            stats.deliveries.delivered
+        ),
         (2, 4, 0)
     );
     assert_eq!(
         stats.outcomes,
-        named(&[("completed", 2), ("completed_with_failures", 1), ("timed_out", 1)])
+        named(&[
+            ("completed", 2),
+            ("completed_with_failures", 1),
+            ("timed_out", 1)
+        ])
     );
     assert_eq!(stats.top_error_codes, named(&[("X", 2), ("Y", 2)]));
     // Starting inside the first bucket: its tail from the rows, the rest from the buckets.
     let stats = store.stats(at(1_001)).await.unwrap();
     assert_eq!(
         stats.outcomes,
-        named(&[("completed", 1), ("completed_with_failures", 1), ("timed_out", 1)])
+        named(&[
+            ("completed", 1),
+            ("completed_with_failures", 1),
+            ("timed_out", 1)
+        ])
     );
     assert_eq!(stats.top_error_codes, named(&[("Y", 2), ("X", 1)]));
     let stats = store.stats(at(300_001)).await.unwrap();
@@ -751,20 +770,31 @@ pub(crate) async fn counts_follow_every_change_and_windows_are_exact(fx: Fixture
     // Delivered, then retracked: the outcome and its codes leave the counts.
     attempt(&store, "c0003", Attempt::Delivered, 650_010).await;
     let stats = store.stats(at(0)).await.unwrap();
-    assert_eq!((stats.deliveries.pending, stats.deliveries.delivered), (3, 1));
-    store.retrack(&sid("c0003"), at(700_001), None).await.unwrap();
-    let stats = store.stats(at(0)).await.unwrap();
     assert_eq!(
-        (stats.sessions.tracking, stats.sessions.finished),
-        (2, 3)
+        (stats.deliveries.pending, stats.deliveries.delivered),
+        (3, 1)
     );
+    store
+        .retrack(&sid("c0003"), at(700_001), None)
+        .await
+        .unwrap();
+    let stats = store.stats(at(0)).await.unwrap();
+    assert_eq!((stats.sessions.tracking, stats.sessions.finished), (2, 3));
     assert_eq!(
-        (stats.deliveries.none, stats.deliveries.pending, stats.deliveries.delivered),
+        (
+            stats.deliveries.none,
+            stats.deliveries.pending,
+            stats.deliveries.delivered
+        ),
         (3, 3, 0)
     );
     assert_eq!(
         stats.outcomes,
-        named(&[("completed", 1), ("completed_with_failures", 1), ("timed_out", 1)])
+        named(&[
+            ("completed", 1),
+            ("completed_with_failures", 1),
+            ("timed_out", 1)
+        ])
     );
     assert_eq!(stats.top_error_codes, named(&[("X", 2), ("Y", 1)]));
     // Finished again later, in another bucket.
@@ -774,7 +804,10 @@ pub(crate) async fn counts_follow_every_change_and_windows_are_exact(fx: Fixture
     assert_eq!(stats.top_error_codes, named(&[("Z", 1)]));
 
     // Purged: a finished session and everything counted of it.
-    assert_eq!(store.purge_session(&sid("c0000")).await.unwrap(), Purge::Purged);
+    assert_eq!(
+        store.purge_session(&sid("c0000")).await.unwrap(),
+        Purge::Purged
+    );
     let stats = store.stats(at(0)).await.unwrap();
     assert_eq!(stats.sessions.finished, 3);
     assert_eq!(stats.deliveries.pending, 3);
@@ -782,18 +815,28 @@ pub(crate) async fn counts_follow_every_change_and_windows_are_exact(fx: Fixture
         stats.outcomes,
         named(&[("completed_with_failures", 2), ("timed_out", 1)])
     );
-    assert_eq!(stats.top_error_codes, named(&[("X", 1), ("Y", 1), ("Z", 1)]));
+    assert_eq!(
+        stats.top_error_codes,
+        named(&[("X", 1), ("Y", 1), ("Z", 1)])
+    );
 
     // Pruned: the cancelled session (finished ones wait for their delivery).
     let pruned = store.prune_sessions(at(800_000), 100).await.unwrap();
     assert_eq!(pruned.sessions, 1, "{pruned:?}");
     let stats = store.stats(at(0)).await.unwrap();
     assert_eq!(
-        (stats.sessions.tracking, stats.sessions.finished, stats.sessions.cancelled),
+        (
+            stats.sessions.tracking,
+            stats.sessions.finished,
+            stats.sessions.cancelled
+        ),
         (1, 3, 0)
     );
     assert_eq!((stats.deliveries.none, stats.deliveries.pending), (1, 3));
     // The engine's own state counter agrees with the stats.
     let counted = store.count_sessions().await.unwrap();
-    assert_eq!((counted.tracking, counted.finished, counted.cancelled), (1, 3, 0));
+    assert_eq!(
+        (counted.tracking, counted.finished, counted.cancelled),
+        (1, 3, 0)
+    );
 }
