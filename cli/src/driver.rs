@@ -37,7 +37,7 @@ pub(crate) trait Tracking {
     /// A callback feeding webhooks to this tracker from any thread.
     fn feed(&self) -> Feed;
     /// A callback adding sessions to this tracker from any thread.
-    fn session_feed(&mut self) -> SessionFeed;
+    fn session_feed(&self) -> SessionFeed;
     /// The next event; `None` once nothing is tracked.
     fn next_event(&mut self) -> Option<TrackerEvent>;
 }
@@ -121,8 +121,8 @@ impl Tracking for AsyncTracking {
         })
     }
 
-    fn session_feed(&mut self) -> SessionFeed {
-        match &mut self.tracker {
+    fn session_feed(&self) -> SessionFeed {
+        match &self.tracker {
             Some(tracker) => {
                 let feed = tracker.session_feed();
                 Box::new(move |session| feed.send(session))
@@ -188,7 +188,7 @@ impl Tracking for bankconnect_http_blocking::Tracker {
         })
     }
 
-    fn session_feed(&mut self) -> SessionFeed {
+    fn session_feed(&self) -> SessionFeed {
         let feed = bankconnect_http_blocking::Tracker::session_feed(self);
         Box::new(move |session| feed.send(session))
     }

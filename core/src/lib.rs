@@ -38,7 +38,6 @@ mod base_url;
 mod classify;
 mod client_settings;
 mod credentials;
-mod driver_client;
 mod error_codes;
 mod error_detail;
 mod ids;

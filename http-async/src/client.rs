@@ -39,12 +39,99 @@ pub struct Client {
     transport: Arc<dyn AsyncTransport>,
 }
 
-bankconnect_core::driver_client_settings!(AsyncTransport);
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The settings never show a secret (`ClientSettings` hides its credentials).
+        f.debug_struct("Client")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Client {
     /// A client with the default reqwest transport (30 s per request).
     pub fn new(api: Api) -> Self {
         Self::with_transport(api, ReqwestTransport::default())
+    }
+
+    /// A client over your own transport (a closure from request to result is one), its jitter
+    /// seeded from the clock.
+    pub fn with_transport(api: Api, transport: impl AsyncTransport + 'static) -> Self {
+        let seed = ClientSettings::seed_from(SystemTime::now());
+        Self::with_settings(ClientSettings::new(api, seed), transport)
+    }
+
+    /// A client with every setting given (API, policy, limits, seed, pending-webhook bounds):
+    /// the settings are the core's value, the same for both drivers.
+    pub fn with_settings(
+        settings: ClientSettings,
+        transport: impl AsyncTransport + 'static,
+    ) -> Self {
+        Self {
+            settings,
+            transport: Arc::new(transport),
+        }
+    }
+
+    /// Sets the poll policy (validated when used).
+    pub fn with_policy(mut self, policy: bankconnect_core::PollPolicy) -> Self {
+        self.settings = self.settings.with_policy(policy);
+        self
+    }
+
+    /// Sets the client-wide limits: requests in flight, rate limit, progress updates.
+    pub fn with_limits(mut self, limits: bankconnect_core::SchedulerConfig) -> Self {
+        self.settings = self.settings.with_limits(limits);
+        self
+    }
+
+    /// Sets the jitter seed (for reproducible runs).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.settings = self.settings.with_seed(seed);
+        self
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
+    }
+
+    /// The policy in use.
+    pub fn policy(&self) -> &bankconnect_core::PollPolicy {
+        &self.settings.policy
+    }
+
+    /// Tracks many sessions in one scheduler; take each outcome from
+    /// [`Tracker::next_outcome`] as it happens.
+    pub fn track_many(
+        &self,
+        sessions: impl IntoIterator<Item = SessionId>,
+    ) -> Result<Tracker, Error> {
+        let mut tracker = self.tracker()?;
+        for session in sessions {
+            tracker.add(session)?;
+        }
+        Ok(tracker)
+    }
+
+    /// An empty tracker to add sessions and feed webhooks to.
+    pub fn tracker(&self) -> Result<Tracker, Error> {
+        Ok(self.tracker_over(bankconnect_core::Tracker::new(&self.settings)?))
+    }
+
+    /// A tracker resumed from a snapshot (see [`Tracker::snapshot`]); the time since it was
+    /// taken counts toward each session's max wait.
+    pub fn resume(
+        &self,
+        snapshot: TrackerSnapshot,
+    ) -> Result<Tracker, bankconnect_core::SnapshotError> {
+        let core = bankconnect_core::Tracker::resume_from(
+            &self.settings,
+            snapshot,
+            Instant::now(),
+            SystemTime::now(),
+        )?;
+        Ok(self.tracker_over(core))
     }
 
     /// The transport requests go through (to wrap it, e.g. to count requests, and build a
@@ -108,7 +195,7 @@ impl Client {
             tasks: HashMap::new(),
             webhooks_tx,
             webhooks,
-            adds_tx: None,
+            feed: std::sync::Mutex::new(FeedSlot::default()),
             adds: None,
         }
     }
@@ -141,9 +228,18 @@ pub struct Tracker {
     tasks: HashMap<tokio::task::Id, (RequestId, RequestKind)>,
     webhooks_tx: mpsc::UnboundedSender<WebhookHint>,
     webhooks: mpsc::UnboundedReceiver<WebhookHint>,
-    /// Sessions fed while tracking; weak, so the channel closes with the last [`SessionFeed`].
-    adds_tx: Option<mpsc::WeakUnboundedSender<SessionId>>,
+    /// Where [`Tracker::session_feed`] (on `&self`, as the blocking driver's) leaves a new
+    /// channel for [`Tracker::next_event`] to take up.
+    feed: std::sync::Mutex<FeedSlot>,
+    /// Sessions fed while tracking; the channel closes with the last [`SessionFeed`].
     adds: Option<mpsc::UnboundedReceiver<SessionId>>,
+}
+
+/// The feeds' channel: a weak sender to hand out clones of, and a receiver not taken up yet.
+#[derive(Default)]
+struct FeedSlot {
+    tx: Option<mpsc::WeakUnboundedSender<SessionId>>,
+    new_rx: Option<mpsc::UnboundedReceiver<SessionId>>,
 }
 
 /// Adds sessions to a running [`Tracker`] from any task or thread. While one lives, the
@@ -215,18 +311,39 @@ impl Tracker {
 
     /// A handle to add sessions while tracking (e.g. as lines arrive on stdin); the tracker
     /// goes on waiting for sessions until every feed is dropped.
-    pub fn session_feed(&mut self) -> SessionFeed {
-        if let Some(tx) = self
-            .adds_tx
+    pub fn session_feed(&self) -> SessionFeed {
+        let mut slot = self
+            .feed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tx) = slot
+            .tx
             .as_ref()
             .and_then(mpsc::WeakUnboundedSender::upgrade)
         {
             return SessionFeed(tx);
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        self.adds_tx = Some(tx.downgrade());
-        self.adds = Some(rx);
+        slot.tx = Some(tx.downgrade());
+        slot.new_rx = Some(rx);
         SessionFeed(tx)
+    }
+
+    /// Takes up a channel [`Tracker::session_feed`] opened, after what the old one still holds.
+    fn take_up_feed(&mut self) {
+        let fresh = self
+            .feed
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .new_rx
+            .take();
+        if let Some(rx) = fresh {
+            if let Some(mut old) = self.adds.replace(rx) {
+                while let Ok(session) = old.try_recv() {
+                    self.add_fed(session);
+                }
+            }
+        }
     }
 
     fn add_fed(&mut self, session: SessionId) {
@@ -272,6 +389,7 @@ impl Tracker {
     /// Cancel-safe: dropping the future loses nothing (requests stay in flight in the tracker).
     pub async fn next_event(&mut self) -> Option<TrackerEvent> {
         loop {
+            self.take_up_feed();
             let wake = match self.core.poll_output(Instant::now()) {
                 Output::Send(transmit) => {
                     // One span per request, carrying the session (never a secret).

@@ -192,3 +192,32 @@ async fn a_timed_out_request_is_retried() {
         "did not wait for the slow answer"
     );
 }
+
+/// Sessions fed through a shared reference (the blocking driver's shape): one while tracking,
+/// and one through a feed opened after the first was dropped; every outcome arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_fed_through_a_shared_tracker_all_end() {
+    let ids = ["fed-0", "fed-1", "fed-2"];
+    let sim = sim(ids
+        .iter()
+        .map(|id| SessionScript::new(id).complete_after_polls(1))
+        .collect())
+    .await;
+    let client = Client::new(api(&sim, false)).with_policy(driver_cases::fast_policy());
+    let mut tracker = client
+        .track_many([SessionId::new(ids[0]).unwrap()])
+        .unwrap();
+    let shared = &tracker;
+    let first = shared.session_feed();
+    assert!(first.send(SessionId::new(ids[1]).unwrap()));
+    let mut ended = vec![tracker.next_outcome().await.unwrap().session_id.to_string()];
+    drop(first);
+    let second = tracker.session_feed();
+    assert!(second.send(SessionId::new(ids[2]).unwrap()));
+    drop(second);
+    while let Some(outcome) = tracker.next_outcome().await {
+        ended.push(outcome.session_id.to_string());
+    }
+    ended.sort();
+    assert_eq!(ended, ids);
+}

@@ -36,12 +36,99 @@ pub struct Client {
     transport: Arc<dyn BlockingTransport>,
 }
 
-bankconnect_core::driver_client_settings!(BlockingTransport);
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The settings never show a secret (`ClientSettings` hides its credentials).
+        f.debug_struct("Client")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Client {
     /// A client with the default ureq transport (30 s per request).
     pub fn new(api: Api) -> Self {
         Self::with_transport(api, UreqTransport::default())
+    }
+
+    /// A client over your own transport (a closure from request to result is one), its jitter
+    /// seeded from the clock.
+    pub fn with_transport(api: Api, transport: impl BlockingTransport + 'static) -> Self {
+        let seed = ClientSettings::seed_from(SystemTime::now());
+        Self::with_settings(ClientSettings::new(api, seed), transport)
+    }
+
+    /// A client with every setting given (API, policy, limits, seed, pending-webhook bounds):
+    /// the settings are the core's value, the same for both drivers.
+    pub fn with_settings(
+        settings: ClientSettings,
+        transport: impl BlockingTransport + 'static,
+    ) -> Self {
+        Self {
+            settings,
+            transport: Arc::new(transport),
+        }
+    }
+
+    /// Sets the poll policy (validated when used).
+    pub fn with_policy(mut self, policy: bankconnect_core::PollPolicy) -> Self {
+        self.settings = self.settings.with_policy(policy);
+        self
+    }
+
+    /// Sets the client-wide limits: requests in flight, rate limit, progress updates.
+    pub fn with_limits(mut self, limits: bankconnect_core::SchedulerConfig) -> Self {
+        self.settings = self.settings.with_limits(limits);
+        self
+    }
+
+    /// Sets the jitter seed (for reproducible runs).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.settings = self.settings.with_seed(seed);
+        self
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
+    }
+
+    /// The policy in use.
+    pub fn policy(&self) -> &bankconnect_core::PollPolicy {
+        &self.settings.policy
+    }
+
+    /// Tracks many sessions in one scheduler; take each outcome from
+    /// [`Tracker::next_outcome`] as it happens.
+    pub fn track_many(
+        &self,
+        sessions: impl IntoIterator<Item = SessionId>,
+    ) -> Result<Tracker, Error> {
+        let mut tracker = self.tracker()?;
+        for session in sessions {
+            tracker.add(session)?;
+        }
+        Ok(tracker)
+    }
+
+    /// An empty tracker to add sessions and feed webhooks to.
+    pub fn tracker(&self) -> Result<Tracker, Error> {
+        Ok(self.tracker_over(bankconnect_core::Tracker::new(&self.settings)?))
+    }
+
+    /// A tracker resumed from a snapshot (see [`Tracker::snapshot`]); the time since it was
+    /// taken counts toward each session's max wait.
+    pub fn resume(
+        &self,
+        snapshot: TrackerSnapshot,
+    ) -> Result<Tracker, bankconnect_core::SnapshotError> {
+        let core = bankconnect_core::Tracker::resume_from(
+            &self.settings,
+            snapshot,
+            Instant::now(),
+            SystemTime::now(),
+        )?;
+        Ok(self.tracker_over(core))
     }
 
     /// Runs a call: send, then retry as the core says.

@@ -256,3 +256,31 @@ fn an_unread_tracker_stops_at_its_event_bound_and_a_dropped_one_stops_polling() 
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(requests_now(&sim), after_drop, "no request after the drop");
 }
+
+/// Sessions fed through a shared reference (the async driver's shape too): one while
+/// tracking, and one through a feed opened after the first was dropped; every outcome arrives.
+#[test]
+fn sessions_fed_through_a_shared_tracker_all_end() {
+    let ids = ["fed-0", "fed-1", "fed-2"];
+    let sim = sim(ids
+        .iter()
+        .map(|id| SessionScript::new(id).complete_after_polls(1))
+        .collect());
+    let client = Client::new(api(&sim.sim, false)).with_policy(driver_cases::fast_policy());
+    let mut tracker = client
+        .track_many([SessionId::new(ids[0]).unwrap()])
+        .unwrap();
+    let shared = &tracker;
+    let first = shared.session_feed();
+    assert!(first.send(SessionId::new(ids[1]).unwrap()));
+    let mut ended = vec![tracker.next_outcome().unwrap().session_id.to_string()];
+    drop(first);
+    let second = tracker.session_feed();
+    assert!(second.send(SessionId::new(ids[2]).unwrap()));
+    drop(second);
+    while let Some(outcome) = tracker.next_outcome() {
+        ended.push(outcome.session_id.to_string());
+    }
+    ended.sort();
+    assert_eq!(ended, ids);
+}
