@@ -24,8 +24,8 @@ pub type Error = bankconnect_core::ClientError;
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// use bankconnect_core::{Api, BaseUrl, Credentials, SessionId};
-/// use bankconnect_http_async::Client;
+/// // One dependency: the driver re-exports the core types its users name.
+/// use bankconnect_http_async::{Api, BaseUrl, Client, Credentials, SessionId};
 ///
 /// let api = Api::new(BaseUrl::production(), Credentials::new("api-key", "server-hash")?);
 /// let client = Client::new(api);

@@ -26,6 +26,13 @@
 mod client;
 mod transport;
 
-pub use bankconnect_core::TrackerEvent;
+// What a user of the driver names, so that this crate is the one dependency it needs.
+pub use bankconnect_core::{
+    AccountErrorCode, AccountResult, Api, ApiErrorCode, BaseUrl, ClientError, ClientSettings,
+    Credentials, ErrorDetail, NotifiedBy, Outcome, OutcomeError, OutcomeKind, PendingStats,
+    PollPolicy, ProgressReport, SchedulerConfig, SessionId, SessionSnapshot, SessionStatusReply,
+    SnapshotError, TrackError, TrackerEvent, TrackerSnapshot, TransportError, TransportErrorKind,
+    WebhookHint, WebhookMode, WebhookRegistration, WebhookUpdated,
+};
 pub use client::{Client, Error, SessionFeed, Tracker, WebhookFeed};
 pub use transport::{AsyncTransport, ReqwestTransport};

@@ -21,8 +21,8 @@ pub type Error = bankconnect_core::ClientError;
 /// A BankConnect client over a blocking transport (ureq by default). No async runtime anywhere.
 ///
 /// ```no_run
-/// use bankconnect_core::{Api, BaseUrl, Credentials, SessionId};
-/// use bankconnect_http_blocking::Client;
+/// // One dependency: the driver re-exports the core types its users name.
+/// use bankconnect_http_blocking::{Api, BaseUrl, Client, Credentials, SessionId};
 ///
 /// let api = Api::new(BaseUrl::production(), Credentials::new("api-key", "server-hash")?);
 /// let client = Client::new(api);

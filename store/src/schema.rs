@@ -305,10 +305,10 @@ CREATE TABLE delivery_control (
 INSERT INTO delivery_control (id) VALUES (1);
 "#,
     r"
--- 5: in step with SQLite's version 5. Statement triggers over transition tables add each
--- statement's net change; a statement that changes no count (a lease renewal) writes nothing.
--- Counts are split over 8 rows per key by the connection's process, so that replicas
--- finishing sessions at once do not queue on one row; a reader adds the rows up.
+-- 5: in step with SQLite's version 5 (the same tables). On PostgreSQL nothing fills them yet:
+-- kept by triggers, the counts' rows were locked midway through every writing transaction and
+-- a fleet's commits deadlocked on them (40P01, seen in the chaos run), so this engine counts
+-- by scanning until the counts are kept as append-only deltas that no writer waits on.
 CREATE TABLE state_counts (
     scope TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -324,114 +324,5 @@ CREATE TABLE window_counts (
     n BIGINT NOT NULL,
     PRIMARY KEY (scope, bucket_ms, name, shard)
 );
-CREATE FUNCTION bankconnect_count_sessions() RETURNS trigger LANGUAGE plpgsql AS $f$
-DECLARE
-    s INTEGER := pg_backend_pid() % 8;
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO state_counts (scope, name, shard, n)
-            SELECT 'session', state, s, count(*) FROM new_rows GROUP BY state
-            ON CONFLICT (scope, name, shard) DO UPDATE SET n = state_counts.n + EXCLUDED.n;
-        INSERT INTO window_counts (scope, bucket_ms, name, shard, n)
-            SELECT 'outcome', finished_at_ms / 300000 * 300000, outcome_kind, s, count(*)
-            FROM new_rows WHERE finished_at_ms IS NOT NULL AND outcome_kind IS NOT NULL
-            GROUP BY 2, 3
-            ON CONFLICT (scope, bucket_ms, name, shard) DO UPDATE SET n = window_counts.n + EXCLUDED.n;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO state_counts (scope, name, shard, n)
-            SELECT 'session', state, s, -count(*) FROM old_rows GROUP BY state
-            ON CONFLICT (scope, name, shard) DO UPDATE SET n = state_counts.n + EXCLUDED.n;
-        INSERT INTO window_counts (scope, bucket_ms, name, shard, n)
-            SELECT 'outcome', finished_at_ms / 300000 * 300000, outcome_kind, s, -count(*)
-            FROM old_rows WHERE finished_at_ms IS NOT NULL AND outcome_kind IS NOT NULL
-            GROUP BY 2, 3
-            ON CONFLICT (scope, bucket_ms, name, shard) DO UPDATE SET n = window_counts.n + EXCLUDED.n;
-    ELSE
-        INSERT INTO state_counts (scope, name, shard, n)
-            SELECT 'session', state, s, sum(d) FROM (
-                SELECT state, -1 AS d FROM old_rows UNION ALL SELECT state, 1 FROM new_rows
-            ) c GROUP BY state HAVING sum(d) <> 0
-            ON CONFLICT (scope, name, shard) DO UPDATE SET n = state_counts.n + EXCLUDED.n;
-        INSERT INTO window_counts (scope, bucket_ms, name, shard, n)
-            SELECT 'outcome', b, k, s, sum(d) FROM (
-                SELECT finished_at_ms / 300000 * 300000 AS b, outcome_kind AS k, -1 AS d FROM old_rows
-                    WHERE finished_at_ms IS NOT NULL AND outcome_kind IS NOT NULL
-                UNION ALL
-                SELECT finished_at_ms / 300000 * 300000, outcome_kind, 1 FROM new_rows
-                    WHERE finished_at_ms IS NOT NULL AND outcome_kind IS NOT NULL
-            ) c GROUP BY b, k HAVING sum(d) <> 0
-            ON CONFLICT (scope, bucket_ms, name, shard) DO UPDATE SET n = window_counts.n + EXCLUDED.n;
-    END IF;
-    RETURN NULL;
-END
-$f$;
-CREATE FUNCTION bankconnect_count_outbox() RETURNS trigger LANGUAGE plpgsql AS $f$
-DECLARE
-    s INTEGER := pg_backend_pid() % 8;
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO state_counts (scope, name, shard, n)
-            SELECT 'delivery', state, s, count(*) FROM new_rows GROUP BY state
-            ON CONFLICT (scope, name, shard) DO UPDATE SET n = state_counts.n + EXCLUDED.n;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO state_counts (scope, name, shard, n)
-            SELECT 'delivery', state, s, -count(*) FROM old_rows GROUP BY state
-            ON CONFLICT (scope, name, shard) DO UPDATE SET n = state_counts.n + EXCLUDED.n;
-    ELSE
-        INSERT INTO state_counts (scope, name, shard, n)
-            SELECT 'delivery', state, s, sum(d) FROM (
-                SELECT state, -1 AS d FROM old_rows UNION ALL SELECT state, 1 FROM new_rows
-            ) c GROUP BY state HAVING sum(d) <> 0
-            ON CONFLICT (scope, name, shard) DO UPDATE SET n = state_counts.n + EXCLUDED.n;
-    END IF;
-    RETURN NULL;
-END
-$f$;
-CREATE FUNCTION bankconnect_count_error_codes() RETURNS trigger LANGUAGE plpgsql AS $f$
-DECLARE
-    s INTEGER := pg_backend_pid() % 8;
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO window_counts (scope, bucket_ms, name, shard, n)
-            SELECT 'error_code', at_ms / 300000 * 300000, code, s, count(*) FROM new_rows GROUP BY 2, 3
-            ON CONFLICT (scope, bucket_ms, name, shard) DO UPDATE SET n = window_counts.n + EXCLUDED.n;
-    ELSE
-        INSERT INTO window_counts (scope, bucket_ms, name, shard, n)
-            SELECT 'error_code', at_ms / 300000 * 300000, code, s, -count(*) FROM old_rows GROUP BY 2, 3
-            ON CONFLICT (scope, bucket_ms, name, shard) DO UPDATE SET n = window_counts.n + EXCLUDED.n;
-    END IF;
-    RETURN NULL;
-END
-$f$;
--- The triggers come first: creating them waits for writers in flight and holds new ones
--- until this migration commits, so the counts below miss no row.
-CREATE TRIGGER sessions_counted_insert AFTER INSERT ON sessions REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION bankconnect_count_sessions();
-CREATE TRIGGER sessions_counted_update AFTER UPDATE ON sessions
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION bankconnect_count_sessions();
-CREATE TRIGGER sessions_counted_delete AFTER DELETE ON sessions REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION bankconnect_count_sessions();
-CREATE TRIGGER outbox_counted_insert AFTER INSERT ON outbox REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION bankconnect_count_outbox();
-CREATE TRIGGER outbox_counted_update AFTER UPDATE ON outbox
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION bankconnect_count_outbox();
-CREATE TRIGGER outbox_counted_delete AFTER DELETE ON outbox REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION bankconnect_count_outbox();
-CREATE TRIGGER error_codes_counted_insert AFTER INSERT ON session_error_codes
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION bankconnect_count_error_codes();
-CREATE TRIGGER error_codes_counted_delete AFTER DELETE ON session_error_codes
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION bankconnect_count_error_codes();
-INSERT INTO state_counts SELECT 'session', state, 0, count(*) FROM sessions GROUP BY state;
-INSERT INTO state_counts SELECT 'delivery', state, 0, count(*) FROM outbox GROUP BY state;
-INSERT INTO window_counts
-    SELECT 'outcome', finished_at_ms / 300000 * 300000, outcome_kind, 0, count(*) FROM sessions
-    WHERE finished_at_ms IS NOT NULL AND outcome_kind IS NOT NULL GROUP BY 2, 3;
-INSERT INTO window_counts
-    SELECT 'error_code', at_ms / 300000 * 300000, code, 0, count(*) FROM session_error_codes
-    GROUP BY 2, 3;
 ",
 ];

@@ -151,13 +151,14 @@ pub(super) async fn events(
     Ok(Some(history::page(rows, limit, written)?))
 }
 
-/// Sessions and deliveries per state, from the counts the triggers keep.
+/// Sessions and deliveries per state, counted (see schema version 5 for why not kept).
 pub(super) async fn state_totals(
     client: &impl GenericClient,
 ) -> Result<(StateCounts, DeliveryCounts), StoreError> {
     let rows = client
         .query(
-            "SELECT scope, name, sum(n)::BIGINT FROM state_counts GROUP BY scope, name",
+            "SELECT 'session', state, count(*) FROM sessions GROUP BY state \
+             UNION ALL SELECT 'delivery', state, count(*) FROM outbox GROUP BY state",
             &[],
         )
         .await?;
@@ -172,25 +173,15 @@ async fn delivery_counts(client: &impl GenericClient) -> Result<DeliveryCounts, 
     Ok(state_totals(client).await?.1)
 }
 
-/// Counts of a window: whole buckets from `window_counts`, the edge before them from the rows.
+/// Counts of a window, from the rows (the query takes the window's start and an end).
 async fn window(
     client: &impl GenericClient,
-    scope: &str,
-    edge_sql: &str,
+    sql: &str,
     since: i64,
 ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
-    let edge = operations::window_edge(since);
     let mut parts = Vec::new();
-    for row in client
-        .query(
-            "SELECT name, sum(n)::BIGINT FROM window_counts WHERE scope = $1 AND bucket_ms >= $2 GROUP BY name",
-            &[&scope, &edge],
-        )
-        .await?
-        .iter()
-        .chain(client.query(edge_sql, &[&since, &edge]).await?.iter())
-    {
-        parts.push((col::<String>(row, 0)?, col::<i64>(row, 1)?));
+    for row in client.query(sql, &[&since, &i64::MAX]).await? {
+        parts.push((col::<String>(&row, 0)?, col::<i64>(&row, 1)?));
     }
     Ok(operations::merge_counts(parts))
 }
@@ -223,7 +214,6 @@ pub(super) async fn stats(
     (stats.sessions, stats.deliveries) = state_totals(&tx).await?;
     stats.outcomes = window(
         &tx,
-        "outcome",
         "SELECT outcome_kind, count(*) FROM sessions WHERE finished_at_ms >= $1 \
          AND finished_at_ms < $2 AND outcome_kind IS NOT NULL GROUP BY outcome_kind",
         since,
@@ -234,7 +224,6 @@ pub(super) async fn stats(
     stats.top_error_codes = operations::top_ten(
         window(
             &tx,
-            "error_code",
             "SELECT code, count(*) FROM session_error_codes WHERE at_ms >= $1 AND at_ms < $2 GROUP BY code",
             since,
         )
@@ -595,25 +584,6 @@ pub(super) async fn prune(
         let seq: i64 = col(row, 0)?;
         let session: String = col(row, 1)?;
         delete_session(&tx, seq, &session).await?;
-    }
-    if rows.len() < batch {
-        // The round's last batch: fold the old buckets' rows into one per key and drop those
-        // that count nothing, so the counts' table stays as small as what it counts. Moving
-        // what each DELETE returned is exact even while others change these rows.
-        tx.execute(
-            "WITH gone AS (DELETE FROM window_counts WHERE bucket_ms < $1 AND shard <> 0 \
-             RETURNING scope, bucket_ms, name, n) \
-             INSERT INTO window_counts (scope, bucket_ms, name, shard, n) \
-             SELECT scope, bucket_ms, name, 0, sum(n)::BIGINT FROM gone GROUP BY 1, 2, 3 \
-             ON CONFLICT (scope, bucket_ms, name, shard) DO UPDATE SET n = window_counts.n + EXCLUDED.n",
-            &[&before],
-        )
-        .await?;
-        tx.execute(
-            "DELETE FROM window_counts WHERE bucket_ms < $1 AND shard = 0 AND n = 0",
-            &[&before],
-        )
-        .await?;
     }
     tx.commit().await?;
     Ok(PrunedSessions {
