@@ -521,8 +521,17 @@ impl crate::engine::Engine for PostgresStore {
     }
 
     async fn count_sessions(&self) -> Result<StateCounts, StoreError> {
+        // Sessions only: this runs at every lease renewal (the fleet's fair share).
         let client = self.client().await?;
-        Ok(operations::state_totals(&client).await?.0)
+        let rows = client
+            .query("SELECT state, count(*) FROM sessions GROUP BY state", &[])
+            .await?;
+        let mut counts = StateCounts::default();
+        for row in &rows {
+            let state: String = col(row, 0)?;
+            counts.add(&state, col(row, 1)?);
+        }
+        Ok(counts)
     }
 
     async fn cancel_session(

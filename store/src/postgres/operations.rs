@@ -152,7 +152,7 @@ pub(super) async fn events(
 }
 
 /// Sessions and deliveries per state, counted (see schema version 5 for why not kept).
-pub(super) async fn state_totals(
+async fn state_totals(
     client: &impl GenericClient,
 ) -> Result<(StateCounts, DeliveryCounts), StoreError> {
     let rows = client
