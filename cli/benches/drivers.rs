@@ -115,9 +115,11 @@ fn main() {
         reset(&sim, &ids);
         measure(|| {
             runtime.block_on(async {
-                let client = bankconnect_http_async::Client::new(api(&sim))
-                    .with_policy(policy(interval))
-                    .with_limits(limits());
+                let client = bankconnect_http_async::Client::from_settings(
+                    bankconnect_core::ClientSettings::new(api(&sim), 7)
+                        .with_policy(policy(interval))
+                        .with_limits(limits()),
+                );
                 let mut tracker = client.track_many(session_ids.clone()).unwrap();
                 while let Some(outcome) = tracker.next_outcome().await {
                     assert!(outcome.outcome.is_completed());
@@ -141,9 +143,11 @@ fn main() {
         reset(&sim, &ids);
         let before = sim.connections();
         let m = measure(|| {
-            let client = bankconnect_http_blocking::Client::new(api(&sim))
-                .with_policy(policy(interval))
-                .with_limits(limits());
+            let client = bankconnect_http_blocking::Client::from_settings(
+                bankconnect_core::ClientSettings::new(api(&sim), 7)
+                    .with_policy(policy(interval))
+                    .with_limits(limits()),
+            );
             let mut tracker = client.track_many(session_ids.clone()).unwrap();
             while let Some(outcome) = tracker.next_outcome() {
                 assert!(outcome.outcome.is_completed());

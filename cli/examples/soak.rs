@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bankconnect_core::SchedulerConfig;
 use bankconnect_core::{Api, BaseUrl, Credentials, PollPolicy, SessionId};
+use bankconnect_core::{ClientSettings, SchedulerConfig};
 use bankconnect_sim::{FaultRates, Scenario, SimConfig, Simulator};
 use bankconnect_webhook_verify::{Receiver, ReceiverConfig, Reception};
 
@@ -133,13 +133,12 @@ fn main() -> ExitCode {
         runtime.spawn(async move { axum::serve(listener, app).await.ok() });
     };
     if transport == "blocking" {
-        let client = bankconnect_http_blocking::Client::with_transport(
-            api,
+        let client = bankconnect_http_blocking::Client::with_settings(
+            ClientSettings::new(api, 7)
+                .with_policy(policy.clone())
+                .with_limits(limits),
             bankconnect_http_blocking::UreqTransport::new(REQUEST_TIMEOUT),
-        )
-        .with_policy(policy.clone())
-        .with_limits(limits)
-        .with_seed(7);
+        );
         let mut tracker = client.track_many(ids).unwrap();
         let feed = tracker.webhook_feed();
         serve(Arc::new(move |hint| {
@@ -149,13 +148,12 @@ fn main() -> ExitCode {
             outcomes.push(outcome);
         }
     } else {
-        let client = bankconnect_http_async::Client::with_transport(
-            api,
+        let client = bankconnect_http_async::Client::with_settings(
+            ClientSettings::new(api, 7)
+                .with_policy(policy.clone())
+                .with_limits(limits),
             bankconnect_http_async::ReqwestTransport::new(REQUEST_TIMEOUT),
-        )
-        .with_policy(policy.clone())
-        .with_limits(limits)
-        .with_seed(7);
+        );
         let mut tracker = client.track_many(ids).unwrap();
         let feed = tracker.webhook_feed();
         serve(Arc::new(move |hint| {

@@ -98,6 +98,19 @@ pub use tracker::{
 pub use transport_error::{TransportError, TransportErrorKind};
 pub use webhook_hint::WebhookHint;
 
+/// What a driver's user names, re-exported whole by both drivers (`bankconnect_http_async` and
+/// `bankconnect_http_blocking`), so that the driver is the one dependency an application needs.
+pub mod driver_surface {
+    pub use crate::{
+        AccountErrorCode, AccountResult, Api, ApiErrorCode, BaseUrl, ClientError, ClientSettings,
+        Credentials, ErrorDetail, NotifiedBy, Outcome, OutcomeError, OutcomeKind, PendingLimits,
+        PendingStats, PollPolicy, ProgressReport, SchedulerConfig, SessionId, SessionSnapshot,
+        SessionStatusReply, SnapshotError, TrackError, TrackerEvent, TrackerSnapshot,
+        TransportError, TransportErrorKind, WebhookHint, WebhookMode, WebhookRegistration,
+        WebhookUpdated,
+    };
+}
+
 // Not part of the API: the parser the fuzz targets exercise directly.
 #[doc(hidden)]
 pub use retry_after::parse_retry_after;

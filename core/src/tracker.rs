@@ -286,6 +286,20 @@ impl Tracker {
         ))
     }
 
+    /// A tracker with the settings' API, policy, limits and seed, tracking `sessions` from
+    /// `now` (what a driver's `track_many` builds before its first poll).
+    pub fn tracking(
+        settings: &ClientSettings,
+        now: Instant,
+        sessions: impl IntoIterator<Item = SessionId>,
+    ) -> Result<Self, ClientError> {
+        let mut tracker = Self::new(settings)?;
+        for session in sessions {
+            tracker.add(now, session)?;
+        }
+        Ok(tracker)
+    }
+
     /// An empty tracker over a scheduler you configured.
     pub fn with_scheduler(scheduler: Scheduler, pending: PendingLimits) -> Self {
         Self {

@@ -6,12 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bankconnect_core::{
     Api, BaseUrl, Credentials, PollPolicy, SessionId, WebhookMode, WebhookRegistration,
 };
-use bankconnect_http_async::Client;
+use bankconnect_http_async::{Client, ClientSettings};
 use bankconnect_sim::{Scenario, SessionScript, SimConfig, Simulator};
 use bankconnect_webhook_verify::{axum_handler, Receiver, ReceiverConfig, Reception};
 
@@ -36,10 +36,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             bankconnect_sim::DEFAULT_SERVER_HASH,
         )?,
     );
-    let client = Client::new(api).with_policy(PollPolicy {
-        interval: Duration::from_millis(500),
-        ..PollPolicy::default()
-    });
+    let client = Client::from_settings(
+        ClientSettings::new(api, ClientSettings::seed_from(SystemTime::now())).with_policy(
+            PollPolicy {
+                interval: Duration::from_millis(500),
+                ..PollPolicy::default()
+            },
+        ),
+    );
 
     // The tracker runs in its own task for the life of the service.
     let mut tracker = client.tracker()?;

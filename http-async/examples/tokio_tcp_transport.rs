@@ -3,13 +3,13 @@
 //! simulator. Run: `cargo run -p bankconnect-http-async --example tokio_tcp_transport`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bankconnect_core::{
     Api, BaseUrl, Credentials, HttpResult, PollPolicy, SessionId, TransportError,
     TransportErrorKind,
 };
-use bankconnect_http_async::{AsyncTransport, Client};
+use bankconnect_http_async::{AsyncTransport, Client, ClientSettings};
 use bankconnect_sim::{Scenario, SessionScript, SimConfig, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -110,7 +110,10 @@ async fn main() {
         interval: Duration::from_millis(200),
         ..PollPolicy::default()
     };
-    let client = Client::with_transport(api, TcpTransport).with_policy(policy);
+    let client = Client::with_settings(
+        ClientSettings::new(api, ClientSettings::seed_from(SystemTime::now())).with_policy(policy),
+        TcpTransport,
+    );
     let outcome = client
         .wait(&SessionId::new("own-client").unwrap())
         .await

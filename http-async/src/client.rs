@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bankconnect_core::{
     Answer, Api, ApiCall, ClientSettings, Outcome, Output, PendingStats, ProgressReport, RequestId,
@@ -16,9 +16,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::transport::{AsyncTransport, ReqwestTransport};
-
-/// Why a client call failed (shared by both drivers).
-pub type Error = bankconnect_core::ClientError;
+use crate::Error;
 
 /// A BankConnect client over an async transport (reqwest by default), on tokio.
 ///
@@ -33,90 +31,77 @@ pub type Error = bankconnect_core::ClientError;
 /// println!("{}: {}", outcome.session_id, outcome.outcome);
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+///
+/// Its `Debug` shows the settings, which never show a secret.
+#[derive(Clone, Debug)]
 pub struct Client {
     settings: ClientSettings,
     transport: Arc<dyn AsyncTransport>,
 }
 
-impl std::fmt::Debug for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The settings never show a secret (`ClientSettings` hides its credentials).
-        f.debug_struct("Client")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Client {
-    /// A client with the default reqwest transport (30 s per request).
+    /// Default settings and the default reqwest transport (30 s per request, a shared connection
+    /// pool), the jitter seeded from the clock.
     pub fn new(api: Api) -> Self {
-        Self::with_transport(api, ReqwestTransport::default())
+        Self::from_settings(ClientSettings::new(
+            api,
+            ClientSettings::seed_from(SystemTime::now()),
+        ))
     }
 
-    /// A client over your own transport (a closure from request to result is one), its jitter
-    /// seeded from the clock.
+    /// The settings given (policy, limits, seed, pending-webhook bounds), the default reqwest
+    /// transport:
+    ///
+    /// ```no_run
+    /// use bankconnect_http_async::{Api, BaseUrl, Client, ClientSettings, Credentials, PollPolicy};
+    ///
+    /// let api = Api::new(BaseUrl::production(), Credentials::new("api-key", "server-hash")?);
+    /// let policy = PollPolicy { interval: std::time::Duration::from_secs(2), ..PollPolicy::default() };
+    /// let client = Client::from_settings(ClientSettings::new(api, 7).with_policy(policy));
+    /// # drop(client);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_settings(settings: ClientSettings) -> Self {
+        Self::with_settings(settings, ReqwestTransport::default())
+    }
+
+    /// Default settings over your own transport (an async closure from request to result is
+    /// one), the jitter seeded from the clock.
     pub fn with_transport(api: Api, transport: impl AsyncTransport + 'static) -> Self {
-        let seed = ClientSettings::seed_from(SystemTime::now());
-        Self::with_settings(ClientSettings::new(api, seed), transport)
+        let settings = ClientSettings::new(api, ClientSettings::seed_from(SystemTime::now()));
+        Self::with_settings(settings, transport)
     }
 
-    /// A client with every setting given (API, policy, limits, seed, pending-webhook bounds):
-    /// the settings are the core's value, the same for both drivers.
+    /// The settings and the transport given; every constructor ends here.
     pub fn with_settings(
         settings: ClientSettings,
         transport: impl AsyncTransport + 'static,
     ) -> Self {
+        let transport = Arc::new(transport);
         Self {
             settings,
-            transport: Arc::new(transport),
+            transport,
         }
     }
 
-    /// Sets the poll policy (validated when used).
-    pub fn with_policy(mut self, policy: bankconnect_core::PollPolicy) -> Self {
-        self.settings = self.settings.with_policy(policy);
-        self
-    }
-
-    /// Sets the client-wide limits: requests in flight, rate limit, progress updates.
-    pub fn with_limits(mut self, limits: bankconnect_core::SchedulerConfig) -> Self {
-        self.settings = self.settings.with_limits(limits);
-        self
-    }
-
-    /// Sets the jitter seed (for reproducible runs).
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.settings = self.settings.with_seed(seed);
-        self
-    }
-
-    /// The settings in use.
+    /// What this client was built with (to derive another client's settings from).
     pub fn settings(&self) -> &ClientSettings {
         &self.settings
     }
 
-    /// The policy in use.
-    pub fn policy(&self) -> &bankconnect_core::PollPolicy {
-        &self.settings.policy
-    }
-
-    /// Tracks many sessions in one scheduler; take each outcome from
-    /// [`Tracker::next_outcome`] as it happens.
+    /// Tracks many sessions in one scheduler; awaiting [`Tracker::next_outcome`] sends the
+    /// requests as tokio tasks, and hands each outcome out as it happens.
     pub fn track_many(
         &self,
         sessions: impl IntoIterator<Item = SessionId>,
     ) -> Result<Tracker, Error> {
-        let mut tracker = self.tracker()?;
-        for session in sessions {
-            tracker.add(session)?;
-        }
-        Ok(tracker)
+        let core = bankconnect_core::Tracker::tracking(&self.settings, Instant::now(), sessions)?;
+        Ok(self.tracker_over(core))
     }
 
-    /// An empty tracker to add sessions and feed webhooks to.
+    /// An empty tracker; sessions and webhooks can be added between awaits or through its feeds.
     pub fn tracker(&self) -> Result<Tracker, Error> {
-        Ok(self.tracker_over(bankconnect_core::Tracker::new(&self.settings)?))
+        self.track_many([])
     }
 
     /// A tracker resumed from a snapshot (see [`Tracker::snapshot`]); the time since it was
@@ -281,8 +266,8 @@ impl Tracker {
     pub fn add_started(
         &mut self,
         session: SessionId,
-        elapsed: std::time::Duration,
-        max_wait: Option<std::time::Duration>,
+        elapsed: Duration,
+        max_wait: Option<Duration>,
     ) -> Result<(), TrackError> {
         tracing::debug!(session = %session, elapsed_ms = elapsed.as_millis() as u64, "tracking");
         self.core

@@ -27,12 +27,8 @@ mod client;
 mod transport;
 
 // What a user of the driver names, so that this crate is the one dependency it needs.
-pub use bankconnect_core::{
-    AccountErrorCode, AccountResult, Api, ApiErrorCode, BaseUrl, ClientError, ClientSettings,
-    Credentials, ErrorDetail, NotifiedBy, Outcome, OutcomeError, OutcomeKind, PendingStats,
-    PollPolicy, ProgressReport, SchedulerConfig, SessionId, SessionSnapshot, SessionStatusReply,
-    SnapshotError, TrackError, TrackerEvent, TrackerSnapshot, TransportError, TransportErrorKind,
-    WebhookHint, WebhookMode, WebhookRegistration, WebhookUpdated,
-};
-pub use client::{Client, Error, SessionFeed, Tracker, WebhookFeed};
+pub use bankconnect_core::driver_surface::*;
+/// Why a client call failed (the same type in both drivers).
+pub use bankconnect_core::ClientError as Error;
+pub use client::{Client, SessionFeed, Tracker, WebhookFeed};
 pub use transport::{AsyncTransport, ReqwestTransport};

@@ -15,6 +15,13 @@ pub trait AsyncTransport: Send + Sync {
     async fn send(&self, request: http::Request<Vec<u8>>) -> HttpResult;
 }
 
+// A client's `Debug` names its transport without looking into it (it may hold anything).
+impl std::fmt::Debug for dyn AsyncTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn AsyncTransport")
+    }
+}
+
 #[async_trait::async_trait]
 impl<F, Fut> AsyncTransport for F
 where

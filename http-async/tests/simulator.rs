@@ -16,7 +16,7 @@ use bankconnect_core::{
     Api, BaseUrl, Credentials, NotifiedBy, OutcomeKind, SessionId, WebhookHint, WebhookMode,
     WebhookRegistration,
 };
-use bankconnect_http_async::Client;
+use bankconnect_http_async::{Client, ClientSettings};
 use bankconnect_sim::{Scenario, SessionScript, SimConfig, Simulator};
 
 async fn sim(sessions: Vec<SessionScript>) -> Simulator {
@@ -43,9 +43,10 @@ fn api(sim: &Simulator, wrong: bool) -> Api {
 async fn shared_scenario_list() {
     for case in driver_cases::cases() {
         let sim = sim(case.script.clone().into_iter().collect()).await;
-        let client = Client::new(api(&sim, case.wrong_credentials))
-            .with_policy(case.policy.clone())
-            .with_seed(1);
+        let client = Client::from_settings(
+            ClientSettings::new(api(&sim, case.wrong_credentials), 1)
+                .with_policy(case.policy.clone()),
+        );
         let outcome = client
             .wait(&SessionId::new(case.session_id).unwrap())
             .await
@@ -66,7 +67,8 @@ async fn a_webhook_ends_the_wait_early() {
         interval: Duration::from_secs(30),
         ..driver_cases::fast_policy()
     };
-    let client = Client::new(api(&sim, false)).with_policy(policy);
+    let client =
+        Client::from_settings(ClientSettings::new(api(&sim, false), 1).with_policy(policy));
     let mut tracker = client.track_many([SessionId::new("w1").unwrap()]).unwrap();
     let feed = tracker.webhook_feed();
     let started = Instant::now();
@@ -91,7 +93,9 @@ async fn dropping_a_wait_is_clean() {
         SessionScript::new("long").complete_after(Duration::from_secs(60))
     ])
     .await;
-    let client = Client::new(api(&sim, false)).with_policy(driver_cases::fast_policy());
+    let client = Client::from_settings(
+        ClientSettings::new(api(&sim, false), 1).with_policy(driver_cases::fast_policy()),
+    );
     let id = SessionId::new("long").unwrap();
     let result = tokio::time::timeout(Duration::from_millis(350), client.wait(&id)).await;
     assert!(result.is_err(), "cancelled by the timeout");
@@ -107,7 +111,9 @@ async fn dropping_a_wait_is_clean() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_calls() {
     let sim = sim(vec![SessionScript::new("one").complete_after_polls(1)]).await;
-    let client = Client::new(api(&sim, false)).with_policy(driver_cases::fast_policy());
+    let client = Client::from_settings(
+        ClientSettings::new(api(&sim, false), 1).with_policy(driver_cases::fast_policy()),
+    );
     let registration =
         WebhookRegistration::new("https://example.com/hook", WebhookMode::NetBankingOnly).unwrap();
     assert_eq!(
@@ -145,12 +151,14 @@ async fn a_thousand_sessions_at_once() {
         .map(|id| SessionScript::new(id).complete_after_polls(2))
         .collect())
     .await;
-    let client = Client::new(api(&sim, false))
-        .with_policy(driver_cases::fast_policy())
-        .with_limits(SchedulerConfig {
-            max_in_flight: 32,
-            ..SchedulerConfig::default()
-        });
+    let client = Client::from_settings(
+        ClientSettings::new(api(&sim, false), 1)
+            .with_policy(driver_cases::fast_policy())
+            .with_limits(SchedulerConfig {
+                max_in_flight: 32,
+                ..SchedulerConfig::default()
+            }),
+    );
     let mut tracker = client
         .track_many(ids.iter().map(|id| SessionId::new(id).unwrap()))
         .unwrap();
@@ -181,8 +189,10 @@ async fn a_timed_out_request_is_retried() {
     .await
     .unwrap();
     let transport = bankconnect_http_async::ReqwestTransport::new(Duration::from_millis(300));
-    let client = Client::with_transport(api(&sim, false), transport)
-        .with_policy(driver_cases::fast_policy());
+    let client = Client::with_settings(
+        ClientSettings::new(api(&sim, false), 1).with_policy(driver_cases::fast_policy()),
+        transport,
+    );
     let started = Instant::now();
     let outcome = client.wait(&SessionId::new("t1").unwrap()).await.unwrap();
     assert_eq!(outcome.outcome, OutcomeKind::Completed);
@@ -203,7 +213,9 @@ async fn sessions_fed_through_a_shared_tracker_all_end() {
         .map(|id| SessionScript::new(id).complete_after_polls(1))
         .collect())
     .await;
-    let client = Client::new(api(&sim, false)).with_policy(driver_cases::fast_policy());
+    let client = Client::from_settings(
+        ClientSettings::new(api(&sim, false), 1).with_policy(driver_cases::fast_policy()),
+    );
     let mut tracker = client
         .track_many([SessionId::new(ids[0]).unwrap()])
         .unwrap();

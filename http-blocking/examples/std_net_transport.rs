@@ -5,13 +5,13 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bankconnect_core::{
     Api, BaseUrl, Credentials, HttpResult, PollPolicy, SessionId, TransportError,
     TransportErrorKind,
 };
-use bankconnect_http_blocking::Client;
+use bankconnect_http_blocking::{Client, ClientSettings};
 use bankconnect_sim::{Scenario, SessionScript, SimConfig, Simulator};
 
 /// Sends one request over a fresh connection and reads the answer until the server closes.
@@ -97,7 +97,10 @@ fn main() {
         ..PollPolicy::default()
     };
     // A plain function is a BlockingTransport.
-    let client = Client::with_transport(api, send).with_policy(policy);
+    let client = Client::with_settings(
+        ClientSettings::new(api, ClientSettings::seed_from(SystemTime::now())).with_policy(policy),
+        send,
+    );
     let outcome = client.wait(&SessionId::new("own-client").unwrap()).unwrap();
     println!("{}", serde_json::to_string_pretty(&outcome).unwrap());
     assert_eq!(outcome.outcome.as_str(), "completed");

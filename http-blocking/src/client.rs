@@ -8,15 +8,13 @@ use std::time::{Instant, SystemTime};
 
 use bankconnect_core::{
     Answer, Api, ApiCall, ClientSettings, HttpResult, Outcome, Output, PendingStats,
-    ProgressReport, Retry, SessionId, SessionSnapshot, SessionStatusReply, TrackError,
-    TrackerEvent, TrackerSnapshot, TransportError, TransportErrorKind, WebhookHint,
+    ProgressReport, Retry, SessionId, SessionSnapshot, SessionStatusReply, SnapshotError,
+    TrackError, TrackerEvent, TrackerSnapshot, TransportError, TransportErrorKind, WebhookHint,
     WebhookRegistration, WebhookUpdated,
 };
 
 use crate::transport::{BlockingTransport, UreqTransport};
-
-/// Why a client call failed (shared by both drivers).
-pub type Error = bankconnect_core::ClientError;
+use crate::Error;
 
 /// A BankConnect client over a blocking transport (ureq by default). No async runtime anywhere.
 ///
@@ -30,105 +28,82 @@ pub type Error = bankconnect_core::ClientError;
 /// println!("{}: {}", outcome.session_id, outcome.outcome);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone)]
+///
+/// Cloning is cheap (the transport is shared); `Debug` shows only the settings, without secrets.
+#[derive(Clone, Debug)]
 pub struct Client {
-    settings: ClientSettings,
     transport: Arc<dyn BlockingTransport>,
-}
-
-impl std::fmt::Debug for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The settings never show a secret (`ClientSettings` hides its credentials).
-        f.debug_struct("Client")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
+    settings: ClientSettings,
 }
 
 impl Client {
-    /// A client with the default ureq transport (30 s per request).
-    pub fn new(api: Api) -> Self {
-        Self::with_transport(api, UreqTransport::default())
-    }
-
-    /// A client over your own transport (a closure from request to result is one), its jitter
-    /// seeded from the clock.
-    pub fn with_transport(api: Api, transport: impl BlockingTransport + 'static) -> Self {
-        let seed = ClientSettings::seed_from(SystemTime::now());
-        Self::with_settings(ClientSettings::new(api, seed), transport)
-    }
-
-    /// A client with every setting given (API, policy, limits, seed, pending-webhook bounds):
-    /// the settings are the core's value, the same for both drivers.
+    /// The client every constructor builds: these settings, this transport.
     pub fn with_settings(
         settings: ClientSettings,
         transport: impl BlockingTransport + 'static,
     ) -> Self {
         Self {
-            settings,
             transport: Arc::new(transport),
+            settings,
         }
     }
 
-    /// Sets the poll policy (validated when used).
-    pub fn with_policy(mut self, policy: bankconnect_core::PollPolicy) -> Self {
-        self.settings = self.settings.with_policy(policy);
-        self
+    /// Default settings, jitter seeded from the clock, and ureq (30 s per request; its pool
+    /// is shared by the tracker's threads).
+    pub fn new(api: Api) -> Self {
+        Self::with_transport(api, UreqTransport::default())
     }
 
-    /// Sets the client-wide limits: requests in flight, rate limit, progress updates.
-    pub fn with_limits(mut self, limits: bankconnect_core::SchedulerConfig) -> Self {
-        self.settings = self.settings.with_limits(limits);
-        self
+    /// Default settings over a transport of yours: any `Fn(Request) -> HttpResult` is one.
+    pub fn with_transport(api: Api, transport: impl BlockingTransport + 'static) -> Self {
+        let seed = ClientSettings::seed_from(SystemTime::now());
+        Self::with_settings(ClientSettings::new(api, seed), transport)
     }
 
-    /// Sets the jitter seed (for reproducible runs).
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.settings = self.settings.with_seed(seed);
-        self
+    /// Given settings (policy, limits, seed, pending-webhook bounds) over ureq:
+    ///
+    /// ```no_run
+    /// use bankconnect_http_blocking::{Api, BaseUrl, Client, ClientSettings, Credentials, SchedulerConfig};
+    ///
+    /// let api = Api::new(BaseUrl::production(), Credentials::new("api-key", "server-hash")?);
+    /// let limits = SchedulerConfig { max_in_flight: 8, ..SchedulerConfig::default() };
+    /// let client = Client::from_settings(ClientSettings::new(api, 7).with_limits(limits));
+    /// # drop(client);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_settings(settings: ClientSettings) -> Self {
+        Self::with_settings(settings, UreqTransport::default())
     }
 
-    /// The settings in use.
+    /// The settings in use: the policy, limits and seed each tracker it makes starts from.
     pub fn settings(&self) -> &ClientSettings {
         &self.settings
     }
 
-    /// The policy in use.
-    pub fn policy(&self) -> &bankconnect_core::PollPolicy {
-        &self.settings.policy
+    /// A tracker picking up where a [`Tracker::snapshot`] left off, e.g. in a process started
+    /// after one that stopped: the wall-clock time between counts toward each max wait.
+    pub fn resume(&self, snapshot: TrackerSnapshot) -> Result<Tracker, SnapshotError> {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let core = bankconnect_core::Tracker::resume_from(&self.settings, snapshot, now, wall)?;
+        Ok(self.tracker_over(core, now))
     }
 
-    /// Tracks many sessions in one scheduler; take each outcome from
-    /// [`Tracker::next_outcome`] as it happens.
+    /// Tracks these sessions in one scheduler; [`Tracker::next_outcome`] polls them from the
+    /// calling thread and up to `max_in_flight - 1` workers, returning each outcome as it happens.
     pub fn track_many(
         &self,
         sessions: impl IntoIterator<Item = SessionId>,
     ) -> Result<Tracker, Error> {
-        let mut tracker = self.tracker()?;
-        for session in sessions {
-            tracker.add(session)?;
-        }
-        Ok(tracker)
+        // The shared state's clock starts at the instant the sessions were added.
+        let now = Instant::now();
+        let core = bankconnect_core::Tracker::tracking(&self.settings, now, sessions)?;
+        Ok(self.tracker_over(core, now))
     }
 
-    /// An empty tracker to add sessions and feed webhooks to.
+    /// A tracker with nothing in it yet: other threads add sessions and webhooks through
+    /// its feeds while this one waits in `next_outcome`.
     pub fn tracker(&self) -> Result<Tracker, Error> {
-        Ok(self.tracker_over(bankconnect_core::Tracker::new(&self.settings)?))
-    }
-
-    /// A tracker resumed from a snapshot (see [`Tracker::snapshot`]); the time since it was
-    /// taken counts toward each session's max wait.
-    pub fn resume(
-        &self,
-        snapshot: TrackerSnapshot,
-    ) -> Result<Tracker, bankconnect_core::SnapshotError> {
-        let core = bankconnect_core::Tracker::resume_from(
-            &self.settings,
-            snapshot,
-            Instant::now(),
-            SystemTime::now(),
-        )?;
-        Ok(self.tracker_over(core))
+        self.track_many(None)
     }
 
     /// Runs a call: send, then retry as the core says.
@@ -175,7 +150,7 @@ impl Client {
             .ok_or_else(|| Error::Stopped(session.clone()))
     }
 
-    fn tracker_over(&self, core: bankconnect_core::Tracker) -> Tracker {
+    fn tracker_over(&self, core: bankconnect_core::Tracker, now: Instant) -> Tracker {
         Tracker {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -184,7 +159,7 @@ impl Client {
                     idle: false,
                     feeds: 0,
                     timed_wait: None,
-                    now: Instant::now(),
+                    now,
                     waiting: 0,
                     caller_waiting: false,
                     stopping: false,
@@ -387,9 +362,15 @@ impl Tracker {
         elapsed: std::time::Duration,
         max_wait: Option<std::time::Duration>,
     ) -> Result<(), TrackError> {
-        tracing::debug!(session = %session, elapsed_ms = elapsed.as_millis() as u64, "tracking");
-        self.shared
-            .change(|state, now| state.core.add_started(now, session, elapsed, max_wait))
+        let result = self.shared.change(|state, now| {
+            state
+                .core
+                .add_started(now, session.clone(), elapsed, max_wait)
+        });
+        // Logged with the result: a session the scheduler refused is not being tracked.
+        let elapsed_ms = elapsed.as_millis() as u64;
+        tracing::debug!(session = %session, elapsed_ms, refused = result.is_err(), "tracking");
+        result
     }
 
     /// Stops tracking a session without an outcome, returning its resumable state.

@@ -13,6 +13,13 @@ pub trait BlockingTransport: Send + Sync {
     fn send(&self, request: http::Request<Vec<u8>>) -> HttpResult;
 }
 
+impl std::fmt::Debug for dyn BlockingTransport {
+    // Opaque: a user's transport may capture anything, credentials included.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn BlockingTransport")
+    }
+}
+
 impl<F> BlockingTransport for F
 where
     F: Fn(http::Request<Vec<u8>>) -> HttpResult + Send + Sync,

@@ -16,7 +16,7 @@ use bankconnect_core::{
     Api, BaseUrl, Credentials, NotifiedBy, OutcomeKind, SessionId, WebhookHint, WebhookMode,
     WebhookRegistration,
 };
-use bankconnect_http_blocking::Client;
+use bankconnect_http_blocking::{Client, ClientSettings};
 use bankconnect_sim::{Scenario, SessionScript, SimConfig, Simulator};
 
 /// Runs the simulator on its own tokio runtime thread, so the tests stay free of async.
@@ -58,9 +58,10 @@ fn api(sim: &Simulator, wrong: bool) -> Api {
 fn shared_scenario_list() {
     for case in driver_cases::cases() {
         let sim = sim(case.script.clone().into_iter().collect());
-        let client = Client::new(api(&sim.sim, case.wrong_credentials))
-            .with_policy(case.policy.clone())
-            .with_seed(1);
+        let client = Client::from_settings(
+            ClientSettings::new(api(&sim.sim, case.wrong_credentials), 1)
+                .with_policy(case.policy.clone()),
+        );
         let outcome = client
             .wait(&SessionId::new(case.session_id).unwrap())
             .unwrap();
@@ -79,7 +80,8 @@ fn a_webhook_ends_the_wait_early() {
         interval: Duration::from_secs(30),
         ..driver_cases::fast_policy()
     };
-    let client = Client::new(api(&sim.sim, false)).with_policy(policy);
+    let client =
+        Client::from_settings(ClientSettings::new(api(&sim.sim, false), 1).with_policy(policy));
     let mut tracker = client.track_many([SessionId::new("w1").unwrap()]).unwrap();
     let feed = tracker.webhook_feed();
     let started = Instant::now();
@@ -105,7 +107,9 @@ fn a_webhook_ends_the_wait_early() {
 #[test]
 fn single_calls() {
     let sim = sim(vec![SessionScript::new("one").complete_after_polls(1)]);
-    let client = Client::new(api(&sim.sim, false)).with_policy(driver_cases::fast_policy());
+    let client = Client::from_settings(
+        ClientSettings::new(api(&sim.sim, false), 1).with_policy(driver_cases::fast_policy()),
+    );
     let registration =
         WebhookRegistration::new("https://example.com/hook", WebhookMode::All).unwrap();
     assert_eq!(
@@ -141,12 +145,14 @@ fn a_thousand_sessions_at_once() {
         .iter()
         .map(|id| SessionScript::new(id).complete_after_polls(2))
         .collect());
-    let client = Client::new(api(&sim.sim, false))
-        .with_policy(driver_cases::fast_policy())
-        .with_limits(SchedulerConfig {
-            max_in_flight: 16,
-            ..SchedulerConfig::default()
-        });
+    let client = Client::from_settings(
+        ClientSettings::new(api(&sim.sim, false), 1)
+            .with_policy(driver_cases::fast_policy())
+            .with_limits(SchedulerConfig {
+                max_in_flight: 16,
+                ..SchedulerConfig::default()
+            }),
+    );
     let mut tracker = client
         .track_many(ids.iter().map(|id| SessionId::new(id).unwrap()))
         .unwrap();
@@ -182,8 +188,10 @@ fn a_timed_out_request_is_retried() {
         }))
         .unwrap();
     let transport = bankconnect_http_blocking::UreqTransport::new(Duration::from_millis(300));
-    let client = Client::with_transport(api(&sim, false), transport)
-        .with_policy(driver_cases::fast_policy());
+    let client = Client::with_settings(
+        ClientSettings::new(api(&sim, false), 1).with_policy(driver_cases::fast_policy()),
+        transport,
+    );
     let started = Instant::now();
     let outcome = client.wait(&SessionId::new("t1").unwrap()).unwrap();
     assert_eq!(outcome.outcome, OutcomeKind::Completed);
@@ -206,16 +214,18 @@ fn an_unread_tracker_stops_at_its_event_bound_and_a_dropped_one_stops_polling() 
         .iter()
         .map(|id| SessionScript::new(id).complete_after_polls(1_000_000))
         .collect());
-    let client = Client::new(api(&sim.sim, false))
-        .with_policy(bankconnect_core::PollPolicy {
-            interval: Duration::from_millis(5),
-            ..driver_cases::fast_policy()
-        })
-        .with_limits(SchedulerConfig {
-            max_in_flight: 4,
-            progress_updates: true,
-            ..SchedulerConfig::default()
-        });
+    let client = Client::from_settings(
+        ClientSettings::new(api(&sim.sim, false), 1)
+            .with_policy(bankconnect_core::PollPolicy {
+                interval: Duration::from_millis(5),
+                ..driver_cases::fast_policy()
+            })
+            .with_limits(SchedulerConfig {
+                max_in_flight: 4,
+                progress_updates: true,
+                ..SchedulerConfig::default()
+            }),
+    );
     let mut tracker = client
         .track_many(ids.iter().map(|id| SessionId::new(id).unwrap()))
         .unwrap();
@@ -266,7 +276,9 @@ fn sessions_fed_through_a_shared_tracker_all_end() {
         .iter()
         .map(|id| SessionScript::new(id).complete_after_polls(1))
         .collect());
-    let client = Client::new(api(&sim.sim, false)).with_policy(driver_cases::fast_policy());
+    let client = Client::from_settings(
+        ClientSettings::new(api(&sim.sim, false), 1).with_policy(driver_cases::fast_policy()),
+    );
     let mut tracker = client
         .track_many([SessionId::new(ids[0]).unwrap()])
         .unwrap();

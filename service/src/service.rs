@@ -116,7 +116,7 @@ impl Service {
         let settings = client
             .settings()
             .clone()
-            .with_policy(config.policy(client.policy()))
+            .with_policy(config.policy(&client.settings().policy))
             .with_limits(limits);
         let client = bankconnect_http_async::Client::with_settings(
             settings,
