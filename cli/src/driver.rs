@@ -40,6 +40,8 @@ pub(crate) trait Tracking {
     fn session_feed(&self) -> SessionFeed;
     /// The next event; `None` once nothing is tracked.
     fn next_event(&mut self) -> Option<TrackerEvent>;
+    /// An event ready now, without waiting; `None` when the next one is yet to come.
+    fn try_next_event(&mut self) -> Option<TrackerEvent>;
 }
 
 /// The driver `transport` names, over `settings`, with requests timing out after `timeout`.
@@ -132,6 +134,11 @@ impl Tracking for AsyncTracking {
         }
     }
 
+    fn try_next_event(&mut self) -> Option<TrackerEvent> {
+        // Before the first `next_event` nothing runs, so nothing is ready.
+        self.events.as_mut()?.try_recv().ok()
+    }
+
     fn next_event(&mut self) -> Option<TrackerEvent> {
         if let Some(mut tracker) = self.tracker.take() {
             let (tx, rx) = tokio::sync::mpsc::channel(EVENTS_IN_TRANSIT);
@@ -195,5 +202,9 @@ impl Tracking for bankconnect_http_blocking::Tracker {
 
     fn next_event(&mut self) -> Option<TrackerEvent> {
         bankconnect_http_blocking::Tracker::next_event(self)
+    }
+
+    fn try_next_event(&mut self) -> Option<TrackerEvent> {
+        bankconnect_http_blocking::Tracker::try_next_event(self)
     }
 }

@@ -8,17 +8,29 @@ use crate::failure::Failure;
 
 /// Prints one JSON value as a line on stdout.
 pub(crate) fn json_line(value: &impl serde::Serialize) {
-    let line = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{line}");
+    json_line_to(&mut stdout, value);
     let _ = stdout.flush();
+}
+
+/// Writes one JSON value as a line to `out` (a command printing many flushes when it waits).
+pub(crate) fn json_line_to(out: &mut impl Write, value: &impl serde::Serialize) {
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        let _ = out.write_all(b"{}");
+    }
+    let _ = out.write_all(b"\n");
 }
 
 /// Prints a plain line on stdout, with control characters escaped (see [`escape`]).
 pub(crate) fn line(text: &str) {
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{}", escape(text));
+    line_to(&mut stdout, text);
     let _ = stdout.flush();
+}
+
+/// Writes a plain line to `out`, escaped as [`line()`] does.
+pub(crate) fn line_to(out: &mut impl Write, text: &str) {
+    let _ = writeln!(out, "{}", escape(text));
 }
 
 /// Escapes what a terminal would act on: control characters (escape sequences, carriage
@@ -158,7 +170,16 @@ pub(crate) fn status_human(status: &SessionStatus) {
     }
 }
 
+/// Prints an outcome as sentences on stdout.
 pub(crate) fn outcome_human(outcome: &Outcome) {
+    let mut stdout = std::io::stdout().lock();
+    outcome_human_to(&mut stdout, outcome);
+    let _ = stdout.flush();
+}
+
+/// Writes an outcome as sentences to `out`.
+pub(crate) fn outcome_human_to(out: &mut impl Write, outcome: &Outcome) {
+    let mut line = |text: &str| line_to(out, text);
     let how = match (outcome.outcome.is_completed(), outcome.notified_by) {
         (true, bankconnect_core::NotifiedBy::Webhook) => ", learnt by webhook",
         (true, bankconnect_core::NotifiedBy::Poll) => ", learnt by polling",

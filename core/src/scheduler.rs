@@ -250,6 +250,16 @@ impl Scheduler {
         self.index.contains_key(session)
     }
 
+    /// Makes room for `additional` more sessions at once: a caller adding many known sessions
+    /// gets tables of that size instead of ones doubled past it (up to twice the memory).
+    pub fn reserve(&mut self, additional: usize) {
+        self.slots
+            .reserve_exact(additional.saturating_sub(self.free.len()));
+        self.index.reserve(additional);
+        self.timers.reserve(additional);
+        self.deadlines.reserve(additional);
+    }
+
     /// Starts tracking a session at `now`; its first poll is due at once.
     pub fn add(&mut self, now: Instant, session: SessionId) -> Result<(), TrackError> {
         self.insert(now, SessionMachine::new(session, now, self.seed))

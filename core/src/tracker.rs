@@ -294,6 +294,8 @@ impl Tracker {
         sessions: impl IntoIterator<Item = SessionId>,
     ) -> Result<Self, ClientError> {
         let mut tracker = Self::new(settings)?;
+        let sessions = sessions.into_iter();
+        tracker.scheduler.reserve(sessions.size_hint().0);
         for session in sessions {
             tracker.add(now, session)?;
         }

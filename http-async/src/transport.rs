@@ -1,6 +1,7 @@
 //! The transport trait and its reqwest implementation.
 
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bankconnect_core::MAX_RESPONSE_BODY;
@@ -38,6 +39,9 @@ where
 #[derive(Debug, Clone)]
 pub struct ReqwestTransport {
     client: reqwest::Client,
+    /// The origin (`scheme://authority`) of the first request and its parsed URL: every later
+    /// request to it starts from a copy instead of parsing (and IDNA-checking) the host again.
+    origin: Arc<OnceLock<(String, reqwest::Url)>>,
 }
 
 impl ReqwestTransport {
@@ -49,12 +53,37 @@ impl ReqwestTransport {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        Self { client }
+        Self::from_client(client)
     }
 
     /// Wraps a reqwest client you configured yourself.
     pub fn from_client(client: reqwest::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            origin: Arc::default(),
+        }
+    }
+
+    /// The request's URL, as reqwest's own conversion would give it (`Url::parse` of the URI).
+    fn url(&self, uri: &http::Uri) -> Result<reqwest::Url, TransportError> {
+        let origin = match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+            _ => return reqwest::Url::parse(&uri.to_string()).map_err(invalid_url),
+        };
+        let (known, base) = match self.origin.get() {
+            Some(cached) => cached,
+            None => {
+                let parsed = reqwest::Url::parse(&origin).map_err(invalid_url)?;
+                self.origin.get_or_init(|| (origin.clone(), parsed))
+            }
+        };
+        if *known != origin {
+            return reqwest::Url::parse(&uri.to_string()).map_err(invalid_url);
+        }
+        let mut url = base.clone();
+        url.set_path(uri.path());
+        url.set_query(uri.query());
+        Ok(url)
     }
 }
 
@@ -68,8 +97,15 @@ impl Default for ReqwestTransport {
 #[async_trait::async_trait]
 impl AsyncTransport for ReqwestTransport {
     async fn send(&self, request: http::Request<Vec<u8>>) -> HttpResult {
-        let request = reqwest::Request::try_from(request)
-            .map_err(|err| TransportError::new(TransportErrorKind::Other, err.to_string()))?;
+        let (parts, body) = request.into_parts();
+        let mut request = reqwest::Request::new(parts.method, self.url(&parts.uri)?);
+        *request.headers_mut() = parts.headers;
+        *request.version_mut() = parts.version;
+        // A GET carries no body (not even an empty one, which would add a header and a write).
+        if !body.is_empty() || !matches!(*request.method(), http::Method::GET | http::Method::HEAD)
+        {
+            *request.body_mut() = Some(body.into());
+        }
         let mut response = self
             .client
             .execute(request)
@@ -95,6 +131,10 @@ impl AsyncTransport for ReqwestTransport {
         *head.body_mut() = body;
         Ok(head)
     }
+}
+
+fn invalid_url(err: impl std::fmt::Display) -> TransportError {
+    TransportError::new(TransportErrorKind::Other, format!("invalid URL: {err}"))
 }
 
 fn map_error(err: &reqwest::Error) -> TransportError {

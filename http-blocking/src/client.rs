@@ -466,6 +466,21 @@ impl Tracker {
         }
     }
 
+    /// An event the threads have already queued, without driving or waiting; `None` when none
+    /// is ready yet (then [`Tracker::next_event`] waits for one). A caller that buffers output
+    /// flushes it when this says nothing is ready.
+    pub fn try_next_event(&mut self) -> Option<TrackerEvent> {
+        if self.taken.is_empty() {
+            let mut state = self.shared.lock();
+            if state.events.len() >= MAX_QUEUED_EVENTS && state.waiting > 0 {
+                // The workers stopped at the bound: room again.
+                self.shared.work.notify_all();
+            }
+            self.taken = std::mem::take(&mut state.events);
+        }
+        self.taken.pop_front()
+    }
+
     /// Drives everything until the next event: a progress update (when the limits ask for them
     /// with `progress_updates`) or a session's outcome; `None` once nothing is tracked. The
     /// calling thread drives too (it sends requests like a worker) until an event is ready.

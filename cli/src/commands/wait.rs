@@ -80,13 +80,29 @@ fn sessions(args: &WaitArgs) -> Result<Vec<SessionId>, Failure> {
     Ok(ids)
 }
 
+/// What the command has printed and still owes: the sessions without a final line yet, and
+/// the buffered stdout their lines go to. One lock for both, shared with the signal handler,
+/// so a session never gets two final lines and no buffered line is lost at a signal.
+struct Printed {
+    pending: BTreeSet<SessionId>,
+    out: std::io::BufWriter<std::io::Stdout>,
+}
+
+type SharedPrinted = Arc<Mutex<Printed>>;
+
+fn lock(printed: &SharedPrinted) -> std::sync::MutexGuard<'_, Printed> {
+    printed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Streams session ids from stdin to the tracker as lines arrive (duplicates and ids already
 /// given skipped, bad lines reported and skipped), then drops the feed at EOF. Returns how many
 /// sessions it fed.
 fn stream_stdin(
     feed: crate::driver::SessionFeed,
     known: Vec<SessionId>,
-    pending: Arc<Mutex<BTreeSet<SessionId>>>,
+    printed: SharedPrinted,
 ) -> std::thread::JoinHandle<usize> {
     std::thread::spawn(move || {
         let mut seen: std::collections::HashSet<SessionId> = known.into_iter().collect();
@@ -119,10 +135,7 @@ fn stream_stdin(
             };
             match parsed {
                 Ok(id) if seen.insert(id.clone()) => {
-                    pending
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(id.clone());
+                    lock(&printed).pending.insert(id.clone());
                     if !feed(id) {
                         break;
                     }
@@ -201,9 +214,8 @@ struct Report {
     json: bool,
     code: u8,
     bars: Option<Bars>,
-    /// Sessions not ended yet, shared with the signal handler; an outcome is printed while
-    /// holding it, so a session never gets two final lines.
-    pending: Arc<Mutex<BTreeSet<SessionId>>>,
+    /// Sessions not ended yet and the output, shared with the signal handler.
+    printed: SharedPrinted,
 }
 
 /// SIGINT and SIGTERM, registered before tracking starts so that no signal is missed.
@@ -252,27 +264,31 @@ impl Signals {
 /// 130 or 143 (128 + the signal), as shells expect.
 async fn interrupt_on_signal(
     signals: Signals,
-    pending: Arc<Mutex<BTreeSet<SessionId>>>,
+    printed: SharedPrinted,
     json: bool,
     started: Instant,
 ) {
     let Some(code) = signals.next().await else {
         return;
     };
-    let pending = pending
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut printed = lock(&printed);
+    let Printed { pending, out } = &mut *printed;
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     for id in pending.iter() {
         if json {
-            output::json_line(&serde_json::json!({
-                "session_id": id, "outcome": "interrupted", "error": null, "statements": [],
-                "accounts": [], "notified_by": null, "polls": null, "elapsed_ms": elapsed_ms,
-            }));
+            output::json_line_to(
+                out,
+                &serde_json::json!({
+                    "session_id": id, "outcome": "interrupted", "error": null, "statements": [],
+                    "accounts": [], "notified_by": null, "polls": null, "elapsed_ms": elapsed_ms,
+                }),
+            );
         } else {
-            output::line(&format!("{id}: interrupted"));
+            output::line_to(out, &format!("{id}: interrupted"));
         }
     }
+    // The lines already buffered go out first, then these: nothing printed is lost.
+    let _ = std::io::Write::flush(out);
     std::process::exit(code);
 }
 
@@ -291,26 +307,36 @@ impl Report {
     }
 
     fn outcome(&mut self, outcome: &Outcome) {
-        let pending = Arc::clone(&self.pending);
-        let mut pending = pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let printed = Arc::clone(&self.printed);
+        let mut printed = lock(&printed);
+        let Printed { pending, out } = &mut *printed;
         pending.remove(&outcome.session_id);
-        let print = || {
-            if self.json {
-                output::json_line(outcome);
+        let json = self.json;
+        let print = |out: &mut std::io::BufWriter<std::io::Stdout>| {
+            if json {
+                output::json_line_to(out, outcome);
             } else {
-                output::outcome_human(outcome);
+                output::outcome_human_to(out, outcome);
             }
         };
         match &self.bars {
             Some(bars) => {
-                bars.multi.suspend(print);
+                // Under the bars, each line goes out at once.
+                bars.multi.suspend(|| {
+                    print(out);
+                    let _ = std::io::Write::flush(out);
+                });
                 bars.ended(outcome);
             }
-            None => print(),
+            None => print(out),
         }
         self.code = self.code.max(outcome.outcome.exit_code());
+    }
+
+    /// Sends what is buffered (before waiting for the next event, and at the end), so that a
+    /// reader sees each line as soon as no other is ready to join it.
+    fn flush(&self) {
+        let _ = std::io::Write::flush(&mut lock(&self.printed).out);
     }
 }
 
@@ -343,17 +369,21 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
         &args.secrets,
         args.webhook_token.as_deref(),
     )?;
-    let pending = Arc::new(Mutex::new(ids.iter().cloned().collect::<BTreeSet<_>>()));
+    // Buffered: lines written while more events are ready go out in one write.
+    let printed = Arc::new(Mutex::new(Printed {
+        pending: ids.iter().cloned().collect(),
+        out: std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+    }));
     let mut report = Report {
         json: global.json,
         code: exit::OK,
         bars,
-        pending: Arc::clone(&pending),
+        printed: Arc::clone(&printed),
     };
     if let Some(signals) = runtime.block_on(async { Signals::register() }) {
         runtime.spawn(interrupt_on_signal(
             signals,
-            pending,
+            printed,
             global.json,
             Instant::now(),
         ));
@@ -363,7 +393,7 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
     let known = streaming.then(|| ids.clone());
     let mut tracker = driver.track(ids)?;
     let reader =
-        known.map(|known| stream_stdin(tracker.session_feed(), known, Arc::clone(&report.pending)));
+        known.map(|known| stream_stdin(tracker.session_feed(), known, Arc::clone(&report.printed)));
     if let Some(addr) = args.webhook_listen {
         let feed = tracker.feed();
         let bound = runtime.block_on(serve_receiver(addr, receiver, hint_feeder(feed)))?;
@@ -373,12 +403,23 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
         ));
     }
     let mut ended = 0usize;
-    while let Some(event) = tracker.next_event() {
+    loop {
+        let event = match tracker.try_next_event() {
+            Some(event) => event,
+            None => {
+                report.flush();
+                match tracker.next_event() {
+                    Some(event) => event,
+                    None => break,
+                }
+            }
+        };
         if matches!(event, TrackerEvent::Outcome(_)) {
             ended += 1;
         }
         report.event(event);
     }
+    report.flush();
     if let Some(reader) = reader {
         let fed = reader.join().unwrap_or(0);
         if ended == 0 && fed == 0 {
