@@ -43,10 +43,7 @@ impl Client {
     /// Default settings and the default reqwest transport (30 s per request, a shared connection
     /// pool), the jitter seeded from the clock.
     pub fn new(api: Api) -> Self {
-        Self::from_settings(ClientSettings::new(
-            api,
-            ClientSettings::seed_from(SystemTime::now()),
-        ))
+        Self::with_transport(api, ReqwestTransport::default())
     }
 
     /// The settings given (policy, limits, seed, pending-webhook bounds), the default reqwest

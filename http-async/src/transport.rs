@@ -39,9 +39,16 @@ where
 #[derive(Debug, Clone)]
 pub struct ReqwestTransport {
     client: reqwest::Client,
-    /// The origin (`scheme://authority`) of the first request and its parsed URL: every later
+    /// The origin (scheme and authority) of the first request and its parsed URL: every later
     /// request to it starts from a copy instead of parsing (and IDNA-checking) the host again.
-    origin: Arc<OnceLock<(String, reqwest::Url)>>,
+    origin: Arc<OnceLock<Origin>>,
+}
+
+#[derive(Debug)]
+struct Origin {
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    url: reqwest::Url,
 }
 
 impl ReqwestTransport {
@@ -66,21 +73,26 @@ impl ReqwestTransport {
 
     /// The request's URL, as reqwest's own conversion would give it (`Url::parse` of the URI).
     fn url(&self, uri: &http::Uri) -> Result<reqwest::Url, TransportError> {
-        let origin = match (uri.scheme_str(), uri.authority()) {
-            (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
-            _ => return reqwest::Url::parse(&uri.to_string()).map_err(invalid_url),
+        let full_parse = || reqwest::Url::parse(&uri.to_string()).map_err(invalid_url);
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return full_parse();
         };
-        let (known, base) = match self.origin.get() {
-            Some(cached) => cached,
+        let origin = match self.origin.get() {
+            Some(origin) => origin,
             None => {
-                let parsed = reqwest::Url::parse(&origin).map_err(invalid_url)?;
-                self.origin.get_or_init(|| (origin.clone(), parsed))
+                let url =
+                    reqwest::Url::parse(&format!("{scheme}://{authority}")).map_err(invalid_url)?;
+                self.origin.get_or_init(|| Origin {
+                    scheme: scheme.clone(),
+                    authority: authority.clone(),
+                    url,
+                })
             }
         };
-        if *known != origin {
-            return reqwest::Url::parse(&uri.to_string()).map_err(invalid_url);
+        if origin.scheme != *scheme || origin.authority != *authority {
+            return full_parse();
         }
-        let mut url = base.clone();
+        let mut url = origin.url.clone();
         url.set_path(uri.path());
         url.set_query(uri.query());
         Ok(url)

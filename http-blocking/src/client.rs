@@ -233,6 +233,14 @@ impl State {
 }
 
 impl Shared {
+    /// Every event queued, for the caller; workers that stopped at the bound get room again.
+    fn take_events(&self, state: &mut State) -> VecDeque<TrackerEvent> {
+        if state.events.len() >= MAX_QUEUED_EVENTS && state.waiting > 0 {
+            self.work.notify_all();
+        }
+        std::mem::take(&mut state.events)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every change to the state is a whole call into the core, so a thread that panicked
         // holding the lock left it consistent.
@@ -471,12 +479,7 @@ impl Tracker {
     /// flushes it when this says nothing is ready.
     pub fn try_next_event(&mut self) -> Option<TrackerEvent> {
         if self.taken.is_empty() {
-            let mut state = self.shared.lock();
-            if state.events.len() >= MAX_QUEUED_EVENTS && state.waiting > 0 {
-                // The workers stopped at the bound: room again.
-                self.shared.work.notify_all();
-            }
-            self.taken = std::mem::take(&mut state.events);
+            self.taken = self.shared.take_events(&mut self.shared.lock());
         }
         self.taken.pop_front()
     }
@@ -518,12 +521,8 @@ fn drive(shared: &Shared, role: Role) -> Option<VecDeque<TrackerEvent>> {
             Role::Worker => {}
             Role::Caller => {
                 if !state.events.is_empty() {
-                    if state.events.len() >= MAX_QUEUED_EVENTS && state.waiting > 0 {
-                        // The workers stopped at the bound: room again.
-                        shared.work.notify_all();
-                    }
                     // All at once: one lock for every event queued.
-                    return Some(std::mem::take(&mut state.events));
+                    return Some(shared.take_events(&mut state));
                 }
                 if state.idle && state.feeds == 0 {
                     return None;

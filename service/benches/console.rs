@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
-use bankconnect_core::{Api, BaseUrl, ClientSettings, Credentials, SchedulerConfig};
+use bankconnect_core::{Api, BaseUrl, Credentials};
 use bankconnect_service::{Service, ServiceConfig};
 use bankconnect_sim::{Scenario, SessionScript, SimConfig, Simulator};
 use bankconnect_store::Store;
@@ -126,7 +126,7 @@ fn main() {
             .unwrap(),
         );
         let client =
-            bankconnect_http_async::Client::from_settings(ClientSettings::new(api, 7).with_limits(SchedulerConfig::default()));
+            bankconnect_http_async::Client::new(api);
         let store = Store::open(&url).await.unwrap();
         // Nothing runs beside the pages: the tracking sessions are leased elsewhere for a day,
         // deliveries are paused (to a port nothing listens on) and retention is off.

@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
-use bankconnect_core::{Api, BaseUrl, ClientSettings, Credentials, SchedulerConfig};
+use bankconnect_core::{Api, BaseUrl, Credentials};
 use bankconnect_service::{Service, ServiceConfig};
 use bankconnect_sim::{SimConfig, Simulator};
 use bankconnect_store::Store;
@@ -68,9 +68,7 @@ async fn measure(name: &str, retention: Option<Duration>, adds: usize) -> (Vec<f
         )
         .unwrap(),
     );
-    let client = bankconnect_http_async::Client::from_settings(
-        ClientSettings::new(api, 7).with_limits(SchedulerConfig::default()),
-    );
+    let client = bankconnect_http_async::Client::new(api);
     let store = Store::open(&url).await.unwrap();
     let config = ServiceConfig {
         retention,

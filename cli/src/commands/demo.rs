@@ -3,10 +3,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
+use bankconnect_core::ClientSettings;
 use bankconnect_core::{
     Api, BaseUrl, Credentials, PollPolicy, SessionId, WebhookMode, WebhookRegistration,
 };
-use bankconnect_core::{ClientSettings, SchedulerConfig};
 use bankconnect_sim::{FaultKind, Scenario, SessionScript, SimConfig, Simulator, Stage};
 use bankconnect_webhook_verify::ReceiverConfig;
 
@@ -70,7 +70,9 @@ pub(crate) fn run(global: &Global) -> Result<u8, Failure> {
             max_wait: Duration::from_secs(45),
             ..PollPolicy::default()
         };
-        let client = bankconnect_http_async::Client::from_settings(ClientSettings::new(api, ClientSettings::seed_from(SystemTime::now())).with_policy(policy).with_limits(SchedulerConfig::default()));
+        let seed = ClientSettings::seed_from(SystemTime::now());
+        let settings = ClientSettings::new(api, seed).with_policy(policy);
+        let client = bankconnect_http_async::Client::from_settings(settings);
         let ids: Vec<SessionId> = scenario()
             .sessions
             .iter()

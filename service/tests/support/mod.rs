@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::Router;
-use bankconnect_core::{Api, BaseUrl, ClientSettings, Credentials, SchedulerConfig};
+use bankconnect_core::{Api, BaseUrl, Credentials};
 use bankconnect_service::{Service, ServiceConfig, ServiceTasks};
 use bankconnect_sim::{Scenario, SessionScript, SimConfig, Simulator};
 use bankconnect_store::Store;
@@ -62,9 +62,7 @@ pub async fn start_in(
         )
         .unwrap(),
     );
-    let client = bankconnect_http_async::Client::from_settings(
-        ClientSettings::new(api, 1).with_limits(SchedulerConfig::default()),
-    );
+    let client = bankconnect_http_async::Client::new(api);
     let store = Store::open(&format!("sqlite:{}", dir.join("s.db").display()))
         .await
         .unwrap();
