@@ -29,19 +29,138 @@ pub(crate) trait Driver {
         registration: &WebhookRegistration,
     ) -> Result<WebhookUpdated, ClientError>;
     /// A tracker of `sessions`.
-    fn track(&self, sessions: Vec<SessionId>) -> Result<Box<dyn Tracking>, ClientError>;
+    fn track(&self, sessions: Vec<SessionId>) -> Result<Tracking, ClientError>;
 }
 
+/// Where a running tracker's events go ([`Tracking::run`]).
+pub(crate) trait EventSink: Send + 'static {
+    /// One event.
+    fn event(&mut self, event: TrackerEvent);
+    /// No event has come for a moment: the time to send what is buffered.
+    fn idle(&mut self);
+}
+
+/// Longest an event handed to the sink waits for [`EventSink::idle`] while others keep coming
+/// (lines printed in a steady stream go out in batches, each within this of its event).
+const IDLE_WITHIN: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// A running tracker, whichever driver runs it.
-pub(crate) trait Tracking {
+pub(crate) enum Tracking {
+    /// The async driver's tracker and the runtime it runs on.
+    Async(Box<bankconnect_http_async::Tracker>, Handle),
+    /// The blocking driver's tracker (its own threads).
+    Blocking(bankconnect_http_blocking::Tracker),
+}
+
+impl Tracking {
     /// A callback feeding webhooks to this tracker from any thread.
-    fn feed(&self) -> Feed;
+    pub(crate) fn feed(&self) -> Feed {
+        match self {
+            Self::Async(tracker, _) => {
+                let feed = tracker.webhook_feed();
+                Box::new(move |hint| {
+                    feed.send(hint);
+                })
+            }
+            Self::Blocking(tracker) => {
+                let feed = tracker.webhook_feed();
+                Box::new(move |hint| {
+                    feed.send(hint);
+                })
+            }
+        }
+    }
+
     /// A callback adding sessions to this tracker from any thread.
-    fn session_feed(&self) -> SessionFeed;
-    /// The next event; `None` once nothing is tracked.
-    fn next_event(&mut self) -> Option<TrackerEvent>;
-    /// An event ready now, without waiting; `None` when the next one is yet to come.
-    fn try_next_event(&mut self) -> Option<TrackerEvent>;
+    pub(crate) fn session_feed(&self) -> SessionFeed {
+        match self {
+            Self::Async(tracker, _) => {
+                let feed = tracker.session_feed();
+                Box::new(move |session| feed.send(session))
+            }
+            Self::Blocking(tracker) => {
+                let feed = tracker.session_feed();
+                Box::new(move |session| feed.send(session))
+            }
+        }
+    }
+
+    /// Tracks until nothing is left, handing every event to `sink`, and gives `sink` back
+    /// (`None` only if the runtime shut down under it).
+    ///
+    /// The async tracker runs as one task on the runtime's workers, next to its requests'
+    /// tasks, and hands its events to `sink` there: no event crosses a thread, and the calling
+    /// thread sleeps until the end. A panic in the tracker is passed on.
+    pub(crate) fn run<S: EventSink>(self, mut sink: S) -> Option<S> {
+        match self {
+            Self::Async(tracker, runtime) => {
+                let task = runtime.spawn(run_async(*tracker, sink));
+                match runtime.block_on(task) {
+                    Ok(sink) => Some(sink),
+                    Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                    Err(_) => None,
+                }
+            }
+            Self::Blocking(mut tracker) => {
+                loop {
+                    let event = match tracker.try_next_event() {
+                        Some(event) => event,
+                        None => {
+                            sink.idle();
+                            match tracker.next_event() {
+                                Some(event) => event,
+                                None => break,
+                            }
+                        }
+                    };
+                    sink.event(event);
+                }
+                sink.idle();
+                Some(sink)
+            }
+        }
+    }
+}
+
+async fn run_async<S: EventSink>(mut tracker: bankconnect_http_async::Tracker, mut sink: S) -> S {
+    // When the oldest event not followed by `idle` came.
+    let mut since: Option<tokio::time::Instant> = None;
+    loop {
+        let event = match since {
+            None => tracker.next_event().await,
+            Some(at) => {
+                let idle_at = at + IDLE_WITHIN;
+                let next = tracker.next_event();
+                tokio::pin!(next);
+                let came = tokio::select! {
+                    biased;
+                    event = &mut next => Some(event),
+                    () = tokio::time::sleep_until(idle_at) => None,
+                };
+                match came {
+                    Some(event) => event,
+                    None => {
+                        sink.idle();
+                        since = None;
+                        next.await
+                    }
+                }
+            }
+        };
+        let Some(event) = event else { break };
+        sink.event(event);
+        let now = tokio::time::Instant::now();
+        match since {
+            Some(at) if now >= at + IDLE_WITHIN => {
+                sink.idle();
+                since = None;
+            }
+            Some(_) => {}
+            None => since = Some(now),
+        }
+    }
+    sink.idle();
+    sink
 }
 
 /// The driver `transport` names, over `settings`, with requests timing out after `timeout`.
@@ -88,81 +207,11 @@ impl Driver for AsyncDriver {
             .block_on(self.client.update_webhook(registration))
     }
 
-    fn track(&self, sessions: Vec<SessionId>) -> Result<Box<dyn Tracking>, ClientError> {
-        let tracker = self.client.track_many(sessions)?;
-        Ok(Box::new(AsyncTracking {
-            webhooks: tracker.webhook_feed(),
-            tracker: Some(tracker),
-            events: None,
-            task: None,
-            runtime: self.runtime.clone(),
-        }))
-    }
-}
-
-/// Events queued between the tracker's task and the command before the task waits for it.
-const EVENTS_IN_TRANSIT: usize = 1024;
-
-/// The async tracker, run as a task on the runtime's workers from the first `next_event` on
-/// (next to its requests' tasks, so that a request's answer wakes no other thread); the
-/// command's thread receives only the events.
-struct AsyncTracking {
-    tracker: Option<bankconnect_http_async::Tracker>,
-    webhooks: bankconnect_http_async::WebhookFeed,
-    events: Option<tokio::sync::mpsc::Receiver<TrackerEvent>>,
-    /// The tracker's task, to pass on its panic should it end by one.
-    task: Option<tokio::task::JoinHandle<()>>,
-    runtime: Handle,
-}
-
-impl Tracking for AsyncTracking {
-    fn feed(&self) -> Feed {
-        let feed = self.webhooks.clone();
-        Box::new(move |hint| {
-            feed.send(hint);
-        })
-    }
-
-    fn session_feed(&self) -> SessionFeed {
-        match &self.tracker {
-            Some(tracker) => {
-                let feed = tracker.session_feed();
-                Box::new(move |session| feed.send(session))
-            }
-            // Running already: sessions can no longer be fed in.
-            None => Box::new(|_| false),
-        }
-    }
-
-    fn try_next_event(&mut self) -> Option<TrackerEvent> {
-        // Before the first `next_event` nothing runs, so nothing is ready.
-        self.events.as_mut()?.try_recv().ok()
-    }
-
-    fn next_event(&mut self) -> Option<TrackerEvent> {
-        if let Some(mut tracker) = self.tracker.take() {
-            let (tx, rx) = tokio::sync::mpsc::channel(EVENTS_IN_TRANSIT);
-            self.task = Some(self.runtime.spawn(async move {
-                while let Some(event) = tracker.next_event().await {
-                    if tx.send(event).await.is_err() {
-                        break; // The command stopped listening.
-                    }
-                }
-            }));
-            self.events = Some(rx);
-        }
-        let event = self.events.as_mut()?.blocking_recv();
-        if event.is_none() {
-            // The end, or a panic in the tracker's task: then it is the command's too.
-            if let Some(task) = self.task.take() {
-                if let Err(err) = self.runtime.block_on(task) {
-                    if err.is_panic() {
-                        std::panic::resume_unwind(err.into_panic());
-                    }
-                }
-            }
-        }
-        event
+    fn track(&self, sessions: Vec<SessionId>) -> Result<Tracking, ClientError> {
+        Ok(Tracking::Async(
+            Box::new(self.client.track_many(sessions)?),
+            self.runtime.clone(),
+        ))
     }
 }
 
@@ -182,29 +231,7 @@ impl Driver for bankconnect_http_blocking::Client {
         bankconnect_http_blocking::Client::update_webhook(self, registration)
     }
 
-    fn track(&self, sessions: Vec<SessionId>) -> Result<Box<dyn Tracking>, ClientError> {
-        Ok(Box::new(self.track_many(sessions)?))
-    }
-}
-
-impl Tracking for bankconnect_http_blocking::Tracker {
-    fn feed(&self) -> Feed {
-        let feed = self.webhook_feed();
-        Box::new(move |hint| {
-            feed.send(hint);
-        })
-    }
-
-    fn session_feed(&self) -> SessionFeed {
-        let feed = bankconnect_http_blocking::Tracker::session_feed(self);
-        Box::new(move |session| feed.send(session))
-    }
-
-    fn next_event(&mut self) -> Option<TrackerEvent> {
-        bankconnect_http_blocking::Tracker::next_event(self)
-    }
-
-    fn try_next_event(&mut self) -> Option<TrackerEvent> {
-        bankconnect_http_blocking::Tracker::try_next_event(self)
+    fn track(&self, sessions: Vec<SessionId>) -> Result<Tracking, ClientError> {
+        Ok(Tracking::Blocking(self.track_many(sessions)?))
     }
 }

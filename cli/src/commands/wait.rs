@@ -213,6 +213,8 @@ impl Bars {
 struct Report {
     json: bool,
     code: u8,
+    /// Sessions ended so far.
+    ended: usize,
     bars: Option<Bars>,
     /// Sessions not ended yet and the output, shared with the signal handler.
     printed: SharedPrinted,
@@ -292,7 +294,7 @@ async fn interrupt_on_signal(
     std::process::exit(code);
 }
 
-impl Report {
+impl crate::driver::EventSink for Report {
     fn event(&mut self, event: TrackerEvent) {
         match event {
             TrackerEvent::Progress(update) => {
@@ -300,12 +302,22 @@ impl Report {
                     bars.update(&update);
                 }
             }
-            TrackerEvent::Outcome(outcome) => self.outcome(&outcome),
+            TrackerEvent::Outcome(outcome) => {
+                self.ended += 1;
+                self.outcome(&outcome);
+            }
             // Kinds a newer core adds are not displayed by this version.
             _ => {}
         }
     }
 
+    /// Sends what is buffered, so that a reader sees each line soon after it ends.
+    fn idle(&mut self) {
+        let _ = std::io::Write::flush(&mut lock(&self.printed).out);
+    }
+}
+
+impl Report {
     fn outcome(&mut self, outcome: &Outcome) {
         let printed = Arc::clone(&self.printed);
         let mut printed = lock(&printed);
@@ -331,12 +343,6 @@ impl Report {
             None => print(out),
         }
         self.code = self.code.max(outcome.outcome.exit_code());
-    }
-
-    /// Sends what is buffered (before waiting for the next event, and at the end), so that a
-    /// reader sees each line as soon as no other is ready to join it.
-    fn flush(&self) {
-        let _ = std::io::Write::flush(&mut lock(&self.printed).out);
     }
 }
 
@@ -374,9 +380,10 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
         pending: ids.iter().cloned().collect(),
         out: std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()),
     }));
-    let mut report = Report {
+    let report = Report {
         json: global.json,
         code: exit::OK,
+        ended: 0,
         bars,
         printed: Arc::clone(&printed),
     };
@@ -391,7 +398,7 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
     let streaming = args.sessions_from.as_deref() == Some("-");
     // Only a stream needs the ids given up front again (to skip repeats).
     let known = streaming.then(|| ids.clone());
-    let mut tracker = driver.track(ids)?;
+    let tracker = driver.track(ids)?;
     let reader =
         known.map(|known| stream_stdin(tracker.session_feed(), known, Arc::clone(&report.printed)));
     if let Some(addr) = args.webhook_listen {
@@ -402,24 +409,10 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
             args.webhook_path
         ));
     }
-    let mut ended = 0usize;
-    loop {
-        let event = match tracker.try_next_event() {
-            Some(event) => event,
-            None => {
-                report.flush();
-                match tracker.next_event() {
-                    Some(event) => event,
-                    None => break,
-                }
-            }
-        };
-        if matches!(event, TrackerEvent::Outcome(_)) {
-            ended += 1;
-        }
-        report.event(event);
-    }
-    report.flush();
+    let report = tracker
+        .run(report)
+        .ok_or_else(|| Failure::internal("the tracker stopped with the runtime"))?;
+    let ended = report.ended;
     if let Some(reader) = reader {
         let fed = reader.join().unwrap_or(0);
         if ended == 0 && fed == 0 {
