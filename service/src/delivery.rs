@@ -14,7 +14,7 @@ use bankconnect_core::{JitterRng, SessionId};
 use bankconnect_store::{Attempt, AttemptDetail, DueDelivery, SessionRecord, Store};
 use bankconnect_webhook_verify::WebhookSecret;
 use tokio::sync::{watch, Notify};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::delivery_schedule::DeliverySchedule;
 use crate::metrics::{label, Metrics};
@@ -67,14 +67,18 @@ pub(crate) struct Delivery {
 impl Delivery {
     /// Claims due deliveries while there is room in flight, until `shutdown`. Attempts' results
     /// are recorded in batches (one transaction for all that finished meanwhile), so the
-    /// store's commit is not paid per delivery.
+    /// store's commit is not paid per delivery. Claiming and recording run as tasks of their own
+    /// (one of each at a time), so attempts keep starting and finishing while the store works.
     pub(crate) async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
         let attempts = Arc::new(AtomicU64::new(0));
-        let mut in_flight: JoinSet<(SessionId, Attempt, AttemptDetail)> = JoinSet::new();
-        // Claimed and read, waiting for a slot in flight.
-        let mut ready: VecDeque<(DueDelivery, Option<SessionRecord>)> = VecDeque::new();
-        let mut done: Vec<(SessionId, Attempt, AttemptDetail)> = Vec::new();
+        let mut in_flight: JoinSet<Finished> = JoinSet::new();
+        // Claimed and read, waiting for a slot in flight, with when they were claimed.
+        let mut ready: VecDeque<(tokio::time::Instant, Claimed)> = VecDeque::new();
+        let mut done: Vec<Finished> = Vec::new();
+        // The claim and the record being made; a record hands back what it could not write.
+        let mut claiming: Option<JoinHandle<(Vec<Claimed>, bool, tokio::time::Instant)>> = None;
+        let mut recording: Option<JoinHandle<Vec<Finished>>> = None;
         // When what finished must be recorded at the latest (results wait a little to share a
         // commit, never long: their claims hold meanwhile).
         let mut record_by: Option<tokio::time::Instant> = None;
@@ -84,14 +88,16 @@ impl Delivery {
             while let Some(joined) = in_flight.try_join_next() {
                 done.extend(joined.ok());
             }
-            if !done.is_empty() {
+            if !done.is_empty() && recording.is_none() {
                 let due =
                     *record_by.get_or_insert_with(|| tokio::time::Instant::now() + RECORD_WAIT);
                 if done.len() >= RECORD_BATCH
                     || in_flight.is_empty()
                     || tokio::time::Instant::now() >= due
                 {
-                    this.record(&mut done).await;
+                    let results = std::mem::take(&mut done);
+                    let this = Arc::clone(&this);
+                    recording = Some(tokio::spawn(async move { this.record(results).await }));
                     record_by = None;
                 }
             }
@@ -99,16 +105,27 @@ impl Delivery {
                 break;
             }
             // Claims are writes (commits): made a batch ahead, not one per attempt finished.
-            if !drained && ready.len() < MAX_IN_FLIGHT {
+            if !drained && claiming.is_none() && ready.len() < CLAIM_BATCH / 2 {
                 let asked = CLAIM_BATCH - ready.len();
-                let claimed = this.claim(asked).await;
-                drained = claimed.len() < asked;
-                ready.extend(claimed);
+                let this = Arc::clone(&this);
+                claiming = Some(tokio::spawn(async move {
+                    // The claims count from before they are made.
+                    let at = tokio::time::Instant::now();
+                    let claimed = this.claim(asked).await;
+                    // Fewer than asked: all that is due now (a failed claim reads likewise).
+                    let short = claimed.len() < asked;
+                    (claimed, short, at)
+                }));
             }
             while in_flight.len() < MAX_IN_FLIGHT {
-                let Some((delivery, record)) = ready.pop_front() else {
+                let Some((claimed_at, (delivery, record))) = ready.pop_front() else {
                     break;
                 };
+                // Behind slow attempts, a claim can run short of time for one more: it is left
+                // to lapse and claimed again later, never attempted past its claim.
+                if claimed_at.elapsed() > CLAIM_FOR - ATTEMPT_TIMEOUT {
+                    continue;
+                }
                 let this = Arc::clone(&this);
                 let n = attempts.fetch_add(1, Ordering::Relaxed);
                 in_flight.spawn(async move { this.deliver(delivery, record, n).await });
@@ -116,9 +133,24 @@ impl Delivery {
             tokio::select! {
                 _ = shutdown.changed() => {}
                 Some(joined) = in_flight.join_next() => done.extend(joined.ok()),
+                claimed = join(&mut claiming) => {
+                    claiming = None;
+                    match claimed {
+                        Ok((claimed, short, at)) => {
+                            drained = short;
+                            ready.extend(claimed.into_iter().map(|claimed| (at, claimed)));
+                        }
+                        Err(_) => drained = true,
+                    }
+                }
+                kept = join(&mut recording) => {
+                    recording = None;
+                    // Not recorded (the store failed): tried again with the next batch.
+                    done.extend(kept.unwrap_or_default());
+                }
                 () = this.wake.notified(), if drained => drained = false,
                 () = tokio::time::sleep(IDLE_POLL), if drained => drained = false,
-                () = sleep_until(record_by) => {}
+                () = sleep_until(record_by), if recording.is_none() => {}
             }
         }
         // Attempts in flight get a moment to finish and be recorded; the rest are aborted
@@ -129,11 +161,18 @@ impl Delivery {
             }
         })
         .await;
-        this.record(&mut done).await;
+        if let Some(claim) = claiming {
+            // What it claimed is not attempted: the claims lapse.
+            let _ = claim.await;
+        }
+        if let Some(record) = recording {
+            done.extend(record.await.unwrap_or_default());
+        }
+        let _ = this.record(done).await;
     }
 
     /// Claims up to `limit` due deliveries and reads their records, in one round each.
-    async fn claim(&self, limit: usize) -> Vec<(DueDelivery, Option<SessionRecord>)> {
+    async fn claim(&self, limit: usize) -> Vec<Claimed> {
         let due = match self
             .store
             .claim_deliveries(&self.replica, SystemTime::now(), CLAIM_FOR, limit)
@@ -168,24 +207,28 @@ impl Delivery {
             .collect()
     }
 
-    /// Records finished attempts in one transaction (kept for the next round if it fails: the
-    /// claims hold meanwhile).
-    async fn record(&self, done: &mut Vec<(SessionId, Attempt, AttemptDetail)>) {
-        if done.is_empty() {
-            return;
+    /// Records finished attempts in one transaction; what could not be written is handed back
+    /// for the next round (the claims hold meanwhile).
+    async fn record(&self, results: Vec<Finished>) -> Vec<Finished> {
+        if results.is_empty() {
+            return Vec::new();
         }
-        let results = std::mem::take(done);
-        if let Err(err) = self
+        match self
             .store
             .record_attempts(results.clone(), SystemTime::now())
             .await
         {
-            tracing::warn!(error = %err, attempts = results.len(), "cannot record delivery attempts; retrying");
-            // Not forever: past the claim they would be made again anyway.
-            if results.len() < 4 * MAX_IN_FLIGHT {
-                *done = results;
+            Ok(_) => Vec::new(),
+            Err(err) => {
+                tracing::warn!(error = %err, attempts = results.len(), "cannot record delivery attempts; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Not forever: past the claim they would be made again anyway.
+                if results.len() < 4 * MAX_IN_FLIGHT {
+                    results
+                } else {
+                    Vec::new()
+                }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -195,10 +238,10 @@ impl Delivery {
         delivery: DueDelivery,
         record: Option<SessionRecord>,
         n: u64,
-    ) -> (SessionId, Attempt, AttemptDetail) {
+    ) -> Finished {
         let started = std::time::Instant::now();
         let (result, status, class, excerpt) = match record {
-            Some(record) => self.attempt(&delivery, &record).await,
+            Some(record) => self.attempt(&delivery, record).await,
             None => (
                 Err("the session's record could not be read".to_owned()),
                 None,
@@ -256,7 +299,7 @@ impl Delivery {
     async fn attempt(
         &self,
         delivery: &DueDelivery,
-        record: &SessionRecord,
+        record: SessionRecord,
     ) -> (
         Result<(), String>,
         Option<u16>,
@@ -364,6 +407,19 @@ pub(crate) struct FinishedEvent {
     timestamp: String,
     /// The session's record, its outcome in it.
     data: RecordBody,
+}
+
+/// A claimed delivery and its record (`None`: it could not be read).
+type Claimed = (DueDelivery, Option<SessionRecord>);
+/// A finished attempt, to record.
+type Finished = (SessionId, Attempt, AttemptDetail);
+
+/// The task's result once it ends; pending forever while there is none.
+async fn join<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

@@ -87,12 +87,13 @@ pub struct RecordBody {
     pub lease: Option<LeaseBody>,
 }
 
-/// A session record as the API and deliveries show it.
-pub(crate) fn record_body(record: &SessionRecord) -> RecordBody {
+/// A session record as the API and deliveries show it (taken, so its outcome is moved, not
+/// copied).
+pub(crate) fn record_body(record: SessionRecord) -> RecordBody {
     use bankconnect_store::{DeliveryState, SessionState};
     RecordBody {
         session_id: record.session_id.as_str().to_owned(),
-        reference: record.reference.clone(),
+        reference: record.reference,
         state: match record.state {
             SessionState::Finished => StateBody::Finished,
             SessionState::Cancelled => StateBody::Cancelled,
@@ -103,7 +104,7 @@ pub(crate) fn record_body(record: &SessionRecord) -> RecordBody {
         max_wait_ms: record
             .max_wait
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        outcome: record.outcome.clone(),
+        outcome: record.outcome,
         delivery: DeliveryBody {
             state: match record.delivery.state {
                 DeliveryState::Pending => DeliveryStateBody::Pending,
@@ -113,10 +114,10 @@ pub(crate) fn record_body(record: &SessionRecord) -> RecordBody {
                 _ => DeliveryStateBody::None,
             },
             attempts: record.delivery.attempts,
-            last_error: record.delivery.last_error.clone(),
+            last_error: record.delivery.last_error,
         },
-        lease: record.lease.as_ref().map(|lease| LeaseBody {
-            replica: lease.owner.clone(),
+        lease: record.lease.map(|lease| LeaseBody {
+            replica: lease.owner,
             until: rfc3339(lease.until),
         }),
     }

@@ -493,11 +493,17 @@ impl crate::engine::Engine for PostgresStore {
         sessions: Vec<SessionId>,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         let client = self.client().await?;
-        let mut records = Vec::with_capacity(sessions.len());
-        for session in &sessions {
-            records.extend(get_record(&client, session.as_str()).await?);
+        let ids: Vec<&str> = sessions.iter().map(SessionId::as_str).collect();
+        let stmt = client
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM {FROM} WHERE s.session_id = ANY($1)"
+            ))
+            .await?;
+        let mut found = Vec::with_capacity(sessions.len());
+        for row in client.query(&stmt, &[&ids]).await? {
+            found.push(raw(&row)?.into_record()?.1);
         }
-        Ok(records)
+        Ok(crate::shared::in_asked_order(&sessions, found))
     }
 
     async fn list_sessions(

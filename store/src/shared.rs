@@ -170,6 +170,15 @@ pub(crate) fn due_deliveries(
         .collect()
 }
 
+/// The records `found` in the order `asked` names them, each once; ids not found are skipped.
+pub(crate) fn in_asked_order(asked: &[SessionId], found: Vec<SessionRecord>) -> Vec<SessionRecord> {
+    let mut found: std::collections::HashMap<SessionId, SessionRecord> = found
+        .into_iter()
+        .map(|record| (record.session_id.clone(), record))
+        .collect();
+    asked.iter().filter_map(|id| found.remove(id)).collect()
+}
+
 pub(crate) fn session_ids(ids: Vec<String>) -> Result<Vec<SessionId>, StoreError> {
     ids.iter()
         .map(|id| {

@@ -130,6 +130,9 @@ fn get_record(conn: &Connection, session: &str) -> Result<Option<SessionRecord>,
         .transpose()
 }
 
+/// Ids looked up by one statement in [`Engine::get_sessions`].
+const GET_CHUNK: usize = 64;
+
 fn records(
     stmt: &mut rusqlite::CachedStatement<'_>,
     params: impl rusqlite::Params,
@@ -323,11 +326,27 @@ impl crate::engine::Engine for SqliteStore {
         sessions: Vec<SessionId>,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         self.with(move |conn, _| {
-            let mut records = Vec::with_capacity(sessions.len());
-            for session in &sessions {
-                records.extend(get_record(conn, session.as_str())?);
+            let mut found = Vec::with_capacity(sessions.len());
+            // A statement per chunk of ids, always of one size (the last chunk repeats its
+            // last id), so one cached statement serves every call.
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM {FROM} WHERE s.session_id IN ({})",
+                vec!["?"; GET_CHUNK].join(", ")
+            ))?;
+            for chunk in sessions.chunks(GET_CHUNK) {
+                let Some(last) = chunk.last() else { continue };
+                let ids = chunk
+                    .iter()
+                    .chain(std::iter::repeat(last))
+                    .take(GET_CHUNK)
+                    .map(SessionId::as_str);
+                found.extend(
+                    records(&mut stmt, rusqlite::params_from_iter(ids))?
+                        .into_iter()
+                        .map(|(_, record)| record),
+                );
             }
-            Ok(records)
+            Ok(crate::shared::in_asked_order(&sessions, found))
         })
         .await
     }

@@ -173,7 +173,8 @@ impl Store {
         dispatch!(self.get_session(session))
     }
 
-    /// The records of these sessions (those known), in one round on the store.
+    /// The records of these sessions (those known), in the order asked and each once, in one
+    /// round on the store.
     pub async fn get_sessions(
         &self,
         sessions: Vec<SessionId>,

@@ -807,6 +807,32 @@ async fn what_clients_can_fill_is_bounded_in_count_and_bytes(fx: Fixture) {
     assert_eq!(store.live_replicas(at(0)).await.unwrap(), ["new"]);
 }
 
+async fn many_records_are_read_in_the_order_asked_each_once(fx: Fixture) {
+    let store = fx.open().await;
+    // More than one statement's worth of ids, asked in reverse with unknown ones and repeats.
+    let ids: Vec<String> = (0..150).map(|n| format!("r{n:03}")).collect();
+    store
+        .add_sessions(
+            ids.iter().map(|id| NewSession::new(sid(id))).collect(),
+            at(0),
+        )
+        .await
+        .unwrap();
+    let mut asked: Vec<SessionId> = ids.iter().rev().map(|id| sid(id)).collect();
+    asked.insert(10, sid("nobody"));
+    asked.push(sid("r149"));
+    asked.push(sid("r000"));
+    let read: Vec<String> = store
+        .get_sessions(asked)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.session_id.as_str().to_owned())
+        .collect();
+    let want: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(read, want);
+}
+
 async fn many_attempts_are_recorded_in_one_round_and_records_read_together(fx: Fixture) {
     let store = fx.open().await;
     let ids = ["b1", "b2", "b3"];
@@ -1045,6 +1071,7 @@ fn cases() -> Vec<(&'static str, Case)> {
         case!(pending_webhooks_are_bounded_and_applied_on_add),
         case!(what_clients_can_fill_is_bounded_in_count_and_bytes),
         case!(many_attempts_are_recorded_in_one_round_and_records_read_together),
+        case!(many_records_are_read_in_the_order_asked_each_once),
         case!(accepting_a_webhook_records_and_routes_it_in_one_transaction),
         case!(leased_webhooks_are_those_of_held_tracking_sessions_since_a_time),
         case!(listeners_hear_of_webhooks_for_tracking_sessions_from_others),

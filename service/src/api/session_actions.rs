@@ -71,7 +71,7 @@ async fn redeliver(
     let id = session_id(&path_segment(id)?)?;
     let asked: RedeliverBody = body::optional_json(&headers, body, &app.body_budget).await?;
     let record = crate::actions::redeliver(&app, &id, asked.force).await?;
-    Ok((StatusCode::ACCEPTED, Json(record_body(&record))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(record_body(record))).into_response())
 }
 
 #[utoipa::path(
@@ -110,7 +110,7 @@ async fn retrack(
         Ok(Retrack::Retracked(record)) => {
             app.metrics.operator_action("retrack");
             tracing::info!(session = %id, "session tracked again");
-            let answer = record_body(&record);
+            let answer = record_body((*record).clone());
             let _ = app
                 .commands
                 .send(Command::Track(vec![*record], Vec::new()))

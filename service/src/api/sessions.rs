@@ -422,7 +422,7 @@ async fn add_sessions(
         let _ = app.commands.send(Command::Track(created, kept)).await;
         StatusCode::ACCEPTED
     };
-    let mut records = added.iter().map(|a| record_body(a.record()));
+    let mut records = added.iter().map(|a| record_body(a.record().clone()));
     let answer = if batch {
         AddAnswer::Batch(BatchAnswer {
             sessions: records.collect(),
@@ -456,7 +456,7 @@ async fn get_session(
 ) -> Result<Json<RecordBody>, ApiError> {
     let id = session_id(&path_segment(id)?)?;
     match app.store.get_session(&id).await {
-        Ok(Some(record)) => Ok(Json(record_body(&record))),
+        Ok(Some(record)) => Ok(Json(record_body(record))),
         Ok(None) => Err(ApiError::not_found(format!("no session {id}"))),
         Err(err) => Err(ApiError::store(&err)),
     }
@@ -515,7 +515,7 @@ async fn cancel_session(
         };
     }
     let record = crate::actions::cancel(&app, &id).await?;
-    Ok(Json(DeleteAnswer::Cancelled(Box::new(record_body(&record)))).into_response())
+    Ok(Json(DeleteAnswer::Cancelled(Box::new(record_body(record)))).into_response())
 }
 
 #[utoipa::path(
@@ -544,7 +544,7 @@ async fn list_sessions(
         .await
     {
         Ok(page) => Ok(Json(PageBody {
-            sessions: page.sessions.iter().map(record_body).collect(),
+            sessions: page.sessions.into_iter().map(record_body).collect(),
             next_cursor: page.next_cursor,
         })),
         Err(StoreError::InvalidCursor) => Err(ApiError::invalid("invalid cursor")),

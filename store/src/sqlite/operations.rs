@@ -24,23 +24,37 @@ pub(super) fn append_event(
     replica: Option<&str>,
     event: &NewEvent,
 ) -> Result<bool, StoreError> {
+    append_events_of(conn, session, at, replica, std::slice::from_ref(event))
+}
+
+/// Appends `events` to one session's history in order, with one bump of its sequence.
+pub(super) fn append_events_of(
+    conn: &Connection,
+    session: &str,
+    at: i64,
+    replica: Option<&str>,
+    events: &[NewEvent],
+) -> Result<bool, StoreError> {
+    let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
     // The row's update also serializes writers of one session's history.
-    let seq: Option<i64> = conn
+    let last: Option<i64> = conn
         .prepare_cached(
-            "UPDATE sessions SET events_seq = events_seq + 1 WHERE session_id = ?1 RETURNING events_seq",
+            "UPDATE sessions SET events_seq = events_seq + ?2 WHERE session_id = ?1 RETURNING events_seq",
         )?
-        .query_row(params![session], |row| row.get(0))
+        .query_row(params![session, count], |row| row.get(0))
         .optional()?;
-    let Some(seq) = seq else {
+    let Some(last) = last else {
         return Ok(false);
     };
-    conn.prepare_cached(
+    let mut insert = conn.prepare_cached(
         "INSERT INTO session_events (session_id, seq, at_ms, kind, replica, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![session, seq, at, event.kind, replica, event.body()])?;
-    if let Some(out) = history::falls_out(seq) {
-        conn.prepare_cached("DELETE FROM session_events WHERE session_id = ?1 AND seq = ?2")?
-            .execute(params![session, out])?;
+    )?;
+    for (seq, event) in (last - count + 1..).zip(events) {
+        insert.execute(params![session, seq, at, event.kind, replica, event.body()])?;
+        if let Some(out) = history::falls_out(seq) {
+            conn.prepare_cached("DELETE FROM session_events WHERE session_id = ?1 AND seq = ?2")?
+                .execute(params![session, out])?;
+        }
     }
     Ok(true)
 }
@@ -602,28 +616,19 @@ pub(super) fn attempt_recorded(
         return Ok(false);
     };
     let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
-    append_event(
-        conn,
-        session,
-        now,
-        replica,
-        &NewEvent::delivery_attempt(attempts, detail, next.map(from_ms)),
-    )?;
-    if state != "failing" {
-        append_event(
-            conn,
-            session,
-            now,
-            replica,
-            &NewEvent::delivery_ended(
-                if state == "delivered" {
-                    "delivered"
-                } else {
-                    "given_up"
-                },
-                attempts,
-            ),
-        )?;
+    let attempted = NewEvent::delivery_attempt(attempts, detail, next.map(from_ms));
+    if state == "failing" {
+        append_event(conn, session, now, replica, &attempted)?;
+    } else {
+        let ended = NewEvent::delivery_ended(
+            if state == "delivered" {
+                "delivered"
+            } else {
+                "given_up"
+            },
+            attempts,
+        );
+        append_events_of(conn, session, now, replica, &[attempted, ended])?;
     }
     Ok(true)
 }
