@@ -115,3 +115,211 @@ impl ProgressReport {
         (done, self.statements.len() * STAGES_PER_STATEMENT)
     }
 }
+
+/// A statement as a tracked session keeps it between polls. Many sessions are held for long,
+/// so the usual statement (every value one this version knows) is kept in 40 bytes instead of
+/// the 168 of a [`StatementProgress`]; one with an unknown value is kept as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KeptStatement {
+    /// Every value known: the texts, and `[source, identity, transaction, processing, fraud]`
+    /// as codes (0 absent, `n` the `n`th known value).
+    Known {
+        statement_id: Option<Box<str>>,
+        message: Option<Box<str>>,
+        codes: [u8; 5],
+    },
+    /// A value this version does not know, kept verbatim.
+    Verbatim(Box<StatementProgress>),
+}
+
+/// The code of a known value (0: absent); `None` for an unknown one.
+fn code_of<T: PartialEq>(
+    value: Option<&T>,
+    known: &[T],
+    is_other: impl Fn(&T) -> bool,
+) -> Option<u8> {
+    match value {
+        None => Some(0),
+        Some(value) if is_other(value) => None,
+        Some(value) => known
+            .iter()
+            .position(|k| k == value)
+            .and_then(|at| u8::try_from(at + 1).ok()),
+    }
+}
+
+/// The known value a code stands for (0 and unknown codes: absent).
+fn value_of<T: Clone>(code: u8, known: &[T]) -> Option<T> {
+    known.get(usize::from(code).checked_sub(1)?).cloned()
+}
+
+impl KeptStatement {
+    /// The compact form of `statement` (its texts moved, not copied).
+    pub(crate) fn keep(statement: StatementProgress) -> Self {
+        match Self::keep_codes(&statement) {
+            Some(codes) => Self::Known {
+                statement_id: statement.statement_id.map(String::into_boxed_str),
+                message: statement.message.map(String::into_boxed_str),
+                codes,
+            },
+            None => Self::Verbatim(Box::new(statement)),
+        }
+    }
+
+    /// The statement as received.
+    pub(crate) fn progress(&self) -> StatementProgress {
+        self.clone().into_progress()
+    }
+
+    /// The statement as received (its texts moved, not copied).
+    pub(crate) fn into_progress(self) -> StatementProgress {
+        match self {
+            Self::Known {
+                statement_id,
+                message,
+                codes: [source, identity, transaction, processing, fraud],
+            } => StatementProgress {
+                statement_id: statement_id.map(String::from),
+                source: value_of(source, Source::KNOWN),
+                identity_status: value_of(identity, StageStatus::KNOWN),
+                transaction_status: value_of(transaction, StageStatus::KNOWN),
+                processing_status: value_of(processing, StageStatus::KNOWN),
+                fraud_status: value_of(fraud, StageStatus::KNOWN),
+                message: message.map(String::from),
+            },
+            Self::Verbatim(statement) => *statement,
+        }
+    }
+
+    /// Whether `statement` is the one kept (as [`StatementProgress`]'s equality has it).
+    pub(crate) fn is(&self, statement: &StatementProgress) -> bool {
+        match self {
+            Self::Known {
+                statement_id,
+                message,
+                codes,
+            } => {
+                statement_id.as_deref() == statement.statement_id.as_deref()
+                    && message.as_deref() == statement.message.as_deref()
+                    && Self::keep_codes(statement).as_ref() == Some(codes)
+            }
+            Self::Verbatim(kept) => **kept == *statement,
+        }
+    }
+
+    fn keep_codes(statement: &StatementProgress) -> Option<[u8; 5]> {
+        Some([
+            code_of(statement.source.as_ref(), Source::KNOWN, Source::is_other)?,
+            code_of(
+                statement.identity_status.as_ref(),
+                StageStatus::KNOWN,
+                StageStatus::is_other,
+            )?,
+            code_of(
+                statement.transaction_status.as_ref(),
+                StageStatus::KNOWN,
+                StageStatus::is_other,
+            )?,
+            code_of(
+                statement.processing_status.as_ref(),
+                StageStatus::KNOWN,
+                StageStatus::is_other,
+            )?,
+            code_of(
+                statement.fraud_status.as_ref(),
+                StageStatus::KNOWN,
+                StageStatus::is_other,
+            )?,
+        ])
+    }
+
+    /// The four stages' statuses.
+    fn stages(&self) -> [Option<StageStatus>; STAGES_PER_STATEMENT] {
+        match self {
+            Self::Known {
+                codes: [_, stages @ ..],
+                ..
+            } => stages.map(|code| value_of(code, StageStatus::KNOWN)),
+            Self::Verbatim(statement) => statement.stages().map(|(_, status)| status.cloned()),
+        }
+    }
+
+    /// Whether any stage failed.
+    pub(crate) fn has_failed_stage(&self) -> bool {
+        self.stages()
+            .iter()
+            .any(|status| status.as_ref().is_some_and(StageStatus::is_failed))
+    }
+
+    /// How many stages have finished (completed or failed).
+    pub(crate) fn finished_stages(&self) -> usize {
+        self.stages()
+            .iter()
+            .filter(|status| status.as_ref().is_some_and(StageStatus::is_finished))
+            .count()
+    }
+}
+
+/// `statements` kept, in a list of their number exactly (never one collected in place into
+/// the received list's larger allocation).
+pub(crate) fn keep_all(statements: Vec<StatementProgress>) -> Box<[KeptStatement]> {
+    let mut kept = Vec::with_capacity(statements.len());
+    kept.extend(statements.into_iter().map(KeptStatement::keep));
+    kept.into_boxed_slice()
+}
+
+/// Whether `kept` holds exactly `statements`.
+pub(crate) fn kept_are(kept: &[KeptStatement], statements: &[StatementProgress]) -> bool {
+    kept.len() == statements.len() && kept.iter().zip(statements).all(|(k, s)| k.is(s))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn statement(json: &str) -> StatementProgress {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_kept_statement_is_small_and_gives_back_what_was_received() {
+        assert!(std::mem::size_of::<KeptStatement>() <= 40);
+        let cases = [
+            r#"{"statement_id":"4164bc05-7b3f-4a5c-8e31-ca3c2648ec6b","source":"PDF","identity_status":"completed","transaction_status":"processing","processing_status":null,"fraud_status":"failed","message":"bad page"}"#,
+            r#"{}"#,
+            // Unknown values are kept verbatim, their spelling included.
+            r#"{"statement_id":"s","source":"Scan","identity_status":"Queued"}"#,
+            r#"{"fraud_status":"Paused","message":""}"#,
+        ];
+        for json in cases {
+            let received = statement(json);
+            let kept = KeptStatement::keep(received.clone());
+            assert!(kept.is(&received), "{json}");
+            assert_eq!(kept.finished_stages(), received.finished_stages(), "{json}");
+            assert_eq!(
+                kept.has_failed_stage(),
+                received.has_failed_stage(),
+                "{json}"
+            );
+            let back = kept.into_progress();
+            assert_eq!(back, received, "{json}");
+            assert_eq!(
+                serde_json::to_string(&back).unwrap(),
+                serde_json::to_string(&received).unwrap(),
+                "{json}"
+            );
+        }
+        let known = KeptStatement::keep(statement(r#"{"source":"pdf"}"#));
+        assert!(matches!(known, KeptStatement::Known { .. }));
+        let unknown = KeptStatement::keep(statement(r#"{"source":"Scan"}"#));
+        assert!(matches!(unknown, KeptStatement::Verbatim(_)));
+        // Another report is told apart from the kept one.
+        let kept = KeptStatement::keep(statement(r#"{"identity_status":"processing"}"#));
+        assert!(!kept.is(&statement(r#"{"identity_status":"completed"}"#)));
+        assert!(!kept.is(&statement(
+            r#"{"identity_status":"processing","statement_id":"x"}"#
+        )));
+        assert!(!kept_are(&[kept], &[]));
+    }
+}

@@ -493,7 +493,7 @@ impl Scheduler {
                         session_progress,
                         stages_done,
                         stages_total,
-                        statements: machine.statements().to_vec(),
+                        statements: machine.statements(),
                         polls: machine.polls(),
                     });
                 }

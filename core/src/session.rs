@@ -26,7 +26,7 @@ use crate::ids::SessionId;
 use crate::jitter::JitterRng;
 use crate::outcome::{NotifiedBy, Outcome, OutcomeError, OutcomeKind};
 use crate::policy::{PolicyError, PollPolicy};
-use crate::progress::{ProgressReport, StatementProgress};
+use crate::progress::{keep_all, kept_are, KeptStatement, ProgressReport, StatementProgress};
 use crate::request::{Api, RequestError};
 use crate::session_status::{classify_session_status, SessionStatusReply};
 use crate::status::SessionProgress;
@@ -194,7 +194,8 @@ pub(crate) struct SessionMachine {
     retries: u32,
     failures_in_row: u32,
     session_progress: Option<SessionProgress>,
-    statements: Vec<StatementProgress>,
+    /// The statements as last seen, compact (sessions are many and kept for long).
+    statements: Box<[KeptStatement]>,
     /// Whether a webhook named this session (authenticated or not) and no poll since has
     /// contradicted it: the outcome is credited to it (`notified_by: webhook`).
     webhook_seen: bool,
@@ -218,7 +219,7 @@ impl SessionMachine {
             retries: 0,
             failures_in_row: 0,
             session_progress: None,
-            statements: Vec::new(),
+            statements: Box::default(),
             webhook_seen: false,
             confirm_pending: false,
             completed_with_stage_failure: None,
@@ -308,8 +309,11 @@ impl SessionMachine {
 
     /// The last progress seen: overall state and `(finished stages, total stages)`.
     /// The statements as last seen.
-    pub(crate) fn statements(&self) -> &[StatementProgress] {
-        &self.statements
+    pub(crate) fn statements(&self) -> Vec<StatementProgress> {
+        self.statements
+            .iter()
+            .map(KeptStatement::progress)
+            .collect()
     }
 
     /// Progress requests answered so far.
@@ -322,7 +326,7 @@ impl SessionMachine {
         let done = self
             .statements
             .iter()
-            .map(StatementProgress::finished_stages)
+            .map(KeptStatement::finished_stages)
             .sum();
         let total = self.statements.len() * crate::progress::STAGES_PER_STATEMENT;
         Some((state, done, total))
@@ -449,13 +453,10 @@ impl SessionMachine {
                 self.set_last_failure(None);
                 let completed = report.is_completed();
                 self.session_progress = Some(report.session_progress);
-                // Most polls repeat the last report: keep the list held (trimmed already) rather
-                // than trim a new one, which costs a reallocation per answer.
-                if self.statements != report.statements {
-                    self.statements = report.statements;
-                    // The parser grows the list to 4; many sessions kept for long make it worth
-                    // trimming.
-                    self.statements.shrink_to_fit();
+                // Most polls repeat the last report: keep the list held rather than build a new
+                // one, which costs allocations per answer.
+                if !kept_are(&self.statements, &report.statements) {
+                    self.statements = keep_all(report.statements);
                 }
                 if completed {
                     self.on_completed(now, policy);
@@ -482,10 +483,7 @@ impl SessionMachine {
     }
 
     fn on_completed(&mut self, now: Instant, policy: &PollPolicy) {
-        let stage_failure = self
-            .statements
-            .iter()
-            .any(StatementProgress::has_failed_stage);
+        let stage_failure = self.statements.iter().any(KeptStatement::has_failed_stage);
         let by = self.notified_by();
         match self
             .rare
@@ -721,7 +719,10 @@ impl SessionMachine {
             session_id: self.id.clone(),
             outcome: kind,
             error,
-            statements: std::mem::take(&mut self.statements),
+            statements: Vec::from(std::mem::take(&mut self.statements))
+                .into_iter()
+                .map(KeptStatement::into_progress)
+                .collect(),
             accounts: Vec::new(),
             notified_by: self.notified_by(),
             polls: self.polls,
@@ -752,7 +753,7 @@ impl SessionMachine {
             failures_in_row: self.failures_in_row,
             last_failure: self.last_failure().cloned(),
             session_progress: self.session_progress.clone(),
-            statements: self.statements.clone(),
+            statements: self.statements(),
             max_wait: self.max_wait(),
             webhook_seen: self.webhook_seen,
             webhook_accounts: self.webhook_accounts().cloned(),
@@ -784,7 +785,7 @@ impl SessionMachine {
             retries: snapshot.retries,
             failures_in_row: snapshot.failures_in_row,
             session_progress: snapshot.session_progress,
-            statements: snapshot.statements,
+            statements: keep_all(snapshot.statements),
             confirm_pending: snapshot.confirm_pending,
             completed_with_stage_failure: snapshot.completed_with_stage_failure,
             rng: snapshot.rng,
