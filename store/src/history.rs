@@ -210,7 +210,8 @@ impl NewEvent {
     }
 
     pub(crate) fn body(&self) -> String {
-        Value::Object(self.fields.clone()).to_string()
+        // Written from the fields in place (an object of them), not from a copy of them.
+        serde_json::to_string(&self.fields).unwrap_or_else(|_| "{}".to_owned())
     }
 }
 

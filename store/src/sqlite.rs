@@ -325,30 +325,36 @@ impl crate::engine::Engine for SqliteStore {
         &self,
         sessions: Vec<SessionId>,
     ) -> Result<Vec<SessionRecord>, StoreError> {
-        self.with(move |conn, _| {
-            let mut found = Vec::with_capacity(sessions.len());
-            // A statement per chunk of ids, always of one size (the last chunk repeats its
-            // last id), so one cached statement serves every call.
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM {FROM} WHERE s.session_id IN ({})",
-                vec!["?"; GET_CHUNK].join(", ")
-            ))?;
-            for chunk in sessions.chunks(GET_CHUNK) {
-                let Some(last) = chunk.last() else { continue };
-                let ids = chunk
-                    .iter()
-                    .chain(std::iter::repeat(last))
-                    .take(GET_CHUNK)
-                    .map(SessionId::as_str);
-                found.extend(
-                    records(&mut stmt, rusqlite::params_from_iter(ids))?
-                        .into_iter()
-                        .map(|(_, record)| record),
-                );
-            }
-            Ok(crate::shared::in_asked_order(&sessions, found))
-        })
-        .await
+        // The rows are read on the store's thread and parsed off it (outcomes are JSON), so
+        // the one connection is held only for the reading.
+        let (sessions, rows) = self
+            .with(move |conn, _| {
+                let mut rows = Vec::with_capacity(sessions.len());
+                // A statement per chunk of ids, always of one size (the last chunk repeats its
+                // last id), so one cached statement serves every call.
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM {FROM} WHERE s.session_id IN ({})",
+                    vec!["?"; GET_CHUNK].join(", ")
+                ))?;
+                for chunk in sessions.chunks(GET_CHUNK) {
+                    let Some(last) = chunk.last() else { continue };
+                    let ids = chunk
+                        .iter()
+                        .chain(std::iter::repeat(last))
+                        .take(GET_CHUNK)
+                        .map(SessionId::as_str);
+                    for row in stmt.query_map(rusqlite::params_from_iter(ids), raw)? {
+                        rows.push(row?);
+                    }
+                }
+                Ok((sessions, rows))
+            })
+            .await?;
+        let found = rows
+            .into_iter()
+            .map(|row| row.into_record().map(|(_, record)| record))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::shared::in_asked_order(&sessions, found))
     }
 
     async fn list_sessions(
