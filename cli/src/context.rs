@@ -64,16 +64,25 @@ pub(crate) fn driver(
     ))
 }
 
-/// The tokio runtime for the async paths: one worker thread, beside the command's own.
+/// A multi-threaded tokio runtime for the async paths (servers: the receiver, the simulator).
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    runtime_of(2)
+}
+
+/// The runtime `wait` tracks on: one worker thread, beside the command's own.
 ///
 /// The tracker is one task and its requests' tasks run beside it; on one worker a request is
 /// built, sent, answered and dropped on the thread that handles it. With two workers every
 /// request and answer crossed between them, and freeing on one thread what the other allocated
 /// kept glibc's arena locks contended: 22% of the CPU of a 20 000-session `wait` (perf), and
 /// 1.3x the CPU of one worker for the same work.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn tracking_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    runtime_of(1)
+}
+
+fn runtime_of(workers: usize) -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .map_err(|err| Failure::internal(format!("cannot start the async runtime: {err}")))

@@ -11,7 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::{Global, WaitArgs};
 use crate::commands::webhook::{hint_feeder, receiver_config, serve_receiver};
-use crate::context::{api, driver, runtime, session_id};
+use crate::context::{api, driver, session_id, tracking_runtime};
 use crate::failure::{exit, Failure};
 use crate::output;
 
@@ -367,7 +367,7 @@ pub(crate) fn run(global: &Global, args: &WaitArgs) -> Result<u8, Failure> {
     let live = live && args.sessions_from.as_deref() != Some("-");
     let bars = live.then(|| Bars::new(&ids));
     // The receiver (when asked for) and the async driver run on this runtime.
-    let runtime = runtime()?;
+    let runtime = tracking_runtime()?;
     let driver = driver(global, api(global)?, policy, limits, &runtime)?;
     let receiver = receiver_config(
         &args.webhook_path,
