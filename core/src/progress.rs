@@ -286,28 +286,15 @@ impl KeptStatement {
     }
 
     fn keep_codes(statement: &StatementProgress) -> Option<[u8; 5]> {
+        let stage = |status: &Option<StageStatus>| {
+            code_of(status.as_ref(), StageStatus::KNOWN, StageStatus::is_other)
+        };
         Some([
             code_of(statement.source.as_ref(), Source::KNOWN, Source::is_other)?,
-            code_of(
-                statement.identity_status.as_ref(),
-                StageStatus::KNOWN,
-                StageStatus::is_other,
-            )?,
-            code_of(
-                statement.transaction_status.as_ref(),
-                StageStatus::KNOWN,
-                StageStatus::is_other,
-            )?,
-            code_of(
-                statement.processing_status.as_ref(),
-                StageStatus::KNOWN,
-                StageStatus::is_other,
-            )?,
-            code_of(
-                statement.fraud_status.as_ref(),
-                StageStatus::KNOWN,
-                StageStatus::is_other,
-            )?,
+            stage(&statement.identity_status)?,
+            stage(&statement.transaction_status)?,
+            stage(&statement.processing_status)?,
+            stage(&statement.fraud_status)?,
         ])
     }
 

@@ -1,13 +1,10 @@
 //! `wait` with the library alone: the blocking driver tracking the session ids of a file and
 //! printing one JSON outcome line for each as it ends, which is what a back end embedding the SDK
-//! writes. It takes the `bankconnect` command's own `wait` arguments (those the shared perf
-//! harness passes), so the harness can time the library without the command's binary, which
-//! also carries the service, the simulator and the async driver:
-//!
-//! ```text
-//! cargo build --release -p bankconnect-http-blocking --example wait_lines
-//! ../shared/perf/compare.sh target/release/examples/wait_lines 20000   # PAIRS=blocking
-//! ```
+//! writes. It takes the `bankconnect` command's own `wait` arguments, so a harness that times
+//! that command (the project's independent perf harness lives outside this repository) can time
+//! the library alone in its place, without the command's binary, which also carries the
+//! service, the simulator and the async driver. Build it with
+//! `cargo build --release -p bankconnect-http-blocking --example wait_lines`.
 //!
 //! Arguments: `--base-url URL --api-key K --server-hash H [--transport blocking] [--json] wait
 //! --sessions-from FILE [--interval 20ms] [--max-wait 120s] [--no-accounts] [--concurrency N]`.
