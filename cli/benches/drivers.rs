@@ -1,8 +1,9 @@
 //! Both drivers against hand-written polling loops, side by side in one run, on the simulator.
 //!
 //! Each side tracks the same N sessions (completing after 4 polls) with the same interval and
-//! the same cap on requests in flight; the hand-written loops use reqwest / ureq and
-//! `serde_json::Value` directly, with no policy, retries or scheduler. Wall time and CPU time
+//! the same cap on requests in flight; the hand-written loops (`bankconnect-bench-peers`) use
+//! reqwest / ureq and parse the answer into the structs a user would declare, with no policy,
+//! retries or scheduler. Wall time and CPU time
 //! (the whole process, simulator included, which serves the same requests for both) are reported
 //! as `bench NAME: ours=X baseline=Y unit=U ratio=R` lines.
 //!
@@ -15,8 +16,7 @@
     missing_docs
 )]
 
-#[path = "support/pollers.rs"]
-mod pollers;
+use bankconnect_bench_peers::{poll_async, poll_blocking, Target};
 use bankconnect_testkit::proc_stat;
 
 use std::sync::{Arc, Mutex};
@@ -98,7 +98,12 @@ fn main() {
         .unwrap();
     let ids: Vec<String> = (0..sessions).map(|i| format!("bench-{i}")).collect();
     let session_ids: Vec<SessionId> = ids.iter().map(|id| SessionId::new(id).unwrap()).collect();
-    let base = sim.base_url();
+    let target = Target {
+        base: sim.base_url(),
+        api_key: "sim-api-key".into(),
+        server_hash: "sim-server-hash".into(),
+        interval,
+    };
     let results = Mutex::new(Vec::new());
 
     let best = |name: &str, run: &dyn Fn() -> Measure| {
@@ -130,12 +135,11 @@ fn main() {
     let async_baseline = || {
         reset(&sim, &ids);
         measure(|| {
-            runtime.block_on(pollers::poll_async(
-                base.clone(),
+            runtime.block_on(poll_async(
+                Arc::new(target.clone()),
                 ids.clone(),
-                interval,
                 CAP,
-                Arc::new(|_: &str| {}),
+                |ended| assert_eq!(ended.outcome, "completed", "{ended:?}"),
             ))
         })
     };
@@ -162,7 +166,11 @@ fn main() {
     let blocking_baseline = || {
         reset(&sim, &ids);
         let before = sim.connections();
-        let m = measure(|| pollers::poll_blocking(&base, &ids, interval, CAP, &|_: &str| {}));
+        let m = measure(|| {
+            poll_blocking(&target, ids.clone(), CAP, |ended| {
+                assert_eq!(ended.outcome, "completed", "{ended:?}");
+            });
+        });
         println!(
             "drivers: blocking baseline opened {} connections",
             sim.connections() - before

@@ -1,17 +1,21 @@
-//! Driver overhead when throughput-bound: the release `bankconnect --json wait --no-accounts`
-//! against hand-written pollers (`support/pollers.rs`), each a process of its own, against the
-//! simulator in a process of its own.
+//! Driver cost when throughput-bound, as the independent driver harness measures it: the release
+//! `bankconnect --json wait --sessions-from FILE --no-accounts` against the hand-written pollers
+//! of `bankconnect-bench-peers`, each a small process of its own, each against a fresh fast
+//! stand-in (`standin`, one thread: processing on the first two polls, completed from the third)
+//! in a process of its own.
 //!
-//! N sessions (20 000; `--quick` 2 000), each completing on its 3rd poll, 20 ms interval; 64
-//! requests in flight (async: `--concurrency 64` against a tokio task per session with a
-//! semaphore) and 16 threads (blocking: `--transport blocking --concurrency 16` against 16
-//! threads each owning 1/16 of the sessions in a due-ordered queue). Wall time, CPU time (user +
-//! system) and peak RSS of the measured process, medians of 5 rounds (`--quick`: 1), printed as
+//! N uuid-shaped sessions (20 000; `--quick` 2 000), 20 ms interval; 64 requests in flight
+//! (async: `--concurrency 64` against a tokio task per session with a semaphore) and 16 threads
+//! (blocking: `--transport blocking --concurrency 16` against 16 threads each owning 1/16 of the
+//! sessions in a due-ordered queue). Every run must print one `completed` line per session. Wall
+//! time, CPU time (user + system) and peak RSS of the measured process from `/usr/bin/time`,
+//! medians of 5 rounds (`--quick`: 1) alternating which side goes first, printed as
 //! `bench driver_{async,blocking}_throughput_{wall,cpu,rss}` lines.
 //!
-//! The baseline process is this bench binary run again with `--poller MODE` (so nothing else
-//! has to be built); CPU and peak RSS come from `/usr/bin/time`, and the bench says so and skips
-//! if it is missing.
+//! The peers are built on their own (`cargo build --release -p bankconnect-bench-peers`, into a
+//! target directory under this bench's, with cargo's default release profile), so they carry
+//! only what they use and are built as a user's own poller would be: a baseline's RSS is its
+//! own.
 //!
 //! Run: `cargo bench -p bankconnect-cli --bench throughput` (`-- --quick` for a short run).
 #![allow(
@@ -22,69 +26,47 @@
     missing_docs
 )]
 
-#[path = "support/pollers.rs"]
-mod pollers;
 use bankconnect_testkit::process;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::Duration;
-
-use bankconnect_sim::{Scenario, SessionScript};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bankconnect");
 const TIME: &str = "/usr/bin/time";
-const INTERVAL: Duration = Duration::from_millis(20);
+const INTERVAL_MS: u64 = 20;
+const API_KEY: &str = "test-key";
+const SERVER_HASH: &str = "test-hash";
 
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone())
+/// Builds the peers' release binaries on their own and returns the directory holding them.
+fn build_peers() -> PathBuf {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-peers");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-peers/Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--bins", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target)
+        // Cargo's default release profile, as a user's own new crate gets (not this
+        // workspace's fat LTO).
+        .env("CARGO_PROFILE_RELEASE_LTO", "false")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building bankconnect-bench-peers failed");
+    target.join("release")
 }
 
-/// Run as the baseline process: poll the sessions listed in `--sessions-from`, printing one
-/// JSON line per session as it completes (as `wait --json` does).
-fn poller(args: &[String]) {
-    let mode = arg(args, "--poller").unwrap();
-    let base = arg(args, "--base").unwrap();
-    let cap: usize = arg(args, "--cap").unwrap().parse().unwrap();
-    let text = std::fs::read_to_string(arg(args, "--sessions-from").unwrap()).unwrap();
-    let ids: Vec<String> = text.lines().map(str::to_owned).collect();
-    let out = std::sync::Mutex::new(std::io::BufWriter::new(std::io::stdout()));
-    let print = move |id: &str| {
-        let line = serde_json::json!({"session_id": id, "outcome": "completed"});
-        let mut out = out.lock().unwrap();
-        writeln!(out, "{line}").unwrap();
-        out.flush().unwrap();
-    };
-    if mode == "blocking" {
-        pollers::poll_blocking(&base, &ids, INTERVAL, cap, &print);
-    } else {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(pollers::poll_async(
-            base,
-            ids,
-            INTERVAL,
-            cap,
-            Arc::new(print),
-        ));
-    }
-}
-
-/// The simulator, in a process of its own.
-struct Sim {
+/// The stand-in, in a process of its own.
+struct StandIn {
     child: Child,
     base: String,
 }
 
-impl Sim {
-    fn start(scenario: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["sim", "--addr", "127.0.0.1:0", "--scenario"])
-            .arg(scenario)
+impl StandIn {
+    fn start(peers: &Path) -> Self {
+        let mut child = Command::new(peers.join("standin"))
+            .args(["--api-key", API_KEY, "--server-hash", SERVER_HASH])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -94,7 +76,7 @@ impl Sim {
     }
 }
 
-impl Drop for Sim {
+impl Drop for StandIn {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -109,14 +91,41 @@ struct Usage {
     rss: f64,
 }
 
-fn measure(command: &mut Command, sessions: usize, dir: &Path) -> Usage {
+/// Runs `program args…` under `/usr/bin/time`; it must exit 0 with one `completed` line for
+/// each of `sessions`.
+fn measure(program: &Path, args: &[String], sessions: &[String], dir: &Path) -> Usage {
     let report = dir.join("time.txt");
-    let output = command
+    // Into a file, not a pipe: a pipe's reader would pace the writer (64 KiB at a time).
+    let printed = dir.join("out.jsonl");
+    let status = Command::new(TIME)
+        .arg("-f")
+        .arg("%e %U %S %M")
+        .arg("-o")
+        .arg(&report)
+        .arg(program)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(std::fs::File::create(&printed).unwrap())
         .stderr(Stdio::null())
-        .output()
+        .status()
         .expect("the measured process runs");
-    let lines = String::from_utf8_lossy(&output.stdout).lines().count();
-    assert_eq!(lines, sessions, "one line per session: {output:?}");
+    assert!(status.success(), "{program:?} failed: {status:?}");
+    let mut completed: Vec<String> = std::fs::read_to_string(&printed)
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains(r#""outcome":"completed""#))
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            value["session_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    completed.sort();
+    assert!(
+        completed == sessions,
+        "{program:?}: {} completed lines for {} sessions",
+        completed.len(),
+        sessions.len()
+    );
     let text = std::fs::read_to_string(&report).unwrap();
     let fields: Vec<f64> = text
         .split_whitespace()
@@ -130,50 +139,59 @@ fn measure(command: &mut Command, sessions: usize, dir: &Path) -> Usage {
     }
 }
 
-fn timed(dir: &Path) -> Command {
-    let mut command = Command::new(TIME);
-    command
-        .arg("-f")
-        .arg("%e %U %S %M")
-        .arg("-o")
-        .arg(dir.join("time.txt"));
-    command
-}
-
-fn ours(dir: &Path, sim: &Sim, ids: &Path, blocking: bool, sessions: usize) -> Usage {
-    let mut command = timed(dir);
-    command
-        .arg(BIN)
-        .args(["--json", "--transport"])
-        .arg(if blocking { "blocking" } else { "async" })
-        .args([
+/// The command, as a user runs it.
+fn ours(base: &str, ids: &Path, blocking: bool) -> Vec<String> {
+    let (transport, concurrency) = if blocking {
+        ("blocking", "16")
+    } else {
+        ("async", "64")
+    };
+    let mut args: Vec<String> = ["--base-url", base, "--api-key", API_KEY, "--server-hash"]
+        .map(str::to_owned)
+        .into();
+    args.extend(
+        [
+            SERVER_HASH,
+            "--transport",
+            transport,
+            "--json",
             "wait",
-            "--no-accounts",
+            "--sessions-from",
+        ]
+        .map(str::to_owned),
+    );
+    args.push(ids.display().to_string());
+    args.extend(
+        [
             "--interval",
-            "20ms",
+            &format!("{INTERVAL_MS}ms"),
             "--max-wait",
-            "10m",
-        ])
-        .args(["--concurrency", if blocking { "16" } else { "64" }])
-        .arg("--sessions-from")
-        .arg(ids)
-        .env("BANKCONNECT_BASE_URL", &sim.base)
-        .env("BANKCONNECT_API_KEY", "sim-api-key")
-        .env("BANKCONNECT_SERVER_HASH", "sim-server-hash")
-        .env_remove("RUST_LOG");
-    measure(&mut command, sessions, dir)
+            "120s",
+            "--no-accounts",
+            "--concurrency",
+            concurrency,
+        ]
+        .map(str::to_owned),
+    );
+    args
 }
 
-fn baseline(dir: &Path, sim: &Sim, ids: &Path, blocking: bool, sessions: usize) -> Usage {
-    let mut command = timed(dir);
-    command
-        .arg(std::env::current_exe().unwrap())
-        .args(["--poller", if blocking { "blocking" } else { "async" }])
-        .args(["--base", &sim.base])
-        .args(["--cap", if blocking { "16" } else { "64" }])
-        .arg("--sessions-from")
-        .arg(ids);
-    measure(&mut command, sessions, dir)
+/// The hand-written poller's arguments.
+fn baseline(base: &str, ids: &Path, blocking: bool) -> Vec<String> {
+    let cap = if blocking {
+        ["--threads", "16"]
+    } else {
+        ["--concurrency", "64"]
+    };
+    let mut args: Vec<String> = vec![
+        "--base-url".into(),
+        base.into(),
+        "--interval-ms".into(),
+        INTERVAL_MS.to_string(),
+    ];
+    args.extend(cap.map(str::to_owned));
+    args.push(ids.display().to_string());
+    args
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -190,47 +208,58 @@ fn line(name: &str, unit: &str, ours: f64, baseline: f64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if arg(&args, "--poller").is_some() {
-        poller(&args);
-        return;
-    }
     if !Path::new(TIME).exists() {
         println!("throughput: skipped ({TIME} is missing; it measures CPU and peak RSS)");
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
-    let sessions = if quick { 2_000 } else { 20_000 };
+    let count = if quick { 2_000 } else { 20_000 };
     let rounds = if quick { 1 } else { 5 };
+    let peers = build_peers();
     let dir: PathBuf =
         std::env::temp_dir().join(format!("bankconnect-throughput-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let ids: Vec<String> = (0..sessions).map(|i| format!("t-{i}")).collect();
-    let scenario = Scenario {
-        sessions: ids
-            .iter()
-            .map(|id| {
-                SessionScript::new(id)
-                    .complete_after_polls(3)
-                    .without_webhook()
-            })
-            .collect(),
-        ..Scenario::default()
-    };
-    let scenario_file = dir.join("scenario.json");
-    std::fs::write(&scenario_file, serde_json::to_string(&scenario).unwrap()).unwrap();
-    let ids_file = dir.join("sessions.txt");
-    std::fs::write(&ids_file, ids.join("\n")).unwrap();
+    // uuid-shaped, as FinBox's are: a per-run prefix and a counter.
+    let prefix = format!("{:08x}-5e55-4a0d-9c1b", std::process::id());
+    let mut sessions: Vec<String> = (0..count).map(|i| format!("{prefix}-{i:012x}")).collect();
+    let ids = dir.join("sessions.txt");
+    std::fs::write(&ids, sessions.join("\n") + "\n").unwrap();
+    sessions.sort();
 
     for blocking in [false, true] {
+        let poller = peers.join(if blocking {
+            "poller-blocking"
+        } else {
+            "poller-async"
+        });
         let (mut ours_runs, mut base_runs) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            // A fresh simulator per run: each session completes on its 3rd poll again.
-            let sim = Sim::start(&scenario_file);
-            ours_runs.push(ours(&dir, &sim, &ids_file, blocking, sessions));
-            drop(sim);
-            let sim = Sim::start(&scenario_file);
-            base_runs.push(baseline(&dir, &sim, &ids_file, blocking, sessions));
-            drop(sim);
+        for round in 0..rounds {
+            // Each run against a fresh stand-in: every session needs its three polls again.
+            let run_ours = |runs: &mut Vec<Usage>| {
+                let standin = StandIn::start(&peers);
+                runs.push(measure(
+                    Path::new(BIN),
+                    &ours(&standin.base, &ids, blocking),
+                    &sessions,
+                    &dir,
+                ));
+            };
+            let run_baseline = |runs: &mut Vec<Usage>| {
+                let standin = StandIn::start(&peers);
+                runs.push(measure(
+                    &poller,
+                    &baseline(&standin.base, &ids, blocking),
+                    &sessions,
+                    &dir,
+                ));
+            };
+            if round % 2 == 0 {
+                run_ours(&mut ours_runs);
+                run_baseline(&mut base_runs);
+            } else {
+                run_baseline(&mut base_runs);
+                run_ours(&mut ours_runs);
+            }
         }
         let name = if blocking { "blocking" } else { "async" };
         for (what, unit, pick) in [
@@ -247,7 +276,7 @@ fn main() {
         }
     }
     println!(
-        "driver throughput: {sessions} sessions completing on the 3rd poll, 20 ms interval, simulator in its own process, medians of {rounds} rounds"
+        "driver throughput: {count} sessions completing on the 3rd poll, {INTERVAL_MS} ms interval, a fresh stand-in per run in its own process, medians of {rounds} rounds"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
