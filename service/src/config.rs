@@ -174,7 +174,7 @@ pub(crate) struct Checked {
     pub(crate) webhook_path: String,
     pub(crate) receiver: ReceiverConfig,
     pub(crate) registration: Option<WebhookRegistration>,
-    pub(crate) delivery: Option<(String, Vec<WebhookSecret>)>,
+    pub(crate) delivery: Option<(reqwest::Url, Vec<WebhookSecret>)>,
     pub(crate) schedule: DeliverySchedule,
     pub(crate) lease: Duration,
     pub(crate) interval: Duration,
@@ -348,7 +348,8 @@ impl ServiceConfig {
 
 /// Checks a delivery target: an absolute http(s) URL, `http://` only to loopback, a valid port,
 /// no credentials.
-fn delivery_target(url: &str) -> Result<String, String> {
+/// The target, parsed once as every attempt sends to it.
+fn delivery_target(url: &str) -> Result<reqwest::Url, String> {
     let uri: http::Uri = url.parse().map_err(|_| "not an absolute URL".to_owned())?;
     let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
     let authority = uri
@@ -360,11 +361,14 @@ fn delivery_target(url: &str) -> Result<String, String> {
     }
     bankconnect_core::check_port(authority)?;
     match scheme.as_deref() {
-        Some("https") => Ok(url.to_owned()),
-        Some("http") if bankconnect_core::is_loopback_host(authority.host()) => Ok(url.to_owned()),
-        Some("http") => Err("refusing plain http:// for a non-loopback host: use https://".into()),
-        _ => Err("use https://".into()),
+        Some("https") => {}
+        Some("http") if bankconnect_core::is_loopback_host(authority.host()) => {}
+        Some("http") => {
+            return Err("refusing plain http:// for a non-loopback host: use https://".into())
+        }
+        _ => return Err("use https://".into()),
     }
+    reqwest::Url::parse(url).map_err(|_| "not an absolute URL".to_owned())
 }
 
 /// A delivery target as shown to operators: `scheme://host[:port]/path`, never its query

@@ -52,7 +52,8 @@ const EXCERPT: usize = 256;
 pub(crate) struct Delivery {
     pub(crate) store: Store,
     pub(crate) replica: String,
-    pub(crate) target: String,
+    /// Parsed once: every attempt goes to it.
+    pub(crate) target: reqwest::Url,
     /// Each signs every delivery (rotation: the receiver accepts either).
     pub(crate) secrets: Vec<WebhookSecret>,
     /// When to retry (its first delay is applied when the session finishes).
@@ -336,7 +337,7 @@ impl Delivery {
         );
         let sent = self
             .client
-            .post(&self.target)
+            .post(self.target.clone())
             .header("content-type", "application/json")
             .header("webhook-id", &delivery.webhook_id)
             .header("webhook-timestamp", timestamp.to_string())

@@ -176,7 +176,7 @@ impl Service {
         let delivery_target = checked
             .delivery
             .as_ref()
-            .map(|(target, _)| Arc::from(crate::config::shown_target(target).as_str()));
+            .map(|(target, _)| Arc::from(crate::config::shown_target(target.as_str()).as_str()));
         let delivery = checked.delivery.map(|(target, secrets)| {
             let http = reqwest::Client::builder()
                 .timeout(delivery::ATTEMPT_TIMEOUT)
