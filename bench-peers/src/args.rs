@@ -78,6 +78,21 @@ impl PollerInput {
         Self { target, text }
     }
 
+    /// Runs `poll` with a sink that prints each session's line as it ends, then exits: 0 if
+    /// every session completed, 1 otherwise. The input is kept until then.
+    pub fn print_each(self, poll: impl FnOnce(&mut dyn FnMut(crate::Ended))) -> ! {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut failed = false;
+        poll(&mut |ended| {
+            failed |= ended.outcome != "completed";
+            let _ = writeln!(out, "{}", ended.line());
+        });
+        let _ = out.flush();
+        drop(self);
+        std::process::exit(i32::from(failed))
+    }
+
     /// The sessions, one per non-empty line.
     pub fn sessions(&self) -> Vec<String> {
         self.text

@@ -51,6 +51,15 @@ impl Ended {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    fn completed(session_id: String, polls: u32) -> Self {
+        Self {
+            session_id,
+            outcome: "completed",
+            polls,
+            error: None,
+        }
+    }
+
     fn error(session_id: String, polls: u32, error: String) -> Self {
         Self {
             session_id,
@@ -152,14 +161,7 @@ async fn poll_session(
             }
         };
         match answer.and_then(|body| completed(&body)) {
-            Ok(true) => {
-                return Ended {
-                    session_id: session,
-                    outcome: "completed",
-                    polls,
-                    error: None,
-                }
-            }
+            Ok(true) => return Ended::completed(session, polls),
             Ok(false) => tokio::time::sleep(target.interval).await,
             Err(err) => return Ended::error(session, polls, err),
         }
@@ -243,12 +245,7 @@ fn poll_share(agent: &ureq::Agent, target: &Target, share: Vec<String>, tx: &mps
                 queue.push_back((Instant::now() + target.interval, session, polls));
                 continue;
             }
-            Ok(true) => Ended {
-                session_id: session,
-                outcome: "completed",
-                polls,
-                error: None,
-            },
+            Ok(true) => Ended::completed(session, polls),
             Err(err) => Ended::error(session, polls, err),
         };
         if tx.send(ended).is_err() {

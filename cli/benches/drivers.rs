@@ -3,9 +3,9 @@
 //! Each side tracks the same N sessions (completing after 4 polls) with the same interval and
 //! the same cap on requests in flight; the hand-written loops (`bankconnect-bench-peers`) use
 //! reqwest / ureq and parse the answer into the structs a user would declare, with no policy,
-//! retries or scheduler. Wall time and CPU time
-//! (the whole process, simulator included, which serves the same requests for both) are reported
-//! as `bench NAME: ours=X baseline=Y unit=U ratio=R` lines.
+//! retries or scheduler. Wall time and CPU time (the whole process, simulator included, which
+//! serves the same requests for both) are reported as `bench NAME: ours=X baseline=Y unit=U
+//! ratio=R` lines.
 //!
 //! Run: `cargo bench -p bankconnect-cli --bench drivers` (`-- --quick` for a short run).
 #![allow(

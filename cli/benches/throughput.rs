@@ -146,52 +146,45 @@ fn ours(base: &str, ids: &Path, blocking: bool) -> Vec<String> {
     } else {
         ("async", "64")
     };
-    let mut args: Vec<String> = ["--base-url", base, "--api-key", API_KEY, "--server-hash"]
-        .map(str::to_owned)
-        .into();
-    args.extend(
-        [
-            SERVER_HASH,
-            "--transport",
-            transport,
-            "--json",
-            "wait",
-            "--sessions-from",
-        ]
-        .map(str::to_owned),
-    );
-    args.push(ids.display().to_string());
-    args.extend(
-        [
-            "--interval",
-            &format!("{INTERVAL_MS}ms"),
-            "--max-wait",
-            "120s",
-            "--no-accounts",
-            "--concurrency",
-            concurrency,
-        ]
-        .map(str::to_owned),
-    );
-    args
+    let ids = ids.display().to_string();
+    let interval = format!("{INTERVAL_MS}ms");
+    [
+        "--base-url",
+        base,
+        "--api-key",
+        API_KEY,
+        "--server-hash",
+        SERVER_HASH,
+        "--transport",
+        transport,
+        "--json",
+        "wait",
+        "--sessions-from",
+        &ids,
+        "--interval",
+        &interval,
+        "--max-wait",
+        "120s",
+        "--no-accounts",
+        "--concurrency",
+        concurrency,
+    ]
+    .map(str::to_owned)
+    .into()
 }
 
 /// The hand-written poller's arguments.
 fn baseline(base: &str, ids: &Path, blocking: bool) -> Vec<String> {
-    let cap = if blocking {
-        ["--threads", "16"]
+    let (cap, n) = if blocking {
+        ("--threads", "16")
     } else {
-        ["--concurrency", "64"]
+        ("--concurrency", "64")
     };
-    let mut args: Vec<String> = vec![
-        "--base-url".into(),
-        base.into(),
-        "--interval-ms".into(),
-        INTERVAL_MS.to_string(),
-    ];
-    args.extend(cap.map(str::to_owned));
-    args.push(ids.display().to_string());
-    args
+    let ids = ids.display().to_string();
+    let interval = INTERVAL_MS.to_string();
+    ["--base-url", base, "--interval-ms", &interval, cap, n, &ids]
+        .map(str::to_owned)
+        .into()
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

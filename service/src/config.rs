@@ -347,8 +347,7 @@ impl ServiceConfig {
 }
 
 /// Checks a delivery target: an absolute http(s) URL, `http://` only to loopback, a valid port,
-/// no credentials.
-/// The target, parsed once as every attempt sends to it.
+/// no credentials. Returns it parsed, once, for every attempt to send to.
 fn delivery_target(url: &str) -> Result<reqwest::Url, String> {
     let uri: http::Uri = url.parse().map_err(|_| "not an absolute URL".to_owned())?;
     let scheme = uri.scheme_str().map(str::to_ascii_lowercase);

@@ -3,7 +3,6 @@
 //! printing one JSON line per session as it ends; exits 1 if any ended in an error.
 #![forbid(unsafe_code)]
 
-use std::io::Write;
 use std::sync::Arc;
 
 use bankconnect_bench_peers::{args, poll_async};
@@ -13,24 +12,11 @@ const USAGE: &str = "usage: poller-async --base-url URL [--interval-ms MS] [--co
 fn main() {
     let args = args::Args::parse(USAGE);
     let input = args::PollerInput::read(&args, USAGE);
-    let sessions = input.sessions();
     let cap = args.number("concurrency", 64, USAGE) as usize;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap_or_else(|err| args::fail(&format!("poller-async: {err}")));
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut failed = false;
-    runtime.block_on(poll_async(
-        Arc::new(input.target.clone()),
-        sessions,
-        cap,
-        |ended| {
-            failed |= ended.outcome != "completed";
-            let _ = writeln!(out, "{}", ended.line());
-        },
-    ));
-    let _ = out.flush();
-    drop(input);
-    std::process::exit(i32::from(failed));
+    let (target, sessions) = (Arc::new(input.target.clone()), input.sessions());
+    input.print_each(|done| runtime.block_on(poll_async(target, sessions, cap, done)));
 }

@@ -3,8 +3,6 @@
 //! printing one JSON line per session as it ends; exits 1 if any ended in an error.
 #![forbid(unsafe_code)]
 
-use std::io::Write;
-
 use bankconnect_bench_peers::{args, poll_blocking};
 
 const USAGE: &str = "usage: poller-blocking --base-url URL [--interval-ms MS] [--threads N] [--api-key K] [--server-hash H] SESSIONS_FILE";
@@ -12,15 +10,7 @@ const USAGE: &str = "usage: poller-blocking --base-url URL [--interval-ms MS] [-
 fn main() {
     let args = args::Args::parse(USAGE);
     let input = args::PollerInput::read(&args, USAGE);
-    let sessions = input.sessions();
     let threads = args.number("threads", 16, USAGE) as usize;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut failed = false;
-    poll_blocking(&input.target, sessions, threads, |ended| {
-        failed |= ended.outcome != "completed";
-        let _ = writeln!(out, "{}", ended.line());
-    });
-    let _ = out.flush();
-    drop(input);
-    std::process::exit(i32::from(failed));
+    let (target, sessions) = (input.target.clone(), input.sessions());
+    input.print_each(|done| poll_blocking(&target, sessions, threads, done));
 }
