@@ -32,4 +32,4 @@ pub use bankconnect_core::driver_surface::*;
 /// Why a client call failed (the same type in both drivers).
 pub use bankconnect_core::ClientError as Error;
 pub use client::{Client, SessionFeed, Tracker, WebhookFeed};
-pub use transport::{BlockingTransport, UreqTransport};
+pub use transport::{BlockingTransport, UreqTransport, CONNECTION_BUFFER};

@@ -29,6 +29,9 @@ where
     }
 }
 
+/// What one pooled connection buffers each way, and the largest response head it takes.
+pub const CONNECTION_BUFFER: usize = 16 * 1024;
+
 /// The default transport: a ureq agent (rustls, connection pooling, a per-request timeout).
 #[derive(Debug, Clone)]
 pub struct UreqTransport {
@@ -51,6 +54,14 @@ impl UreqTransport {
             // tracker with 32 in flight would reconnect for most requests).
             .max_idle_connections_per_host(64)
             .max_idle_connections(256)
+            // ureq's 128 KiB buffers each way are filled in when a connection is made: 256 KiB
+            // per connection, 4 MB for 16 threads, for answers of a few hundred bytes. A
+            // connection here holds 16 KiB each way; bodies stream through the buffer, so
+            // only a response head is bounded by it (and refused over it, as ureq's own
+            // 64 KiB header limit would).
+            .input_buffer_size(CONNECTION_BUFFER)
+            .output_buffer_size(CONNECTION_BUFFER)
+            .max_response_header_size(CONNECTION_BUFFER)
             .build();
         Self {
             agent: config.into(),

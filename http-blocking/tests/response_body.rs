@@ -82,3 +82,49 @@ fn a_length_that_lies_upward_costs_at_most_the_limit_and_fails_as_a_transport_er
     let result = get(&serve_once(head, b"{\"a\":1}   ".to_vec()));
     assert!(result.is_err(), "{result:?}");
 }
+
+#[test]
+fn a_response_head_within_the_connection_buffer_is_read_and_a_larger_one_is_refused() {
+    use bankconnect_http_blocking::CONNECTION_BUFFER;
+    let body = br#"{"session_id":"s-1","session_progress":"completed"}"#.to_vec();
+    let with_header = |bytes: usize| {
+        format!(
+            "HTTP/1.1 200 OK\r\nx-padding: {}\r\ncontent-length: {}\r\nconnection: close",
+            "p".repeat(bytes),
+            body.len()
+        )
+    };
+    // A head of 3/4 of the buffer (proxies' and load balancers' heads are far smaller).
+    let response = get(&serve_once(
+        with_header(CONNECTION_BUFFER * 3 / 4),
+        body.clone(),
+    ))
+    .unwrap();
+    assert_eq!(response.body(), &body);
+    // Over it: a transport error, not a hang or a partial answer.
+    let result = get(&serve_once(
+        with_header(CONNECTION_BUFFER + 1024),
+        body.clone(),
+    ));
+    assert!(result.is_err(), "{result:?}");
+}
+
+#[test]
+fn a_body_many_times_the_connection_buffer_streams_through_it_whole() {
+    use bankconnect_http_blocking::CONNECTION_BUFFER;
+    let body: Vec<u8> = (0..CONNECTION_BUFFER * 20)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close",
+        body.len()
+    );
+    let response = get(&serve_once(head, body.clone())).unwrap();
+    assert_eq!(response.body(), &body);
+    let chunked = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close".to_owned();
+    let mut framed = format!("{:x}\r\n", body.len()).into_bytes();
+    framed.extend_from_slice(&body);
+    framed.extend_from_slice(b"\r\n0\r\n\r\n");
+    let response = get(&serve_once(chunked, framed)).unwrap();
+    assert_eq!(response.body(), &body);
+}

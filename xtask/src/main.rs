@@ -12,6 +12,7 @@
 
 mod bench;
 mod fuzz;
+mod layout;
 
 use std::process::{Command, ExitCode};
 
@@ -34,10 +35,11 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(rest),
         Some("soak") => soak(rest),
         Some("fuzz") => fuzz::run(rest),
+        Some("layout") => layout::run(rest),
         Some("chaos") => chaos(rest),
         Some("help" | "--help" | "-h") | None => {
             println!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci                   fmt --check, clippy -D warnings, test --workspace\n  bench [--quick]      every benchmark against its baseline; writes docs/benchmarks.md\n  soak [--sessions N] [--fault-rate F] [--transport async|blocking]\n                       N sessions through the simulator with faults (defaults 10000, 0.2, async)\n  chaos [--seconds 60] [--sessions 2000] [--debug]\n                       replicas on PostgreSQL killed at random under load (needs BANKCONNECT_TEST_POSTGRES)\n  fuzz [--seconds S]   every fuzz target for S seconds (default 60), or many property cases"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci                   fmt --check, clippy -D warnings, test --workspace\n  bench [--quick]      every benchmark against its baseline; writes docs/benchmarks.md\n  soak [--sessions N] [--fault-rate F] [--transport async|blocking]\n                       N sessions through the simulator with faults (defaults 10000, 0.2, async)\n  chaos [--seconds 60] [--sessions 2000] [--debug]\n                       replicas on PostgreSQL killed at random under load (needs BANKCONNECT_TEST_POSTGRES)\n  fuzz [--seconds S]   every fuzz target for S seconds (default 60), or many property cases\n  layout [--check]     list the functions `wait` runs for the linker to lay out first (needs valgrind);\n                       --check: how many of them the release binary still has"
             );
             ExitCode::SUCCESS
         }
