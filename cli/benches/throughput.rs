@@ -17,6 +17,12 @@
 //! only what they use and are built as a user's own poller would be: a baseline's RSS is its
 //! own.
 //!
+//! The command measured is the release-profile `bankconnect` (built here into a target directory
+//! of its own, or `BANKCONNECT_BENCH_COMMAND` if set), not this bench's build of it: the bench
+//! profile keeps debug info, which changes every symbol's hash, so the layout of
+//! `cli/link/symbol-order.txt` would not apply and the command would map 3 MB more code than the
+//! binary users run.
+//!
 //! Run: `cargo bench -p bankconnect-cli --bench throughput` (`-- --quick` for a short run).
 #![allow(
     clippy::unwrap_used,
@@ -31,7 +37,6 @@ use bankconnect_testkit::process;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bankconnect");
 const TIME: &str = "/usr/bin/time";
 const INTERVAL_MS: u64 = 20;
 const API_KEY: &str = "test-key";
@@ -55,6 +60,25 @@ fn build_peers() -> PathBuf {
         .expect("cargo runs");
     assert!(status.success(), "building bankconnect-bench-peers failed");
     target.join("release")
+}
+
+/// The release `bankconnect`: `BANKCONNECT_BENCH_COMMAND`, or built with the workspace's release
+/// profile into a target directory under this bench's.
+fn build_command() -> PathBuf {
+    if let Some(path) = std::env::var_os("BANKCONNECT_BENCH_COMMAND") {
+        return PathBuf::from(path);
+    }
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("release-command");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--release", "--quiet", "-p", "bankconnect-cli"])
+        .args(["--bin", "bankconnect", "--target-dir"])
+        .arg(&target)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the release bankconnect failed");
+    target.join("release/bankconnect")
 }
 
 /// The stand-in, in a process of its own.
@@ -209,6 +233,7 @@ fn main() {
     let count = if quick { 2_000 } else { 20_000 };
     let rounds = if quick { 1 } else { 5 };
     let peers = build_peers();
+    let command = build_command();
     let dir: PathBuf =
         std::env::temp_dir().join(format!("bankconnect-throughput-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -231,7 +256,7 @@ fn main() {
             let run_ours = |runs: &mut Vec<Usage>| {
                 let standin = StandIn::start(&peers);
                 runs.push(measure(
-                    Path::new(BIN),
+                    &command,
                     &ours(&standin.base, &ids, blocking),
                     &sessions,
                     &dir,
