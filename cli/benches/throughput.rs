@@ -42,24 +42,37 @@ const INTERVAL_MS: u64 = 20;
 const API_KEY: &str = "test-key";
 const SERVER_HASH: &str = "test-hash";
 
-/// Builds the peers' release binaries on their own and returns the directory holding them.
-fn build_peers() -> PathBuf {
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-peers");
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-peers/Cargo.toml");
+/// Runs `cargo build --release --quiet ARGS` into `dir` under this bench's target directory,
+/// with `env` set; returns that build's `release` directory.
+fn release_build(dir: &str, args: &[&str], env: &[(&str, &str)], what: &str) -> PathBuf {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join(dir);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "--bins", "--manifest-path"])
-        .arg(&manifest)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--release", "--quiet"])
+        .args(args)
         .arg("--target-dir")
         .arg(&target)
-        // Cargo's default release profile, as a user's own new crate gets (not this
-        // workspace's fat LTO).
-        .env("CARGO_PROFILE_RELEASE_LTO", "false")
-        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
+        .envs(env.iter().copied())
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "building bankconnect-bench-peers failed");
+    assert!(status.success(), "building {what} failed");
     target.join("release")
+}
+
+/// Builds the peers' release binaries on their own and returns the directory holding them.
+fn build_peers() -> PathBuf {
+    release_build(
+        "bench-peers",
+        &["--bins", "--manifest-path", "../bench-peers/Cargo.toml"],
+        // Cargo's default release profile, as a user's own new crate gets (not this
+        // workspace's fat LTO).
+        &[
+            ("CARGO_PROFILE_RELEASE_LTO", "false"),
+            ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+        ],
+        "bankconnect-bench-peers",
+    )
 }
 
 /// The release `bankconnect`: `BANKCONNECT_BENCH_COMMAND`, or built with the workspace's release
@@ -68,17 +81,13 @@ fn build_command() -> PathBuf {
     if let Some(path) = std::env::var_os("BANKCONNECT_BENCH_COMMAND") {
         return PathBuf::from(path);
     }
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("release-command");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--release", "--quiet", "-p", "bankconnect-cli"])
-        .args(["--bin", "bankconnect", "--target-dir"])
-        .arg(&target)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building the release bankconnect failed");
-    target.join("release/bankconnect")
+    release_build(
+        "release-command",
+        &["-p", "bankconnect-cli", "--bin", "bankconnect"],
+        &[],
+        "the release bankconnect",
+    )
+    .join("bankconnect")
 }
 
 /// The stand-in, in a process of its own.
