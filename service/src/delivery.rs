@@ -16,6 +16,7 @@ use bankconnect_webhook_verify::WebhookSecret;
 use tokio::sync::{watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::claim_pace::ClaimPace;
 use crate::delivery_schedule::DeliverySchedule;
 use crate::metrics::{label, Metrics};
 use crate::record::{record_body, rfc3339, RecordBody};
@@ -27,9 +28,6 @@ pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 const CLAIM_FOR: Duration = Duration::from_secs(20);
 /// Most attempts in flight at once.
 pub(crate) const MAX_IN_FLIGHT: usize = 64;
-/// Most deliveries claimed at once (a batch ahead of those in flight; at thousands a second
-/// they wait well under a second of their 20 s claim).
-const CLAIM_BATCH: usize = 16 * MAX_IN_FLIGHT;
 /// Results recorded in one commit once this many wait.
 const RECORD_BATCH: usize = 8 * MAX_IN_FLIGHT;
 /// How often due retries are looked for when nothing wakes the worker.
@@ -73,6 +71,9 @@ impl Delivery {
     pub(crate) async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
         let attempts = Arc::new(AtomicU64::new(0));
+        // How many to keep claimed ahead, from the recent pace (crate::claim_pace).
+        let mut pace = ClaimPace::new();
+        let clock = tokio::time::Instant::now();
         let mut in_flight: JoinSet<Finished> = JoinSet::new();
         // Claimed and read, waiting for a slot in flight, with when they were claimed.
         let mut ready: VecDeque<(tokio::time::Instant, Claimed)> = VecDeque::new();
@@ -106,8 +107,12 @@ impl Delivery {
                 break;
             }
             // Claims are writes (commits): made a batch ahead, not one per attempt finished.
-            if !drained && claiming.is_none() && ready.len() < CLAIM_BATCH / 2 {
-                let asked = CLAIM_BATCH - ready.len();
+            let asked = if !drained && claiming.is_none() {
+                pace.poll_claim(ready.len(), clock.elapsed())
+            } else {
+                None
+            };
+            if let Some(asked) = asked {
                 let this = Arc::clone(&this);
                 claiming = Some(tokio::spawn(async move {
                     // The claims count from before they are made.
@@ -128,6 +133,7 @@ impl Delivery {
                     continue;
                 }
                 let this = Arc::clone(&this);
+                pace.handle_started(1);
                 let n = attempts.fetch_add(1, Ordering::Relaxed);
                 in_flight.spawn(async move { this.deliver(delivery, record, n).await });
             }
@@ -139,9 +145,15 @@ impl Delivery {
                     match claimed {
                         Ok((claimed, short, at)) => {
                             drained = short;
+                            if short {
+                                pace.handle_drained();
+                            }
                             ready.extend(claimed.into_iter().map(|claimed| (at, claimed)));
                         }
-                        Err(_) => drained = true,
+                        Err(_) => {
+                            drained = true;
+                            pace.handle_drained();
+                        }
                     }
                 }
                 kept = join(&mut recording) => {
@@ -349,17 +361,22 @@ impl Delivery {
             Ok(mut response) => {
                 let status = response.status().as_u16();
                 // The start of the answer only, bounded in bytes and time: it is for people.
-                let excerpt = tokio::time::timeout(Duration::from_millis(500), response.chunk())
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .flatten()
-                    .map(|chunk| {
-                        chunk
-                            .get(..EXCERPT.min(chunk.len()))
-                            .unwrap_or_default()
-                            .to_vec()
-                    });
+                // (An empty answer, the common one, has nothing to wait for.)
+                let excerpt = if response.content_length() == Some(0) {
+                    None
+                } else {
+                    tokio::time::timeout(Duration::from_millis(500), response.chunk())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .flatten()
+                        .map(|chunk| {
+                            chunk
+                                .get(..EXCERPT.min(chunk.len()))
+                                .unwrap_or_default()
+                                .to_vec()
+                        })
+                };
                 if response.status().is_success() {
                     (Ok(()), Some(status), None, excerpt)
                 } else {

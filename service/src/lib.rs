@@ -37,6 +37,7 @@
 
 mod actions;
 mod api;
+mod claim_pace;
 mod commit;
 mod config;
 mod console;

@@ -182,6 +182,10 @@ impl Service {
                 .timeout(delivery::ATTEMPT_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
                 .pool_max_idle_per_host(delivery::MAX_IN_FLIGHT)
+                // The worker retries on its schedule. reqwest's own layer retries only HTTP/2
+                // refusals (this client speaks HTTP/1; a stale pooled connection is retried
+                // by hyper), yet copies every request's headers in case: measured per attempt.
+                .retry(reqwest::retry::never().max_retries_per_request(0))
                 .build()
                 .unwrap_or_default();
             let worker = Delivery {

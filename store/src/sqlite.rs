@@ -897,19 +897,31 @@ impl crate::engine::Engine for SqliteStore {
             if operations::paused(&tx)? {
                 return Ok(Vec::new());
             }
-            let claimed = {
+            // Found by the due index in due order (named: without it the planner may read
+            // every pending delivery by state and sort them, on every claim of a backlog),
+            // then claimed one by one by key. One connection in an IMMEDIATE transaction: no
+            // other writer comes between the read and the claims. (No RETURNING: SQLite
+            // stages its rows in a temporary table, which costs more than the read.)
+            let claimed: Vec<(String, String, i64)> = {
                 let mut stmt = tx.prepare_cached(
-                    "UPDATE outbox SET claimed_by = ?1, claim_until_ms = ?2 WHERE session_id IN ( \
-                     SELECT session_id FROM outbox WHERE state IN ('pending', 'failing') \
-                     AND next_attempt_ms <= ?3 AND claim_until_ms <= ?3 ORDER BY next_attempt_ms LIMIT ?4) \
-                     RETURNING session_id, webhook_id, attempts",
+                    "SELECT session_id, webhook_id, attempts FROM outbox INDEXED BY outbox_due \
+                     WHERE state IN ('pending', 'failing') AND next_attempt_ms <= ?1 AND claim_until_ms <= ?1 \
+                     ORDER BY next_attempt_ms LIMIT ?2",
                 )?;
                 let rows = stmt.query_map(
-                    params![worker, until, now, i64::try_from(limit).unwrap_or(i64::MAX)],
+                    params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
                     |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)),
                 )?;
                 rows.collect::<Result<Vec<_>, _>>()?
             };
+            {
+                let mut claim = tx.prepare_cached(
+                    "UPDATE outbox SET claimed_by = ?1, claim_until_ms = ?2 WHERE session_id = ?3",
+                )?;
+                for (session, _, _) in &claimed {
+                    claim.execute(params![worker, until, session])?;
+                }
+            }
             tx.commit()?;
             crate::shared::due_deliveries(claimed)
         })
@@ -1097,7 +1109,6 @@ fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
     // Every statement stays prepared: rusqlite's default cache (16) is smaller than the set
     // this backend uses, and a statement evicted is parsed again on its next use.
     conn.set_prepared_statement_cache_capacity(64);
-    conn.set_prepared_statement_cache_capacity(64);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS bankconnect_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -1120,4 +1131,139 @@ fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
     }
     tx.commit()?;
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    fn temp_file(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "bankconnect-store-{name}-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("store.db")
+    }
+
+    fn outbox_rows(conn: &Connection) -> Vec<Vec<rusqlite::types::Value>> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT session_id, webhook_id, state, attempts, next_attempt_ms, last_error, \
+                 claimed_by, claim_until_ms, created_at_ms, updated_at_ms, session_seq \
+                 FROM outbox ORDER BY session_id",
+            )
+            .unwrap();
+        stmt.query_map([], |row| (0..11).map(|i| row.get(i)).collect())
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn delivery_counts(conn: &Connection) -> Vec<(String, i64)> {
+        conn.prepare("SELECT name, n FROM state_counts WHERE scope = 'delivery' ORDER BY name")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn version_6_rebuilds_the_outbox_keeping_its_rows_counts_and_checks() {
+        let path = temp_file("migrate6");
+        {
+            // A store at version 5, with deliveries in every state.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE bankconnect_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            )
+            .unwrap();
+            for migration in &schema::SQLITE[..5] {
+                conn.execute_batch(migration).unwrap();
+            }
+            conn.execute(
+                "INSERT INTO bankconnect_meta (key, value) VALUES ('schema_version', '5')",
+                [],
+            )
+            .unwrap();
+            for (i, state) in ["pending", "delivered", "failing", "given_up", "failing"]
+                .iter()
+                .enumerate()
+            {
+                let id = format!("s{i}");
+                conn.execute(
+                    "INSERT INTO sessions (session_id, state, added_at_ms, updated_at_ms) VALUES (?1, 'finished', 1, 2)",
+                    params![id],
+                )
+                .unwrap();
+                conn.execute(
+                    "INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, last_error, \
+                     claimed_by, claim_until_ms, created_at_ms, updated_at_ms, session_seq) \
+                     VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, 10, 11, ?8)",
+                    params![id, format!("msg_{id}"), i, 100 + i as i64, (i % 2 == 0).then_some("HTTP 503"), (i == 0).then_some("r-1"), 5 * i as i64, i as i64 + 1],
+                )
+                .unwrap();
+                conn.execute(
+                    "UPDATE outbox SET state = ?2 WHERE session_id = ?1",
+                    params![id, state],
+                )
+                .unwrap();
+            }
+        }
+        let before = {
+            let conn = Connection::open(&path).unwrap();
+            (outbox_rows(&conn), delivery_counts(&conn))
+        };
+        assert_eq!(
+            before.1,
+            [
+                ("delivered".to_owned(), 1),
+                ("failing".to_owned(), 2),
+                ("given_up".to_owned(), 1),
+                ("pending".to_owned(), 1)
+            ]
+        );
+        let conn = open_blocking(&path).unwrap();
+        assert_eq!(read_version(&conn).unwrap(), schema::LATEST);
+        assert_eq!(outbox_rows(&conn), before.0, "the rows are kept");
+        assert_eq!(delivery_counts(&conn), before.1, "the counts are kept");
+        // The indexes and triggers are back: a claim reads by the due index, a change of state
+        // is counted, a state outside the four is refused.
+        conn.prepare("SELECT session_id FROM outbox INDEXED BY outbox_due WHERE state IN ('pending', 'failing')")
+            .unwrap();
+        conn.execute(
+            "UPDATE outbox SET state = 'delivered' WHERE session_id = 's0'",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            delivery_counts(&conn),
+            [
+                ("delivered".to_owned(), 2),
+                ("failing".to_owned(), 2),
+                ("given_up".to_owned(), 1),
+                ("pending".to_owned(), 0)
+            ]
+        );
+        let refused = conn.execute(
+            "UPDATE outbox SET state = 'lost' WHERE session_id = 's1'",
+            [],
+        );
+        assert!(refused.is_err(), "{refused:?}");
+        // The foreign key to sessions is kept.
+        let orphan = conn.execute(
+            "INSERT INTO outbox (session_id, webhook_id, state, created_at_ms, updated_at_ms) VALUES ('nobody', 'm', 'pending', 1, 1)",
+            [],
+        );
+        assert!(orphan.is_err(), "{orphan:?}");
+        drop(conn);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
 }

@@ -27,7 +27,7 @@ pub(super) fn append_event(
     append_events_of(conn, session, at, replica, std::slice::from_ref(event))
 }
 
-/// Appends `events` to one session's history in order, with one bump of its sequence.
+/// Appends `events` to one session's history in order, numbered after its newest.
 pub(super) fn append_events_of(
     conn: &Connection,
     session: &str,
@@ -36,16 +36,10 @@ pub(super) fn append_events_of(
     events: &[NewEvent],
 ) -> Result<bool, StoreError> {
     let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
-    // The row's update also serializes writers of one session's history.
-    let last: Option<i64> = conn
-        .prepare_cached(
-            "UPDATE sessions SET events_seq = events_seq + ?2 WHERE session_id = ?1 RETURNING events_seq",
-        )?
-        .query_row(params![session, count], |row| row.get(0))
-        .optional()?;
-    let Some(last) = last else {
+    let Some(written) = written(conn, session)? else {
         return Ok(false);
     };
+    let last = written.saturating_add(count);
     let mut insert = conn.prepare_cached(
         "INSERT INTO session_events (session_id, seq, at_ms, kind, replica, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
@@ -57,6 +51,23 @@ pub(super) fn append_events_of(
         }
     }
     Ok(true)
+}
+
+/// How many events a session's history has had (the newest one's number; falling out of
+/// the bounds never takes the newest), `None` if the session is unknown. On SQLite the
+/// number is read off the history rather than kept on the session's row: one writer at a
+/// time needs no row to serialize on, and rewriting the row per event cost more than the
+/// events. `events_seq` still counts what was written before this (and a history it kept no
+/// rows of).
+fn written(conn: &Connection, session: &str) -> Result<Option<i64>, StoreError> {
+    let written: Option<(i64, Option<i64>)> = conn
+        .prepare_cached(
+            "SELECT events_seq, (SELECT max(seq) FROM session_events WHERE session_id = ?1) \
+             FROM sessions WHERE session_id = ?1",
+        )?
+        .query_row(params![session], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    Ok(written.map(|(counted, newest)| counted.max(newest.unwrap_or(0))))
 }
 
 pub(super) fn list(
@@ -84,10 +95,7 @@ pub(super) fn events(
     after: i64,
     limit: usize,
 ) -> Result<Option<EventPage>, StoreError> {
-    let written: Option<i64> = conn
-        .prepare_cached("SELECT events_seq FROM sessions WHERE session_id = ?1")?
-        .query_row(params![session], |row| row.get(0))
-        .optional()?;
+    let written = written(conn, session)?;
     let Some(written) = written else {
         return Ok(None);
     };
@@ -604,17 +612,21 @@ pub(super) fn attempt_recorded(
         return Ok(released == 1);
     }
     let (state, error, next) = result.columns();
+    // Read, then written by key (no RETURNING: SQLite stages its rows in a temporary table).
     let attempts: Option<i64> = conn
         .prepare_cached(
-            "UPDATE outbox SET state = ?2, attempts = attempts + 1, last_error = ?3, next_attempt_ms = ?4, \
-             claimed_by = NULL, claim_until_ms = 0, updated_at_ms = ?5 \
-             WHERE session_id = ?1 AND state IN ('pending', 'failing') RETURNING attempts",
+            "SELECT attempts FROM outbox WHERE session_id = ?1 AND state IN ('pending', 'failing')",
         )?
-        .query_row(params![session, state, error, next, now], |row| row.get(0))
+        .query_row(params![session], |row| row.get(0))
         .optional()?;
-    let Some(attempts) = attempts else {
+    let Some(attempts) = attempts.map(|made| made.saturating_add(1)) else {
         return Ok(false);
     };
+    conn.prepare_cached(
+        "UPDATE outbox SET state = ?2, attempts = ?3, last_error = ?4, next_attempt_ms = ?5, \
+         claimed_by = NULL, claim_until_ms = 0, updated_at_ms = ?6 WHERE session_id = ?1",
+    )?
+    .execute(params![session, state, attempts, error, next, now])?;
     let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
     let attempted = NewEvent::delivery_attempt(attempts, detail, next.map(from_ms));
     if state == "failing" {
