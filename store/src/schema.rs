@@ -198,8 +198,10 @@ END;
     r"
 -- 6: the outbox rebuilt with its state checked by equalities. SQLite codes an IN list of
 -- more than two values as a temporary b-tree, built afresh on every run of a statement that
--- sets the state: a sixth of recording a delivery attempt, measured. Same columns, indexes,
--- triggers and rows; the counts are not touched (the copy fires no trigger).
+-- sets the state: a sixth of recording a delivery attempt, measured. Same columns, indexes
+-- and rows; the counts are not touched (the copy fires no trigger). A change of state is no
+-- longer counted by a trigger (two statements per row): its writers count their batch's
+-- moves once (`DeliveryMoves`); inserts and deletes are still counted by triggers.
 CREATE TABLE outbox_rebuilt (
     session_id TEXT PRIMARY KEY REFERENCES sessions (session_id),
     webhook_id TEXT NOT NULL CHECK (length(webhook_id) BETWEEN 1 AND 256),
@@ -223,12 +225,6 @@ CREATE INDEX outbox_due ON outbox (next_attempt_ms) WHERE state IN ('pending', '
 CREATE INDEX outbox_by_state ON outbox (state, created_at_ms);
 CREATE INDEX outbox_by_state_seq ON outbox (state, session_seq);
 CREATE TRIGGER outbox_counted_insert AFTER INSERT ON outbox BEGIN
-    INSERT INTO state_counts (scope, name, n) VALUES ('delivery', NEW.state, 1)
-        ON CONFLICT (scope, name, shard) DO UPDATE SET n = n + 1;
-END;
-CREATE TRIGGER outbox_counted_state AFTER UPDATE OF state ON outbox
-WHEN OLD.state IS NOT NEW.state BEGIN
-    UPDATE state_counts SET n = n - 1 WHERE scope = 'delivery' AND name = OLD.state;
     INSERT INTO state_counts (scope, name, n) VALUES ('delivery', NEW.state, 1)
         ON CONFLICT (scope, name, shard) DO UPDATE SET n = n + 1;
 END;

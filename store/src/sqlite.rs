@@ -470,12 +470,13 @@ impl crate::engine::Engine for SqliteStore {
             };
             operations::outcome_written(&tx, &id, seq, &facts, now, replica.as_deref())?;
             if let Some(webhook_id) = webhook_id {
+                // A delivery of an earlier outcome is replaced whole (its delete and this
+                // insert are counted by the outbox's triggers).
+                tx.prepare_cached("DELETE FROM outbox WHERE session_id = ?1")?
+                    .execute(params![id])?;
                 tx.prepare_cached(
                     "INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, created_at_ms, updated_at_ms, session_seq) \
-                     VALUES (?1, ?2, 'pending', 0, ?4, ?3, ?3, ?5) ON CONFLICT (session_id) DO UPDATE SET \
-                     webhook_id = excluded.webhook_id, state = 'pending', attempts = 0, \
-                     next_attempt_ms = excluded.next_attempt_ms, last_error = NULL, claimed_by = NULL, \
-                     claim_until_ms = 0, created_at_ms = excluded.created_at_ms, updated_at_ms = excluded.updated_at_ms",
+                     VALUES (?1, ?2, 'pending', 0, ?4, ?3, ?3, ?5)",
                 )?
                 .execute(params![
                     id,
@@ -940,15 +941,16 @@ impl crate::engine::Engine for SqliteStore {
             let paused = operations::paused(&tx)?;
             let mut changed = 0;
             let mut health = crate::shared::Health::default();
-            for (session, result, detail) in &results {
+            let mut moves = operations::DeliveryMoves::default();
+            for attempt in &results {
+                let (_, result, _) = attempt;
                 let recorded = operations::attempt_recorded(
                     &tx,
-                    session.as_str(),
-                    result,
-                    detail,
+                    attempt,
                     paused,
                     now,
                     replica.as_deref(),
+                    &mut moves,
                 )?;
                 // A failure while paused only released its claim: it does not count.
                 if recorded && !(paused && *result != crate::shared::Attempt::Delivered) {
@@ -956,6 +958,7 @@ impl crate::engine::Engine for SqliteStore {
                 }
                 changed += usize::from(recorded);
             }
+            moves.written(&tx)?;
             operations::health_written(&tx, &health, now)?;
             tx.commit()?;
             Ok(changed)
@@ -1234,19 +1237,26 @@ mod tests {
         assert_eq!(read_version(&conn).unwrap(), schema::LATEST);
         assert_eq!(outbox_rows(&conn), before.0, "the rows are kept");
         assert_eq!(delivery_counts(&conn), before.1, "the counts are kept");
-        // The indexes and triggers are back: a claim reads by the due index, a change of state
-        // is counted, a state outside the four is refused.
-        conn.prepare("SELECT session_id FROM outbox INDEXED BY outbox_due WHERE state IN ('pending', 'failing')")
-            .unwrap();
-        conn.execute(
-            "UPDATE outbox SET state = 'delivered' WHERE session_id = 's0'",
-            [],
+        // The indexes and the insert and delete triggers are back: a claim reads by the due
+        // index, a delete is counted. A change of state is counted by its writers, not here.
+        conn.prepare(
+            "SELECT session_id FROM outbox INDEXED BY outbox_due WHERE state IN ('pending', 'failing')",
         )
         .unwrap();
+        let triggers: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'outbox' ORDER BY name")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(triggers, ["outbox_counted_delete", "outbox_counted_insert"]);
+        conn.execute("DELETE FROM outbox WHERE session_id = 's0'", [])
+            .unwrap();
         assert_eq!(
             delivery_counts(&conn),
             [
-                ("delivered".to_owned(), 2),
+                ("delivered".to_owned(), 1),
                 ("failing".to_owned(), 2),
                 ("given_up".to_owned(), 1),
                 ("pending".to_owned(), 0)

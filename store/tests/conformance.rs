@@ -1060,6 +1060,7 @@ fn cases() -> Vec<(&'static str, Case)> {
         case!(polls_asked_for_are_recorded_and_announced),
         case!(purging_and_retention_never_touch_what_is_live),
         case!(counts_follow_every_change_and_windows_are_exact),
+        case!(delivery_counts_follow_every_attempt_redelivery_and_refinish),
         case!(adding_is_idempotent),
         case!(a_batch_commits_all_or_nothing),
         case!(sessions_added_leased_are_held_by_the_adder_until_the_lease_lapses),

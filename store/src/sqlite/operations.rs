@@ -260,12 +260,51 @@ pub(super) fn paused(conn: &Connection) -> Result<bool, StoreError> {
 
 /// Due again now, from its first attempt, with the same `webhook-id`.
 fn requeue(conn: &Connection, session: &str, now: i64) -> Result<(), StoreError> {
+    let from: Option<String> = conn
+        .prepare_cached("SELECT state FROM outbox WHERE session_id = ?1")?
+        .query_row(params![session], |row| row.get(0))
+        .optional()?;
     conn.prepare_cached(
         "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?2, last_error = NULL, \
          claimed_by = NULL, claim_until_ms = 0, updated_at_ms = ?2 WHERE session_id = ?1",
     )?
     .execute(params![session, now])?;
-    Ok(())
+    let mut moves = DeliveryMoves::default();
+    if let Some(from) = from {
+        moves.moved(&from, "pending");
+    }
+    moves.written(conn)
+}
+
+/// Deliveries that changed state inside one transaction, counted in `state_counts` once for
+/// all (schema version 6: no trigger counts a change of state; inserts and deletes are
+/// counted by theirs).
+#[derive(Debug, Default)]
+pub(super) struct DeliveryMoves(std::collections::BTreeMap<(String, &'static str), i64>);
+
+impl DeliveryMoves {
+    /// One delivery went from `from` to `to`.
+    pub(super) fn moved(&mut self, from: &str, to: &'static str) {
+        if from != to {
+            *self.0.entry((from.to_owned(), to)).or_default() += 1;
+        }
+    }
+
+    /// Writes the moves' counts inside the caller's transaction.
+    pub(super) fn written(&self, conn: &Connection) -> Result<(), StoreError> {
+        for ((from, to), n) in &self.0 {
+            conn.prepare_cached(
+                "UPDATE state_counts SET n = n - ?2 WHERE scope = 'delivery' AND name = ?1",
+            )?
+            .execute(params![from, n])?;
+            conn.prepare_cached(
+                "INSERT INTO state_counts (scope, name, n) VALUES ('delivery', ?1, ?2) \
+                 ON CONFLICT (scope, name, shard) DO UPDATE SET n = n + excluded.n",
+            )?
+            .execute(params![to, n])?;
+        }
+        Ok(())
+    }
 }
 
 /// A finished session as a redelivery reads it: state, generation, finish time, delivery
@@ -590,18 +629,19 @@ pub(super) fn health_written(
     Ok(())
 }
 
-/// Records one attempt's result and its events inside the caller's transaction; `false` if
-/// the delivery was not pending or failing. While paused, a failure only releases the claim:
+/// Records one attempt's result and its events inside the caller's transaction (its change
+/// of state into `moves`, for the caller to write); `false` if the delivery was not pending
+/// or failing. While paused, a failure only releases the claim:
 /// it is neither counted nor can it give up.
 pub(super) fn attempt_recorded(
     conn: &Connection,
-    session: &str,
-    result: &Attempt,
-    detail: &AttemptDetail,
+    (session, result, detail): &(bankconnect_core::SessionId, Attempt, AttemptDetail),
     paused: bool,
     now: i64,
     replica: Option<&str>,
+    moves: &mut DeliveryMoves,
 ) -> Result<bool, StoreError> {
+    let session = session.as_str();
     if paused && *result != Attempt::Delivered {
         let released = conn
             .prepare_cached(
@@ -613,15 +653,17 @@ pub(super) fn attempt_recorded(
     }
     let (state, error, next) = result.columns();
     // Read, then written by key (no RETURNING: SQLite stages its rows in a temporary table).
-    let attempts: Option<i64> = conn
+    let found: Option<(i64, String)> = conn
         .prepare_cached(
-            "SELECT attempts FROM outbox WHERE session_id = ?1 AND state IN ('pending', 'failing')",
+            "SELECT attempts, state FROM outbox WHERE session_id = ?1 AND state IN ('pending', 'failing')",
         )?
-        .query_row(params![session], |row| row.get(0))
+        .query_row(params![session], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    let Some(attempts) = attempts.map(|made| made.saturating_add(1)) else {
+    let Some((attempts, from)) = found else {
         return Ok(false);
     };
+    let attempts = attempts.saturating_add(1);
+    moves.moved(&from, state);
     conn.prepare_cached(
         "UPDATE outbox SET state = ?2, attempts = ?3, last_error = ?4, next_attempt_ms = ?5, \
          claimed_by = NULL, claim_until_ms = 0, updated_at_ms = ?6 WHERE session_id = ?1",

@@ -840,3 +840,103 @@ pub(crate) async fn counts_follow_every_change_and_windows_are_exact(fx: Fixture
         (1, 3, 0)
     );
 }
+
+/// The deliveries per state as the stats read them, against a count of the records.
+async fn delivery_counts_agree(store: &Store, ids: &[&str], want: (u64, u64, u64, u64)) {
+    let stats = store.stats(at(0)).await.unwrap();
+    let counted = (
+        stats.deliveries.pending,
+        stats.deliveries.failing,
+        stats.deliveries.delivered,
+        stats.deliveries.given_up,
+    );
+    assert_eq!(counted, want, "the stats");
+    let mut records = (0, 0, 0, 0);
+    for id in ids {
+        match store
+            .get_session(&sid(id))
+            .await
+            .unwrap()
+            .unwrap()
+            .delivery
+            .state
+        {
+            DeliveryState::Pending => records.0 += 1,
+            DeliveryState::Failing => records.1 += 1,
+            DeliveryState::Delivered => records.2 += 1,
+            DeliveryState::GivenUp => records.3 += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(records, want, "the records");
+}
+
+pub(crate) async fn delivery_counts_follow_every_attempt_redelivery_and_refinish(fx: Fixture) {
+    let store = fx.open().await;
+    store.add_sessions(ids(3, "k"), at(0)).await.unwrap();
+    let all = ["k0000", "k0001", "k0002"];
+    for id in all {
+        store
+            .finish_session_delivering_at(
+                &sid(id),
+                &outcome(id, "completed", &[]),
+                format!("msg_{id}"),
+                at(1),
+                at(1),
+            )
+            .await
+            .unwrap();
+    }
+    delivery_counts_agree(&store, &all, (3, 0, 0, 0)).await;
+    let failed = || Attempt::Failed {
+        error: "HTTP 503".into(),
+        retry_at: at(20),
+    };
+    attempt(&store, "k0000", failed(), 10).await;
+    attempt(
+        &store,
+        "k0001",
+        Attempt::GaveUp {
+            error: "HTTP 500".into(),
+        },
+        10,
+    )
+    .await;
+    attempt(&store, "k0002", Attempt::Delivered, 10).await;
+    delivery_counts_agree(&store, &all, (0, 1, 1, 1)).await;
+    // Failing again is no move.
+    attempt(&store, "k0000", failed(), 20).await;
+    delivery_counts_agree(&store, &all, (0, 1, 1, 1)).await;
+    // Requeued by an operator, from given up and (forced) from delivered.
+    assert!(matches!(
+        store
+            .redeliver(&sid("k0001"), false, "msg_k0001", at(30))
+            .await
+            .unwrap(),
+        Redelivery::Requeued(_)
+    ));
+    assert!(matches!(
+        store
+            .redeliver(&sid("k0002"), true, "msg_k0002", at(30))
+            .await
+            .unwrap(),
+        Redelivery::Requeued(_)
+    ));
+    delivery_counts_agree(&store, &all, (2, 1, 0, 0)).await;
+    attempt(&store, "k0000", Attempt::Delivered, 40).await;
+    attempt(&store, "k0001", Attempt::Delivered, 40).await;
+    delivery_counts_agree(&store, &all, (1, 0, 2, 0)).await;
+    // Retracked and finished again: a new delivery replaces the delivered one.
+    store.retrack(&sid("k0000"), at(50), None).await.unwrap();
+    store
+        .finish_session_delivering_at(
+            &sid("k0000"),
+            &outcome("k0000", "timed_out", &[]),
+            "msg_k0000".to_owned(),
+            at(60),
+            at(60),
+        )
+        .await
+        .unwrap();
+    delivery_counts_agree(&store, &all, (2, 0, 1, 0)).await;
+}
