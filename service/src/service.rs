@@ -196,8 +196,8 @@ impl Service {
                 schedule: checked.schedule.clone(),
                 client: http,
                 wake: Arc::clone(&delivery_wake),
-                metrics: Arc::clone(&metrics),
                 seed: bankconnect_core::ClientSettings::seed_from(SystemTime::now()),
+                counted: delivery::ResultCounters::new(&metrics),
             };
             tokio::spawn(worker.run(stop.clone()))
         });
