@@ -112,6 +112,11 @@ const GOALS: &[(&str, f64, &str)] = &[
         "webhook in to delivery received, p99 at most 50 ms",
     ),
     (
+        "serve_delivery_throughput",
+        1.50,
+        "deliveries from finished sessions to a local receiver within 1.5x of a bare reqwest loop's time per delivery (and at least 1 000/s)",
+    ),
+    (
         "fleet_scaling",
         1.25,
         "CPU per session with 3 replicas within 1.25x of 1 (at least 0.8x the work per replica)",
