@@ -65,36 +65,36 @@ impl ClaimPace {
     }
 
     /// With `ready` claimed and waiting at `now` (any monotonic clock's reading, as a
-    /// duration since its start): how many to claim now, if any. A claim is
-    /// made once fewer than [`ClaimPace::ahead`] wait, for twice that less what waits (so
-    /// claims come in batches, not one per attempt finished), at most [`MAX_AHEAD`]. Each call that claims measures
-    /// the pace since the last.
+    /// duration since its start): how many to claim now, if any. A claim is made once fewer
+    /// than [`ClaimPace::ahead`] wait, for twice that less what waits (so claims come in
+    /// batches, not one per attempt finished), at most [`MAX_AHEAD`]. Each call that claims
+    /// measures the pace since the last.
     pub(crate) fn poll_claim(&mut self, ready: usize, now: Duration) -> Option<usize> {
-        let ahead = self.ahead();
-        if ready >= ahead {
+        if ready >= self.ahead() {
             return None;
         }
-        let Some(since) = self.since else {
+        match self.since {
             // The first claim: counting starts here.
-            self.since = Some(now);
-            self.started = 0;
-            return Some((2 * ahead).saturating_sub(ready).min(MAX_AHEAD));
-        };
-        let elapsed = now.saturating_sub(since);
-        // Too short an interval measures nothing but noise.
-        if elapsed >= Duration::from_millis(5) {
-            #[allow(clippy::cast_precision_loss)] // counts far below 2^52
-            let measured = self.started as f64 / elapsed.as_secs_f64();
-            self.rate = Some(match self.rate {
-                // Rising fast (a burst must not wait on the smoothing), falling by halves.
-                Some(rate) if measured < rate => (rate + measured) / 2.0,
-                _ => measured,
-            });
-            self.since = Some(now);
-            self.started = 0;
+            None => {
+                self.since = Some(now);
+                self.started = 0;
+            }
+            // Too short an interval measures nothing but noise.
+            Some(since) if now.saturating_sub(since) >= Duration::from_millis(5) => {
+                #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+                let measured = self.started as f64 / now.saturating_sub(since).as_secs_f64();
+                self.rate = Some(match self.rate {
+                    // Rising fast (a burst must not wait on the smoothing), falling by halves.
+                    Some(rate) if measured < rate => (rate + measured) / 2.0,
+                    _ => measured,
+                });
+                self.since = Some(now);
+                self.started = 0;
+            }
+            Some(_) => {}
         }
-        let ahead = self.ahead();
-        Some((2 * ahead).saturating_sub(ready).clamp(1, MAX_AHEAD))
+        // At least one: a pace that just fell may ask for less than waits already.
+        Some((2 * self.ahead()).saturating_sub(ready).clamp(1, MAX_AHEAD))
     }
 
     /// Nothing was due: the next burst starts from the first guess, not from a pace measured

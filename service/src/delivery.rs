@@ -90,10 +90,10 @@ impl ResultCounters {
         }
     }
 
-    fn of(&self, kind: &str) -> &Counter<u64, AtomicU64> {
-        match kind {
-            "delivered" => &self.delivered,
-            "given_up" => &self.given_up,
+    fn of(&self, attempt: &Attempt) -> &Counter<u64, AtomicU64> {
+        match attempt {
+            Attempt::Delivered => &self.delivered,
+            Attempt::GaveUp { .. } => &self.given_up,
             _ => &self.failed,
         }
     }
@@ -301,21 +301,16 @@ impl Delivery {
         let detail = AttemptDetail::new(status, class, started.elapsed(), excerpt.as_deref());
         let mut rng = JitterRng::new(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let attempt = self.next_step(&delivery, result, &mut rng);
-        let kind = match &attempt {
-            Attempt::Delivered => "delivered",
+        match &attempt {
             Attempt::GaveUp { error } => {
                 tracing::warn!(session = %delivery.session_id, attempts = delivery.attempts + 1, error = %error, "delivery given up");
-                "given_up"
             }
-            Attempt::Failed { error, .. } => {
-                if delivery.attempts == 0 {
-                    tracing::warn!(session = %delivery.session_id, error = %error, "delivery failing; retrying on the schedule");
-                }
-                "failed"
+            Attempt::Failed { error, .. } if delivery.attempts == 0 => {
+                tracing::warn!(session = %delivery.session_id, error = %error, "delivery failing; retrying on the schedule");
             }
-            _ => "failed",
-        };
-        self.counted.of(kind).inc();
+            _ => {}
+        }
+        self.counted.of(&attempt).inc();
         (delivery.session_id, attempt, detail)
     }
 

@@ -1143,16 +1143,7 @@ mod tests {
     use super::*;
 
     fn temp_file(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "bankconnect-store-{name}-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("store.db")
+        bankconnect_testkit::temp_dir(&format!("store-{name}")).join("store.db")
     }
 
     fn outbox_rows(conn: &Connection) -> Vec<Vec<rusqlite::types::Value>> {

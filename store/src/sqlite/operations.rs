@@ -95,8 +95,7 @@ pub(super) fn events(
     after: i64,
     limit: usize,
 ) -> Result<Option<EventPage>, StoreError> {
-    let written = written(conn, session)?;
-    let Some(written) = written else {
+    let Some(written) = written(conn, session)? else {
         return Ok(None);
     };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -258,22 +257,22 @@ pub(super) fn paused(conn: &Connection) -> Result<bool, StoreError> {
         .unwrap_or(false))
 }
 
-/// Due again now, from its first attempt, with the same `webhook-id`.
-fn requeue(conn: &Connection, session: &str, now: i64) -> Result<(), StoreError> {
-    let from: Option<String> = conn
-        .prepare_cached("SELECT state FROM outbox WHERE session_id = ?1")?
-        .query_row(params![session], |row| row.get(0))
-        .optional()?;
+/// Due again now, from its first attempt, with the same `webhook-id`; the delivery was in
+/// state `from` (its move goes into `moves`, for the caller to write).
+fn requeue(
+    conn: &Connection,
+    session: &str,
+    from: &str,
+    now: i64,
+    moves: &mut DeliveryMoves,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?2, last_error = NULL, \
          claimed_by = NULL, claim_until_ms = 0, updated_at_ms = ?2 WHERE session_id = ?1",
     )?
     .execute(params![session, now])?;
-    let mut moves = DeliveryMoves::default();
-    if let Some(from) = from {
-        moves.moved(&from, "pending");
-    }
-    moves.written(conn)
+    moves.moved(from, "pending");
+    Ok(())
 }
 
 /// Deliveries that changed state inside one transaction, counted in `state_counts` once for
@@ -344,7 +343,11 @@ pub(super) fn redeliver(
     }
     match delivery.as_deref() {
         Some("delivered") if !force => return Ok(Redelivery::AlreadyDelivered),
-        Some(_) => requeue(&tx, session, now)?,
+        Some(from) => {
+            let mut moves = DeliveryMoves::default();
+            requeue(&tx, session, from, now, &mut moves)?;
+            moves.written(&tx)?;
+        }
         // Finished while no delivery was configured: its first delivery, due now.
         None => {
             tx.prepare_cached(
@@ -395,7 +398,7 @@ pub(super) fn recover(
                     row.get::<_, String>(0)
                 })?;
             for row in rows {
-                sessions.push(row?);
+                sessions.push((row?, state.as_str()));
             }
         }
     }
@@ -406,8 +409,9 @@ pub(super) fn recover(
             requeued: 0,
         });
     }
-    for session in &sessions {
-        requeue(&tx, session, now)?;
+    let mut moves = DeliveryMoves::default();
+    for (session, from) in &sessions {
+        requeue(&tx, session, from, now, &mut moves)?;
         append_event(
             &tx,
             session,
@@ -416,6 +420,7 @@ pub(super) fn recover(
             &NewEvent::redeliver("recover", false),
         )?;
     }
+    moves.written(&tx)?;
     tx.commit()?;
     Ok(Recovered {
         matched,
