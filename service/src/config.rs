@@ -174,7 +174,7 @@ pub(crate) struct Checked {
     pub(crate) webhook_path: String,
     pub(crate) receiver: ReceiverConfig,
     pub(crate) registration: Option<WebhookRegistration>,
-    pub(crate) delivery: Option<(reqwest::Url, Vec<WebhookSecret>)>,
+    pub(crate) delivery: Option<(http::Uri, Vec<WebhookSecret>)>,
     pub(crate) schedule: DeliverySchedule,
     pub(crate) lease: Duration,
     pub(crate) interval: Duration,
@@ -348,7 +348,7 @@ impl ServiceConfig {
 
 /// Checks a delivery target: an absolute http(s) URL, `http://` only to loopback, a valid port,
 /// no credentials. Returns it parsed, once, for every attempt to send to.
-fn delivery_target(url: &str) -> Result<reqwest::Url, String> {
+fn delivery_target(url: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = url.parse().map_err(|_| "not an absolute URL".to_owned())?;
     let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
     let authority = uri
@@ -367,7 +367,7 @@ fn delivery_target(url: &str) -> Result<reqwest::Url, String> {
         }
         _ => return Err("use https://".into()),
     }
-    reqwest::Url::parse(url).map_err(|_| "not an absolute URL".to_owned())
+    Ok(uri)
 }
 
 /// A delivery target as shown to operators: `scheme://host[:port]/path`, never its query

@@ -18,6 +18,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::claim_pace::ClaimPace;
+use crate::delivery_client::{DeliveryClient, Posted};
 use crate::delivery_schedule::DeliverySchedule;
 use crate::metrics::{label, Metrics};
 use crate::record::{record_body, rfc3339, RecordBody};
@@ -54,13 +55,12 @@ const BODY_ROOM: usize = 1024;
 pub(crate) struct Delivery {
     pub(crate) store: Store,
     pub(crate) replica: String,
-    /// Parsed once: every attempt goes to it.
-    pub(crate) target: reqwest::Url,
     /// Each signs every delivery (rotation: the receiver accepts either).
     pub(crate) secrets: Vec<WebhookSecret>,
     /// When to retry (its first delay is applied when the session finishes).
     pub(crate) schedule: DeliverySchedule,
-    pub(crate) client: reqwest::Client,
+    /// Every attempt goes out on it, to the one target.
+    pub(crate) client: DeliveryClient,
     pub(crate) wake: Arc<Notify>,
     /// Seeds each attempt's jitter.
     pub(crate) seed: u64,
@@ -375,61 +375,33 @@ impl Delivery {
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or_default();
         let signature = signatures(&self.secrets, &delivery.webhook_id, timestamp, &body);
-        let sent = self
+        let posted = self
             .client
-            .post(self.target.clone())
-            .header("content-type", "application/json")
-            .header("webhook-id", &delivery.webhook_id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body)
-            .send()
+            .post(&delivery.webhook_id, timestamp, signature, body, EXCERPT)
             .await;
-        let (result, status, class, excerpt) = match sent {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                // The start of the answer only, bounded in bytes and time: it is for people.
-                // (An empty answer, the common one, has nothing to wait for.)
-                let excerpt = if response.content_length() == Some(0) {
-                    None
-                } else {
-                    tokio::time::timeout(Duration::from_millis(500), response.chunk())
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
-                        .flatten()
-                        .map(|chunk| {
-                            chunk
-                                .get(..EXCERPT.min(chunk.len()))
-                                .unwrap_or_default()
-                                .to_vec()
-                        })
-                };
-                if response.status().is_success() {
-                    (Ok(()), Some(status), None, excerpt)
-                } else {
-                    let class = format!("http_{}xx", status / 100);
-                    (
-                        Err(format!("HTTP {status}")),
-                        Some(status),
-                        Some(class),
-                        excerpt,
-                    )
-                }
+        let (result, status, class, excerpt) = match posted {
+            Posted::Answered { status, excerpt } if (200..300).contains(&status) => {
+                (Ok(()), Some(status), None, excerpt)
             }
-            Err(err) if err.is_timeout() => (
+            Posted::Answered { status, excerpt } => (
+                Err(format!("HTTP {status}")),
+                Some(status),
+                Some(format!("http_{}xx", status / 100)),
+                excerpt,
+            ),
+            Posted::TimedOut => (
                 Err(format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs())),
                 None,
                 Some("timeout".into()),
                 None,
             ),
-            Err(err) if err.is_connect() => (
+            Posted::CannotConnect => (
                 Err("cannot connect".into()),
                 None,
                 Some("connect".into()),
                 None,
             ),
-            Err(_) => (
+            Posted::Failed => (
                 Err("the request failed".into()),
                 None,
                 Some("request".into()),

@@ -43,6 +43,7 @@ mod config;
 mod console;
 mod coordinator;
 mod delivery;
+mod delivery_client;
 mod delivery_schedule;
 pub mod duration;
 mod error;

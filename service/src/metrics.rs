@@ -182,7 +182,7 @@ pub(crate) fn label(name: &'static str, value: &str) -> Labels {
     vec![(name, value.to_owned())]
 }
 
-/// The reqwest transport, counting each request by endpoint and status.
+/// The BankConnect API transport, counting each request by endpoint and status.
 pub(crate) struct CountingTransport {
     pub(crate) inner: std::sync::Arc<dyn bankconnect_http_async::AsyncTransport>,
     pub(crate) metrics: std::sync::Arc<Metrics>,

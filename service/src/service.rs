@@ -173,28 +173,28 @@ impl Service {
                 .run(stop.clone()),
             )
         });
-        let delivery_target = checked
-            .delivery
-            .as_ref()
-            .map(|(target, _)| Arc::from(crate::config::shown_target(target.as_str()).as_str()));
-        let delivery = checked.delivery.map(|(target, secrets)| {
-            let http = reqwest::Client::builder()
-                .timeout(delivery::ATTEMPT_TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .pool_max_idle_per_host(delivery::MAX_IN_FLIGHT)
-                // The worker retries on its schedule. reqwest's own layer retries only HTTP/2
-                // refusals (this client speaks HTTP/1; a stale pooled connection is retried
-                // by hyper), yet copies every request's headers in case: measured per attempt.
-                .retry(reqwest::retry::never().max_retries_per_request(0))
-                .build()
-                .unwrap_or_default();
+        let delivery_target = checked.delivery.as_ref().map(|(target, _)| {
+            Arc::from(crate::config::shown_target(&target.to_string()).as_str())
+        });
+        let delivery = match checked.delivery {
+            Some((target, secrets)) => Some((
+                crate::delivery_client::DeliveryClient::new(
+                    target,
+                    delivery::MAX_IN_FLIGHT,
+                    delivery::ATTEMPT_TIMEOUT,
+                )
+                .map_err(ConfigError::DeliveryUrl)?,
+                secrets,
+            )),
+            None => None,
+        };
+        let delivery = delivery.map(|(client, secrets)| {
             let worker = Delivery {
                 store: store.clone(),
                 replica: replica.clone(),
-                target,
                 secrets,
                 schedule: checked.schedule.clone(),
-                client: http,
+                client,
                 wake: Arc::clone(&delivery_wake),
                 seed: bankconnect_core::ClientSettings::seed_from(SystemTime::now()),
                 counted: delivery::ResultCounters::new(&metrics),
