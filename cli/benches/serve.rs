@@ -22,7 +22,10 @@
 //!   sessions tracked to the end, three replicas against one on the same PostgreSQL and load;
 //!   goal at most 1.25x (at least 0.8x the work per CPU second per replica).
 //!
-//! Run: `cargo bench -p bankconnect-cli --bench serve` (`-- --quick` for a short run).
+//! Run: `cargo bench -p bankconnect-cli --bench serve` (`-- --quick` for a short run). For the
+//! delivery line, `BENCH_DELIVERIES` and `BENCH_ROUNDS` change its size, and
+//! `BENCH_SERVE_BINS=a,b,…` (paths of `bankconnect` builds) also runs each build on a copy of
+//! every round's store and prints their rates and CPU side by side.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -75,7 +78,11 @@ struct Service {
 
 impl Service {
     fn start(api: &str, store: &str, extra: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
+        Self::start_bin(BIN, api, store, extra)
+    }
+
+    fn start_bin(bin: &str, api: &str, store: &str, extra: &[&str]) -> Self {
+        let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--store", store])
             .args(extra)
             .env("BANKCONNECT_BASE_URL", api)
@@ -571,6 +578,34 @@ fn delivery_throughput(runtime: &tokio::runtime::Runtime, sessions: usize, round
                     .unwrap();
             }
         });
+        // Builds of serve compared side by side on copies of this round's store (a change
+        // measured against its parent in one run, not across runs of a noisy machine).
+        if let Ok(bins) = std::env::var("BENCH_SERVE_BINS") {
+            let mut out = String::new();
+            for (i, bin) in bins.split(',').enumerate() {
+                let copy = dir.join(format!("ab-{i}"));
+                std::fs::create_dir_all(&copy).unwrap();
+                for f in std::fs::read_dir(&dir).unwrap() {
+                    let f = f.unwrap();
+                    if f.file_type().unwrap().is_file() {
+                        std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
+                    }
+                }
+                let url_i = format!("sqlite:{}", copy.join("serve.db").display());
+                let from = count.load(std::sync::atomic::Ordering::Relaxed);
+                let serve =
+                    Service::start_bin(bin, &sim.base_url(), &url_i, &["--deliver-to", &url]);
+                let took = time_to(&count, sessions, from);
+                let cpu = serve.cpu_ms();
+                drop(serve);
+                out += &format!(
+                    " [{i}] {:.0}/s {:.1}us",
+                    sessions as f64 / took.as_secs_f64(),
+                    cpu * 1000.0 / sessions as f64
+                );
+            }
+            println!("serve builds, round {round}:{out} (deliveries/s, serve CPU per delivery)");
+        }
         let from = count.load(std::sync::atomic::Ordering::Relaxed);
         let serve = Service::start(&sim.base_url(), &store_url, &["--deliver-to", &url]);
         ours.push(time_to(&count, sessions, from));
@@ -663,8 +698,14 @@ fn main() {
     if wanted("serve_delivery_throughput") {
         delivery_throughput(
             &runtime,
-            if quick { 2000 } else { 10_000 },
-            if quick { 1 } else { 5 },
+            std::env::var("BENCH_DELIVERIES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(if quick { 2000 } else { 10_000 }),
+            std::env::var("BENCH_ROUNDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(if quick { 1 } else { 5 }),
         );
     }
     if wanted("fleet_scaling") {

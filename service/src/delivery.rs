@@ -5,7 +5,7 @@
 //! by one replica. Attempts are independent: many are in flight at once, and a slow receiver
 //! holds up only its own.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -220,40 +220,20 @@ impl Delivery {
         let _ = this.record(done).await;
     }
 
-    /// Claims up to `limit` due deliveries and reads their records, in one round each.
+    /// Claims up to `limit` due deliveries with their records.
     async fn claim(&self, limit: usize) -> Vec<Claimed> {
-        let due = match self
+        match self
             .store
-            .claim_deliveries(&self.replica, SystemTime::now(), CLAIM_FOR, limit)
+            .claim_deliveries_with_records(&self.replica, SystemTime::now(), CLAIM_FOR, limit)
             .await
         {
-            Ok(due) => due,
+            Ok(claimed) => claimed,
             Err(err) => {
+                // Whatever was claimed lapses and is claimed again.
                 tracing::warn!(error = %err, "cannot claim deliveries");
-                return Vec::new();
+                Vec::new()
             }
-        };
-        if due.is_empty() {
-            return Vec::new();
         }
-        let ids = due.iter().map(|d| d.session_id.clone()).collect();
-        let mut records: HashMap<SessionId, SessionRecord> =
-            match self.store.get_sessions(ids).await {
-                Ok(records) => records
-                    .into_iter()
-                    .map(|r| (r.session_id.clone(), r))
-                    .collect(),
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot read the records to deliver");
-                    HashMap::new()
-                }
-            };
-        due.into_iter()
-            .map(|delivery| {
-                let record = records.remove(&delivery.session_id);
-                (delivery, record)
-            })
-            .collect()
     }
 
     /// Records finished attempts in one transaction; what could not be written is handed back

@@ -153,6 +153,23 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
         claim_for: Duration,
         limit: usize,
     ) -> Result<Vec<DueDelivery>, StoreError>;
+    /// [`Engine::claim_deliveries`] with each claimed delivery's record (`None`: it could not
+    /// be read), in one round where the engine can.
+    async fn claim_deliveries_with_records(
+        &self,
+        worker: &str,
+        now: SystemTime,
+        claim_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<(DueDelivery, Option<SessionRecord>)>, StoreError> {
+        let due = self.claim_deliveries(worker, now, claim_for, limit).await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = due.iter().map(|d| d.session_id.clone()).collect();
+        let records = self.get_sessions(ids).await?;
+        Ok(crate::shared::paired(due, records))
+    }
     async fn deliveries_attempted(
         &self,
         results: Vec<(SessionId, Attempt, AttemptDetail)>,

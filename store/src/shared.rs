@@ -159,13 +159,37 @@ pub(crate) fn due_deliveries(
     rows: Vec<(String, String, i64)>,
 ) -> Result<Vec<DueDelivery>, StoreError> {
     rows.into_iter()
-        .map(|(session, webhook_id, attempts)| {
-            Ok(DueDelivery {
-                session_id: SessionId::new(&session)
-                    .map_err(|err| StoreError::Corrupt(format!("outbox session id: {err}")))?,
-                webhook_id,
-                attempts: u32::try_from(attempts).unwrap_or(0),
-            })
+        .map(|(session, webhook_id, attempts)| due_delivery(&session, webhook_id, attempts))
+        .collect()
+}
+
+/// One claimed outbox row as a due delivery.
+pub(crate) fn due_delivery(
+    session: &str,
+    webhook_id: String,
+    attempts: i64,
+) -> Result<DueDelivery, StoreError> {
+    Ok(DueDelivery {
+        session_id: SessionId::new(session)
+            .map_err(|err| StoreError::Corrupt(format!("outbox session id: {err}")))?,
+        webhook_id,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+    })
+}
+
+/// Each claimed delivery with its record, if `found` has it.
+pub(crate) fn paired(
+    due: Vec<DueDelivery>,
+    found: Vec<SessionRecord>,
+) -> Vec<(DueDelivery, Option<SessionRecord>)> {
+    let mut found: std::collections::HashMap<SessionId, SessionRecord> = found
+        .into_iter()
+        .map(|record| (record.session_id.clone(), record))
+        .collect();
+    due.into_iter()
+        .map(|delivery| {
+            let record = found.remove(&delivery.session_id);
+            (delivery, record)
         })
         .collect()
 }

@@ -100,24 +100,29 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 fn raw(row: &Row<'_>) -> rusqlite::Result<RawRecord> {
+    raw_from(row, 0)
+}
+
+/// The record of [`COLUMNS`] starting at column `at`.
+fn raw_from(row: &Row<'_>, at: usize) -> rusqlite::Result<RawRecord> {
     Ok(RawRecord {
-        seq: row.get(0)?,
-        session_id: row.get(1)?,
-        reference: row.get(2)?,
-        state: row.get(3)?,
-        added_at_ms: row.get(4)?,
-        updated_at_ms: row.get(5)?,
-        max_wait_ms: row.get(6)?,
-        outcome: row.get(7)?,
-        tracker_state: row.get(8)?,
-        lease_owner: row.get(9)?,
-        lease_until_ms: row.get(10)?,
-        delivery_state: row.get(11)?,
-        delivery_attempts: row.get(12)?,
-        delivery_error: row.get(13)?,
-        webhook_id: row.get(14)?,
-        next_attempt_ms: row.get(15)?,
-        tracked_at_ms: row.get(16)?,
+        seq: row.get(at)?,
+        session_id: row.get(at + 1)?,
+        reference: row.get(at + 2)?,
+        state: row.get(at + 3)?,
+        added_at_ms: row.get(at + 4)?,
+        updated_at_ms: row.get(at + 5)?,
+        max_wait_ms: row.get(at + 6)?,
+        outcome: row.get(at + 7)?,
+        tracker_state: row.get(at + 8)?,
+        lease_owner: row.get(at + 9)?,
+        lease_until_ms: row.get(at + 10)?,
+        delivery_state: row.get(at + 11)?,
+        delivery_attempts: row.get(at + 12)?,
+        delivery_error: row.get(at + 13)?,
+        webhook_id: row.get(at + 14)?,
+        next_attempt_ms: row.get(at + 15)?,
+        tracked_at_ms: row.get(at + 16)?,
     })
 }
 
@@ -927,6 +932,59 @@ impl crate::engine::Engine for SqliteStore {
             crate::shared::due_deliveries(claimed)
         })
         .await
+    }
+
+    async fn claim_deliveries_with_records(
+        &self,
+        worker: &str,
+        now: SystemTime,
+        claim_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<(DueDelivery, Option<SessionRecord>)>, StoreError> {
+        let worker = worker.to_owned();
+        // As `claim_deliveries`, the records read by the same statement (the session joined
+        // to each due delivery): no second round with the ids, no second lookup of each.
+        let rows = self
+            .with(move |conn, _| {
+                let now = to_ms(now);
+                let until = now.saturating_add(duration_ms(claim_for));
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if operations::paused(&tx)? {
+                    return Ok(Vec::new());
+                }
+                let rows: Vec<(String, String, i64, RawRecord)> = {
+                    let mut stmt = tx.prepare_cached(&format!(
+                        "SELECT o.session_id, o.webhook_id, o.attempts, {COLUMNS} \
+                         FROM outbox o INDEXED BY outbox_due JOIN sessions s ON s.session_id = o.session_id \
+                         WHERE o.state IN ('pending', 'failing') AND o.next_attempt_ms <= ?1 AND o.claim_until_ms <= ?1 \
+                         ORDER BY o.next_attempt_ms LIMIT ?2"
+                    ))?;
+                    let rows = stmt.query_map(
+                        params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
+                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, raw_from(row, 3)?)),
+                    )?;
+                    rows.collect::<Result<Vec<_>, _>>()?
+                };
+                {
+                    let mut claim = tx.prepare_cached(
+                        "UPDATE outbox SET claimed_by = ?1, claim_until_ms = ?2 WHERE session_id = ?3",
+                    )?;
+                    for (session, _, _, _) in &rows {
+                        claim.execute(params![worker, until, session])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(rows)
+            })
+            .await?;
+        // Parsed off the store's thread (outcomes are JSON); a record that does not parse is
+        // handed over as unreadable (its attempt fails and is retried), not the whole claim.
+        rows.into_iter()
+            .map(|(session, webhook_id, attempts, raw)| {
+                let due = crate::shared::due_delivery(&session, webhook_id, attempts)?;
+                Ok((due, raw.into_record().ok().map(|(_, record)| record)))
+            })
+            .collect()
     }
 
     async fn deliveries_attempted(

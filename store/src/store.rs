@@ -468,6 +468,18 @@ impl Store {
         dispatch!(self.claim_deliveries(worker, now, claim_for, limit))
     }
 
+    /// [`Store::claim_deliveries`] with each claimed delivery's record (`None`: it could not be
+    /// read), in one round where the engine can (SQLite: one statement).
+    pub async fn claim_deliveries_with_records(
+        &self,
+        worker: &str,
+        now: SystemTime,
+        claim_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<(DueDelivery, Option<SessionRecord>)>, StoreError> {
+        dispatch!(self.claim_deliveries_with_records(worker, now, claim_for, limit))
+    }
+
     /// Records a delivery attempt's result; `false` if the delivery was not pending or failing.
     pub async fn delivery_attempted(
         &self,

@@ -344,6 +344,62 @@ async fn finishing_enqueues_its_delivery_in_the_same_transaction(fx: Fixture) {
     assert_eq!(record.delivery.state, DeliveryState::None);
 }
 
+async fn a_claim_with_records_hands_each_delivery_its_record_once(fx: Fixture) {
+    let store = fx.open().await;
+    store.add_sessions(ids(12, "r"), at(0)).await.unwrap();
+    for i in 0..12 {
+        let id = sid(&format!("r{i:04}"));
+        store
+            .finish_session(&id, &json!({"i": i}), Some(format!("msg_r{i}")), at(1))
+            .await
+            .unwrap();
+    }
+    // Two workers at once: each delivery to one, with the record get_session reads.
+    let (one, two) = tokio::join!(
+        store.claim_deliveries_with_records("w1", at(2), Duration::from_secs(15), 8),
+        store.claim_deliveries_with_records("w2", at(2), Duration::from_secs(15), 8),
+    );
+    let (one, two) = (one.unwrap(), two.unwrap());
+    assert_eq!(one.len() + two.len(), 12);
+    let mut seen = HashSet::new();
+    for (due, record) in one.into_iter().chain(two) {
+        assert!(
+            seen.insert(due.session_id.clone()),
+            "one delivery, two workers"
+        );
+        let record = record.expect("the record is read with the claim");
+        assert_eq!(
+            record,
+            store.get_session(&due.session_id).await.unwrap().unwrap()
+        );
+        assert_eq!(record.delivery.state, DeliveryState::Pending);
+        let i = record.outcome.as_ref().unwrap()["i"].as_u64().unwrap();
+        assert_eq!(due.webhook_id, format!("msg_r{i}"));
+        assert_eq!(due.attempts, 0);
+    }
+    // Claimed: nothing more until the claims lapse; then all again, as claim_deliveries does.
+    assert!(store
+        .claim_deliveries_with_records("late", at(3), Duration::from_secs(15), 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .claim_deliveries("late", at(20_000), Duration::from_secs(15), 100)
+            .await
+            .unwrap()
+            .len(),
+        12
+    );
+    // Paused: nothing is claimed.
+    store.set_delivery_paused(true).await.unwrap();
+    assert!(store
+        .claim_deliveries_with_records("late", at(60_000), Duration::from_secs(15), 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 async fn each_due_delivery_goes_to_one_worker_at_a_time(fx: Fixture) {
     let store = fx.open().await;
     store.add_sessions(ids(40, "d"), at(0)).await.unwrap();
@@ -1068,6 +1124,7 @@ fn cases() -> Vec<(&'static str, Case)> {
         case!(concurrent_claims_are_disjoint),
         case!(finishing_enqueues_its_delivery_in_the_same_transaction),
         case!(each_due_delivery_goes_to_one_worker_at_a_time),
+        case!(a_claim_with_records_hands_each_delivery_its_record_once),
         case!(a_webhook_dedupe_key_is_recorded_once),
         case!(pending_webhooks_are_bounded_and_applied_on_add),
         case!(what_clients_can_fill_is_bounded_in_count_and_bytes),
