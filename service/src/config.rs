@@ -372,16 +372,13 @@ fn delivery_target(url: &str) -> Result<http::Uri, String> {
 
 /// A delivery target as shown to operators: `scheme://host[:port]/path`, never its query
 /// (which may carry a token of the lender's).
-pub(crate) fn shown_target(url: &str) -> String {
-    match url.parse::<http::Uri>() {
-        Ok(uri) => format!(
-            "{}://{}{}",
-            uri.scheme_str().unwrap_or("https"),
-            uri.authority().map_or("", |a| a.as_str()),
-            uri.path()
-        ),
-        Err(_) => String::new(),
-    }
+pub(crate) fn shown_target(uri: &http::Uri) -> String {
+    format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or("https"),
+        uri.authority().map_or("", |a| a.as_str()),
+        uri.path()
+    )
 }
 
 /// Percent-encodes a token for a query string.

@@ -173,21 +173,22 @@ impl Service {
                 .run(stop.clone()),
             )
         });
-        let delivery_target = checked.delivery.as_ref().map(|(target, _)| {
-            Arc::from(crate::config::shown_target(&target.to_string()).as_str())
-        });
-        let delivery = match checked.delivery {
-            Some((target, secrets)) => Some((
+        let delivery_target = checked
+            .delivery
+            .as_ref()
+            .map(|(target, _)| Arc::from(crate::config::shown_target(target).as_str()));
+        let delivery = checked
+            .delivery
+            .map(|(target, secrets)| {
                 crate::delivery_client::DeliveryClient::new(
                     target,
                     delivery::MAX_IN_FLIGHT,
                     delivery::ATTEMPT_TIMEOUT,
                 )
-                .map_err(ConfigError::DeliveryUrl)?,
-                secrets,
-            )),
-            None => None,
-        };
+                .map(|client| (client, secrets))
+            })
+            .transpose()
+            .map_err(ConfigError::DeliveryUrl)?;
         let delivery = delivery.map(|(client, secrets)| {
             let worker = Delivery {
                 store: store.clone(),

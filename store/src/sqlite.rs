@@ -210,6 +210,42 @@ impl SqliteStore {
     }
 }
 
+/// Claims for `worker` (until `now` + `claim_for`) the due deliveries `select` finds, at most
+/// `limit`: `select` takes now as `?1` and the limit as `?2`, and `row` reads each row as its
+/// session id and the rest. Found by the due index in due order (named in `select`: without it
+/// the planner may read every pending delivery by state and sort them, on every claim of a
+/// backlog), then claimed one by one by key, in one IMMEDIATE transaction on the one
+/// connection: no other writer comes between the read and the claims. (No RETURNING: SQLite
+/// stages its rows in a temporary table, which costs more than the read.) Nothing while paused.
+fn claim_due<T>(
+    conn: &mut Connection,
+    select: &str,
+    (worker, now, claim_for, limit): (&str, SystemTime, Duration, usize),
+    row: impl FnMut(&Row<'_>) -> rusqlite::Result<(String, T)>,
+) -> Result<Vec<(String, T)>, StoreError> {
+    let now = to_ms(now);
+    let until = now.saturating_add(duration_ms(claim_for));
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if operations::paused(&tx)? {
+        return Ok(Vec::new());
+    }
+    let claimed = {
+        let mut stmt = tx.prepare_cached(select)?;
+        let rows = stmt.query_map(params![now, i64::try_from(limit).unwrap_or(i64::MAX)], row)?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    {
+        let mut claim = tx.prepare_cached(
+            "UPDATE outbox SET claimed_by = ?1, claim_until_ms = ?2 WHERE session_id = ?3",
+        )?;
+        for (session, _) in &claimed {
+            claim.execute(params![worker, until, session])?;
+        }
+    }
+    tx.commit()?;
+    Ok(claimed)
+}
+
 /// Sessions renewed or read per transaction when a replica's leases are walked.
 const LEASE_CHUNK: i64 = 2_000;
 const LEASE_CHUNK_LEN: usize = 2_000;
@@ -896,42 +932,24 @@ impl crate::engine::Engine for SqliteStore {
         limit: usize,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let worker = worker.to_owned();
-        self.with(move |conn, _| {
-            let now = to_ms(now);
-            let until = now.saturating_add(duration_ms(claim_for));
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if operations::paused(&tx)? {
-                return Ok(Vec::new());
-            }
-            // Found by the due index in due order (named: without it the planner may read
-            // every pending delivery by state and sort them, on every claim of a backlog),
-            // then claimed one by one by key. One connection in an IMMEDIATE transaction: no
-            // other writer comes between the read and the claims. (No RETURNING: SQLite
-            // stages its rows in a temporary table, which costs more than the read.)
-            let claimed: Vec<(String, String, i64)> = {
-                let mut stmt = tx.prepare_cached(
+        let claimed = self
+            .with(move |conn, _| {
+                claim_due(
+                    conn,
                     "SELECT session_id, webhook_id, attempts FROM outbox INDEXED BY outbox_due \
                      WHERE state IN ('pending', 'failing') AND next_attempt_ms <= ?1 AND claim_until_ms <= ?1 \
                      ORDER BY next_attempt_ms LIMIT ?2",
-                )?;
-                let rows = stmt.query_map(
-                    params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
-                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)),
-                )?;
-                rows.collect::<Result<Vec<_>, _>>()?
-            };
-            {
-                let mut claim = tx.prepare_cached(
-                    "UPDATE outbox SET claimed_by = ?1, claim_until_ms = ?2 WHERE session_id = ?3",
-                )?;
-                for (session, _, _) in &claimed {
-                    claim.execute(params![worker, until, session])?;
-                }
-            }
-            tx.commit()?;
-            crate::shared::due_deliveries(claimed)
-        })
-        .await
+                    (&worker, now, claim_for, limit),
+                    |row| Ok((row.get(0)?, (row.get(1)?, row.get(2)?))),
+                )
+            })
+            .await?;
+        claimed
+            .into_iter()
+            .map(|(session, (webhook_id, attempts))| {
+                crate::shared::due_delivery(&session, webhook_id, attempts)
+            })
+            .collect()
     }
 
     async fn claim_deliveries_with_records(
@@ -944,43 +962,26 @@ impl crate::engine::Engine for SqliteStore {
         let worker = worker.to_owned();
         // As `claim_deliveries`, the records read by the same statement (the session joined
         // to each due delivery): no second round with the ids, no second lookup of each.
-        let rows = self
+        let claimed = self
             .with(move |conn, _| {
-                let now = to_ms(now);
-                let until = now.saturating_add(duration_ms(claim_for));
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if operations::paused(&tx)? {
-                    return Ok(Vec::new());
-                }
-                let rows: Vec<(String, String, i64, RawRecord)> = {
-                    let mut stmt = tx.prepare_cached(&format!(
+                claim_due(
+                    conn,
+                    &format!(
                         "SELECT o.session_id, o.webhook_id, o.attempts, {COLUMNS} \
                          FROM outbox o INDEXED BY outbox_due JOIN sessions s ON s.session_id = o.session_id \
                          WHERE o.state IN ('pending', 'failing') AND o.next_attempt_ms <= ?1 AND o.claim_until_ms <= ?1 \
                          ORDER BY o.next_attempt_ms LIMIT ?2"
-                    ))?;
-                    let rows = stmt.query_map(
-                        params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
-                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, raw_from(row, 3)?)),
-                    )?;
-                    rows.collect::<Result<Vec<_>, _>>()?
-                };
-                {
-                    let mut claim = tx.prepare_cached(
-                        "UPDATE outbox SET claimed_by = ?1, claim_until_ms = ?2 WHERE session_id = ?3",
-                    )?;
-                    for (session, _, _, _) in &rows {
-                        claim.execute(params![worker, until, session])?;
-                    }
-                }
-                tx.commit()?;
-                Ok(rows)
+                    ),
+                    (&worker, now, claim_for, limit),
+                    |row| Ok((row.get(0)?, (row.get(1)?, row.get(2)?, raw_from(row, 3)?))),
+                )
             })
             .await?;
         // Parsed off the store's thread (outcomes are JSON); a record that does not parse is
         // handed over as unreadable (its attempt fails and is retried), not the whole claim.
-        rows.into_iter()
-            .map(|(session, webhook_id, attempts, raw)| {
+        claimed
+            .into_iter()
+            .map(|(session, (webhook_id, attempts, raw))| {
                 let due = crate::shared::due_delivery(&session, webhook_id, attempts)?;
                 Ok((due, raw.into_record().ok().map(|(_, record)| record)))
             })
