@@ -175,28 +175,6 @@ impl NewEvent {
         )
     }
 
-    pub(crate) fn delivery_attempt(
-        attempt: u32,
-        detail: &AttemptDetail,
-        next_attempt_at: Option<SystemTime>,
-    ) -> Self {
-        Self::new(
-            "delivery_attempt",
-            json!({
-                "attempt": attempt,
-                "status": detail.status,
-                "error": text(detail.error.as_deref()),
-                "duration_ms": u64::try_from(detail.duration.as_millis()).unwrap_or(u64::MAX),
-                "response_excerpt": detail.response_excerpt.as_deref().map(|t| escaped(t.as_bytes(), EXCERPT_MAX)),
-                "next_attempt_at": next_attempt_at.map(rfc3339),
-            }),
-        )
-    }
-
-    pub(crate) fn delivery_ended(kind: &'static str, attempts: u32) -> Self {
-        Self::new(kind, json!({ "attempts": attempts }))
-    }
-
     pub(crate) fn redeliver(by: &str, force: bool) -> Self {
         Self::new("redeliver", json!({"by": by, "force": force}))
     }
@@ -212,6 +190,67 @@ impl NewEvent {
     pub(crate) fn body(&self) -> String {
         // Written from the fields in place (an object of them), not from a copy of them.
         serde_json::to_string(&self.fields).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    /// As it is written.
+    pub(crate) fn rendered(&self) -> Rendered {
+        Rendered {
+            kind: self.kind,
+            body: self.body(),
+        }
+    }
+}
+
+/// An event as it is written: its kind and its fields as JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rendered {
+    pub(crate) kind: &'static str,
+    pub(crate) body: String,
+}
+
+/// A `delivery_attempt` event's fields, in the order a map of them sorts its keys: written
+/// straight from the attempt, without a map built and dropped per delivery.
+#[derive(serde::Serialize)]
+struct AttemptFields {
+    attempt: u32,
+    duration_ms: u64,
+    error: Option<String>,
+    next_attempt_at: Option<String>,
+    response_excerpt: Option<String>,
+    status: Option<u16>,
+}
+
+/// The `delivery_attempt` event of attempt number `attempt`.
+pub(crate) fn delivery_attempt(
+    attempt: u32,
+    detail: &AttemptDetail,
+    next_attempt_at: Option<SystemTime>,
+) -> Rendered {
+    let fields = AttemptFields {
+        attempt,
+        duration_ms: u64::try_from(detail.duration.as_millis()).unwrap_or(u64::MAX),
+        error: detail
+            .error
+            .as_deref()
+            .map(|v| escaped(v.as_bytes(), TEXT_MAX)),
+        next_attempt_at: next_attempt_at.map(rfc3339),
+        response_excerpt: detail
+            .response_excerpt
+            .as_deref()
+            .map(|t| escaped(t.as_bytes(), EXCERPT_MAX)),
+        status: detail.status,
+    };
+    Rendered {
+        kind: "delivery_attempt",
+        body: serde_json::to_string(&fields).unwrap_or_else(|_| "{}".to_owned()),
+    }
+}
+
+/// The event that ends a delivery (`delivered` or `given_up`) after `attempts`.
+pub(crate) fn delivery_ended(kind: &'static str, attempts: u32) -> Rendered {
+    Rendered {
+        kind,
+        body: format!(r#"{{"attempts":{attempts}}}"#),
     }
 }
 
@@ -346,6 +385,39 @@ mod tests {
         assert_eq!(falls_out(400), Some(200));
         assert_eq!(dropped(220), 0);
         assert_eq!(dropped(225), 5);
+    }
+
+    #[test]
+    fn delivery_events_are_the_json_of_their_fields() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_790_000_000_123);
+        let details = [
+            AttemptDetail::new(Some(200), None, Duration::from_millis(12), Some(b"ok")),
+            AttemptDetail::new(
+                Some(503),
+                Some("http_5xx \"\n\u{1b}".into()),
+                Duration::from_secs(3),
+                Some("é\x00\"</>".as_bytes()),
+            ),
+            AttemptDetail::new(None, Some("x".repeat(2000)), Duration::MAX, None),
+        ];
+        for (detail, next) in details.iter().zip([None, Some(at), Some(at)]) {
+            let fields = json!({
+                "attempt": 7,
+                "status": detail.status,
+                "error": text(detail.error.as_deref()),
+                "duration_ms": u64::try_from(detail.duration.as_millis()).unwrap_or(u64::MAX),
+                "response_excerpt": detail.response_excerpt.as_deref().map(|t| escaped(t.as_bytes(), EXCERPT_MAX)),
+                "next_attempt_at": next.map(rfc3339),
+            });
+            assert_eq!(
+                delivery_attempt(7, detail, next),
+                NewEvent::new("delivery_attempt", fields).rendered()
+            );
+        }
+        assert_eq!(
+            delivery_ended("given_up", 12),
+            NewEvent::new("given_up", json!({"attempts": 12})).rendered()
+        );
     }
 
     #[test]

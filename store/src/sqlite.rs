@@ -1001,22 +1001,18 @@ impl crate::engine::Engine for SqliteStore {
             let mut changed = 0;
             let mut health = crate::shared::Health::default();
             let mut moves = operations::DeliveryMoves::default();
+            let mut recorder = operations::AttemptRecorder::new(&tx)?;
             for attempt in &results {
                 let (_, result, _) = attempt;
-                let recorded = operations::attempt_recorded(
-                    &tx,
-                    attempt,
-                    paused,
-                    now,
-                    replica.as_deref(),
-                    &mut moves,
-                )?;
+                let recorded =
+                    recorder.recorded(attempt, paused, now, replica.as_deref(), &mut moves)?;
                 // A failure while paused only released its claim: it does not count.
                 if recorded && !(paused && *result != crate::shared::Attempt::Delivered) {
                     health.record(result);
                 }
                 changed += usize::from(recorded);
             }
+            drop(recorder);
             moves.written(&tx)?;
             operations::health_written(&tx, &health, now)?;
             tx.commit()?;

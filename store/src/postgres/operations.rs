@@ -7,7 +7,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
 use super::col;
-use crate::history::{self, AttemptDetail, EventPage, NewEvent};
+use crate::history::{self, AttemptDetail, EventPage, NewEvent, Rendered};
 use crate::model::{from_ms, to_ms, DeliveryState, Page};
 use crate::operations::{
     self, Bound, DeliveryCounts, DeliveryOverview, Dialect, PollRequest, PrunedSessions, Purge,
@@ -28,6 +28,17 @@ pub(super) async fn append_event(
     replica: Option<&str>,
     event: &NewEvent,
 ) -> Result<bool, StoreError> {
+    append_rendered(tx, session, at, replica, &event.rendered()).await
+}
+
+/// As [`append_event`], the event as it is written.
+async fn append_rendered(
+    tx: &impl GenericClient,
+    session: &str,
+    at: i64,
+    replica: Option<&str>,
+    event: &Rendered,
+) -> Result<bool, StoreError> {
     // The row lock also serializes writers of one session's history across replicas.
     let bump = tx
         .prepare_cached(
@@ -45,7 +56,7 @@ pub(super) async fn append_event(
         .await?;
     tx.execute(
         &insert,
-        &[&session, &seq, &at, &event.kind, &replica, &event.body()],
+        &[&session, &seq, &at, &event.kind, &replica, &event.body],
     )
     .await?;
     if let Some(out) = history::falls_out(seq) {
@@ -675,12 +686,12 @@ pub(super) async fn attempt_recorded(
     };
     let attempts: i64 = col(&row, 0)?;
     let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
-    append_event(
+    append_rendered(
         tx,
         session,
         now,
         replica,
-        &NewEvent::delivery_attempt(attempts, detail, next.map(from_ms)),
+        &history::delivery_attempt(attempts, detail, next.map(from_ms)),
     )
     .await?;
     if state != "failing" {
@@ -689,12 +700,12 @@ pub(super) async fn attempt_recorded(
         } else {
             "given_up"
         };
-        append_event(
+        append_rendered(
             tx,
             session,
             now,
             replica,
-            &NewEvent::delivery_ended(kind, attempts),
+            &history::delivery_ended(kind, attempts),
         )
         .await?;
     }

@@ -4,9 +4,11 @@
 
 use std::time::SystemTime;
 
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{
+    params, params_from_iter, CachedStatement, Connection, OptionalExtension, TransactionBehavior,
+};
 
-use crate::history::{self, AttemptDetail, EventPage, NewEvent};
+use crate::history::{self, AttemptDetail, EventPage, NewEvent, Rendered};
 use crate::model::{from_ms, to_ms, DeliveryState, Page, SessionRecord};
 use crate::operations::{
     self, Bound, DeliveryCounts, DeliveryOverview, Dialect, PollRequest, PrunedSessions, Purge,
@@ -35,23 +37,63 @@ pub(super) fn append_events_of(
     replica: Option<&str>,
     events: &[NewEvent],
 ) -> Result<bool, StoreError> {
-    let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
-    let Some(written) = written(conn, session)? else {
-        return Ok(false);
-    };
-    let last = written.saturating_add(count);
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO session_events (session_id, seq, at_ms, kind, replica, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    for (seq, event) in (last - count + 1..).zip(events) {
-        insert.execute(params![session, seq, at, event.kind, replica, event.body()])?;
-        if let Some(out) = history::falls_out(seq) {
-            conn.prepare_cached("DELETE FROM session_events WHERE session_id = ?1 AND seq = ?2")?
-                .execute(params![session, out])?;
-        }
-    }
-    Ok(true)
+    let events: Vec<Rendered> = events.iter().map(NewEvent::rendered).collect();
+    HistoryWriter::new(conn)?.append(session, at, replica, &events)
 }
+
+/// The statements that append to histories, looked up in the statement cache once for a
+/// batch: per append, the lookup (hashing the SQL text) and the hand-back cost a tenth of
+/// the append.
+pub(super) struct HistoryWriter<'c> {
+    conn: &'c Connection,
+    newest: CachedStatement<'c>,
+    insert: CachedStatement<'c>,
+}
+
+impl<'c> HistoryWriter<'c> {
+    pub(super) fn new(conn: &'c Connection) -> Result<Self, StoreError> {
+        Ok(Self {
+            conn,
+            newest: conn.prepare_cached(WRITTEN)?,
+            insert: conn.prepare_cached(
+                "INSERT INTO session_events (session_id, seq, at_ms, kind, replica, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?,
+        })
+    }
+
+    /// Appends `events` to one session's history in order, numbered after its newest,
+    /// keeping the history bounded; `false` if the session is unknown.
+    pub(super) fn append(
+        &mut self,
+        session: &str,
+        at: i64,
+        replica: Option<&str>,
+        events: &[Rendered],
+    ) -> Result<bool, StoreError> {
+        let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+        let Some(written) = written_by(&mut self.newest, session)? else {
+            return Ok(false);
+        };
+        let last = written.saturating_add(count);
+        for (seq, event) in (last - count + 1..).zip(events) {
+            self.insert
+                .execute(params![session, seq, at, event.kind, replica, event.body])?;
+            if let Some(out) = history::falls_out(seq) {
+                self.conn
+                    .prepare_cached(
+                        "DELETE FROM session_events WHERE session_id = ?1 AND seq = ?2",
+                    )?
+                    .execute(params![session, out])?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+const WRITTEN: &str =
+    "SELECT events_seq, (SELECT max(seq) FROM session_events WHERE session_id = ?1) \
+     FROM sessions WHERE session_id = ?1";
 
 /// How many events a session's history has had (the newest one's number; falling out of
 /// the bounds never takes the newest), `None` if the session is unknown. On SQLite the
@@ -60,11 +102,11 @@ pub(super) fn append_events_of(
 /// events. `events_seq` still counts what was written before this (and a history it kept no
 /// rows of).
 fn written(conn: &Connection, session: &str) -> Result<Option<i64>, StoreError> {
-    let written: Option<(i64, Option<i64>)> = conn
-        .prepare_cached(
-            "SELECT events_seq, (SELECT max(seq) FROM session_events WHERE session_id = ?1) \
-             FROM sessions WHERE session_id = ?1",
-        )?
+    written_by(&mut conn.prepare_cached(WRITTEN)?, session)
+}
+
+fn written_by(newest: &mut CachedStatement<'_>, session: &str) -> Result<Option<i64>, StoreError> {
+    let written: Option<(i64, Option<i64>)> = newest
         .query_row(params![session], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     Ok(written.map(|(counted, newest)| counted.max(newest.unwrap_or(0))))
@@ -634,60 +676,83 @@ pub(super) fn health_written(
     Ok(())
 }
 
-/// Records one attempt's result and its events inside the caller's transaction (its change
-/// of state into `moves`, for the caller to write); `false` if the delivery was not pending
-/// or failing. While paused, a failure only releases the claim:
-/// it is neither counted nor can it give up.
-pub(super) fn attempt_recorded(
-    conn: &Connection,
-    (session, result, detail): &(bankconnect_core::SessionId, Attempt, AttemptDetail),
-    paused: bool,
-    now: i64,
-    replica: Option<&str>,
-    moves: &mut DeliveryMoves,
-) -> Result<bool, StoreError> {
-    let session = session.as_str();
-    if paused && *result != Attempt::Delivered {
-        let released = conn
-            .prepare_cached(
-                "UPDATE outbox SET claimed_by = NULL, claim_until_ms = 0 \
+/// Records delivery attempts' results and their events inside the caller's transaction, with
+/// its statements looked up once for the batch.
+pub(super) struct AttemptRecorder<'c> {
+    conn: &'c Connection,
+    found: CachedStatement<'c>,
+    update: CachedStatement<'c>,
+    history: HistoryWriter<'c>,
+}
+
+impl<'c> AttemptRecorder<'c> {
+    pub(super) fn new(conn: &'c Connection) -> Result<Self, StoreError> {
+        Ok(Self {
+            conn,
+            // Read, then written by key (no RETURNING: SQLite stages its rows in a temporary
+            // table).
+            found: conn.prepare_cached(
+                "SELECT attempts, state FROM outbox \
                  WHERE session_id = ?1 AND state IN ('pending', 'failing')",
-            )?
-            .execute(params![session])?;
-        return Ok(released == 1);
+            )?,
+            update: conn.prepare_cached(
+                "UPDATE outbox SET state = ?2, attempts = ?3, last_error = ?4, \
+                 next_attempt_ms = ?5, claimed_by = NULL, claim_until_ms = 0, updated_at_ms = ?6 \
+                 WHERE session_id = ?1",
+            )?,
+            history: HistoryWriter::new(conn)?,
+        })
     }
-    let (state, error, next) = result.columns();
-    // Read, then written by key (no RETURNING: SQLite stages its rows in a temporary table).
-    let found: Option<(i64, String)> = conn
-        .prepare_cached(
-            "SELECT attempts, state FROM outbox WHERE session_id = ?1 AND state IN ('pending', 'failing')",
-        )?
-        .query_row(params![session], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
-    let Some((attempts, from)) = found else {
-        return Ok(false);
-    };
-    let attempts = attempts.saturating_add(1);
-    moves.moved(&from, state);
-    conn.prepare_cached(
-        "UPDATE outbox SET state = ?2, attempts = ?3, last_error = ?4, next_attempt_ms = ?5, \
-         claimed_by = NULL, claim_until_ms = 0, updated_at_ms = ?6 WHERE session_id = ?1",
-    )?
-    .execute(params![session, state, attempts, error, next, now])?;
-    let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
-    let attempted = NewEvent::delivery_attempt(attempts, detail, next.map(from_ms));
-    if state == "failing" {
-        append_event(conn, session, now, replica, &attempted)?;
-    } else {
-        let ended = NewEvent::delivery_ended(
-            if state == "delivered" {
+
+    /// Records one attempt's result and its events (its change of state into `moves`, for
+    /// the caller to write); `false` if the delivery was not pending or failing. While paused,
+    /// a failure only releases the claim: it is neither counted nor can it give up.
+    pub(super) fn recorded(
+        &mut self,
+        (session, result, detail): &(bankconnect_core::SessionId, Attempt, AttemptDetail),
+        paused: bool,
+        now: i64,
+        replica: Option<&str>,
+        moves: &mut DeliveryMoves,
+    ) -> Result<bool, StoreError> {
+        let session = session.as_str();
+        if paused && *result != Attempt::Delivered {
+            let released = self
+                .conn
+                .prepare_cached(
+                    "UPDATE outbox SET claimed_by = NULL, claim_until_ms = 0 \
+                     WHERE session_id = ?1 AND state IN ('pending', 'failing')",
+                )?
+                .execute(params![session])?;
+            return Ok(released == 1);
+        }
+        let (state, error, next) = result.columns();
+        let found: Option<(i64, String)> = self
+            .found
+            .query_row(params![session], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        let Some((attempts, from)) = found else {
+            return Ok(false);
+        };
+        let attempts = attempts.saturating_add(1);
+        moves.moved(&from, state);
+        self.update
+            .execute(params![session, state, attempts, error, next, now])?;
+        let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+        let attempted = history::delivery_attempt(attempts, detail, next.map(from_ms));
+        if state == "failing" {
+            self.history
+                .append(session, now, replica, std::slice::from_ref(&attempted))?;
+        } else {
+            let kind = if state == "delivered" {
                 "delivered"
             } else {
                 "given_up"
-            },
-            attempts,
-        );
-        append_events_of(conn, session, now, replica, &[attempted, ended])?;
+            };
+            let ended = history::delivery_ended(kind, attempts);
+            self.history
+                .append(session, now, replica, &[attempted, ended])?;
+        }
+        Ok(true)
     }
-    Ok(true)
 }
