@@ -91,6 +91,7 @@ impl<'c> HistoryWriter<'c> {
     }
 }
 
+/// Reads what [`written`] says of a session: its counted events and its newest event's number.
 const WRITTEN: &str =
     "SELECT events_seq, (SELECT max(seq) FROM session_events WHERE session_id = ?1) \
      FROM sessions WHERE session_id = ?1";
