@@ -17,6 +17,10 @@ use crate::metrics::Metrics;
 pub(crate) const QUEUE: usize = 1024;
 /// Longest the worker goes on committing what is queued once shutdown begins.
 const LAST_ROUND: Duration = Duration::from_secs(3);
+/// How long progress waits for more before it is written: sessions added one by one each
+/// bring their first poll's progress, and a commit (an fsync) for each doubled an add's cost.
+/// An outcome never waits: the progress before it is written first.
+const EVENTS_LINGER: Duration = Duration::from_millis(50);
 
 /// What the tracking task hands the commit worker, in the order it happened.
 #[derive(Debug)]
@@ -38,6 +42,16 @@ pub(crate) struct Finished {
     pub(crate) learnt: Instant,
 }
 
+/// What the commit worker woke up to.
+// Held for one match, as the queue's item itself is: boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Woken {
+    /// The next item, or `None` once the queue is closed (or the last round is over).
+    Queue(Option<Commit>),
+    Shutdown,
+    Linger,
+}
+
 /// The commit worker's settings.
 pub(crate) struct Committer {
     pub(crate) store: Store,
@@ -56,29 +70,49 @@ impl Committer {
     ) {
         let mut deadline: Option<tokio::time::Instant> = None;
         let mut events: Vec<(SessionId, NewEvent)> = Vec::new();
+        // When the progress gathered so far is written, unless an outcome comes first.
+        let mut events_due = tokio::time::Instant::now();
         loop {
-            let next = match deadline {
+            let woken = match deadline {
                 None => tokio::select! {
-                    next = queue.recv() => next,
-                    _ = shutdown.wait_for(|stop| *stop) => {
-                        deadline = Some(tokio::time::Instant::now() + LAST_ROUND);
-                        continue;
-                    }
+                    next = queue.recv() => Woken::Queue(next),
+                    _ = shutdown.wait_for(|stop| *stop) => Woken::Shutdown,
+                    () = tokio::time::sleep_until(events_due), if !events.is_empty() => Woken::Linger,
                 },
-                Some(at) => tokio::time::timeout_at(at, queue.recv())
-                    .await
-                    .ok()
-                    .flatten(),
+                Some(at) => Woken::Queue(
+                    tokio::time::timeout_at(at, queue.recv())
+                        .await
+                        .ok()
+                        .flatten(),
+                ),
             };
-            let Some(mut item) = next else {
-                self.write_events(&mut events).await;
-                return;
+            let mut item = match woken {
+                Woken::Queue(Some(item)) => item,
+                Woken::Queue(None) => {
+                    self.write_events(&mut events).await;
+                    return;
+                }
+                Woken::Shutdown => {
+                    deadline = Some(tokio::time::Instant::now() + LAST_ROUND);
+                    self.write_events(&mut events).await;
+                    continue;
+                }
+                // The linger is over: what was gathered goes in one write.
+                Woken::Linger => {
+                    self.write_events(&mut events).await;
+                    continue;
+                }
             };
             // What is queued goes in order: progress gathered into one write, written before
             // any outcome that follows it.
             loop {
                 match item {
-                    Commit::Event(session, event) => events.push((session, event)),
+                    Commit::Event(session, event) => {
+                        if events.is_empty() {
+                            events_due = tokio::time::Instant::now() + EVENTS_LINGER;
+                        }
+                        events.push((session, event));
+                    }
                     Commit::Outcome(finished) => {
                         self.write_events(&mut events).await;
                         if !self.commit(&finished, deadline).await {
@@ -95,7 +129,9 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            self.write_events(&mut events).await;
+            if deadline.is_some() {
+                self.write_events(&mut events).await;
+            }
         }
     }
 
@@ -182,5 +218,90 @@ impl Committer {
             .outcome_latency
             .observe(since.elapsed().as_secs_f64());
         self.delivery_wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use bankconnect_store::NewSession;
+
+    async fn committer(name: &str) -> (Committer, SessionId) {
+        let dir = bankconnect_testkit::temp_dir(name);
+        let store = Store::open(&format!("sqlite:{}", dir.join("s.db").display()))
+            .await
+            .unwrap();
+        let id = SessionId::new("p1").unwrap();
+        store
+            .add_session(NewSession::new(id.clone()), SystemTime::now())
+            .await
+            .unwrap();
+        let committer = Committer {
+            store,
+            deliver_first: None,
+            delivery_wake: Arc::new(Notify::new()),
+            metrics: Arc::new(Metrics::new("test")),
+        };
+        (committer, id)
+    }
+
+    fn progress(polls: u32) -> NewEvent {
+        NewEvent::progress(Some("processing"), serde_json::json!({}), polls)
+    }
+
+    async fn progress_times(store: &Store, id: &SessionId) -> Vec<SystemTime> {
+        let page = store.session_events(id, 100, None).await.unwrap().unwrap();
+        page.events
+            .iter()
+            .filter(|e| e.kind == "progress")
+            .map(|e| e.at)
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn progress_arriving_one_by_one_is_written_in_one_transaction() {
+        let (committer, id) = committer("commit_linger").await;
+        let store = committer.store.clone();
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (_stop, shutdown) = watch::channel(false);
+        let worker = tokio::spawn(committer.run(rx, shutdown));
+        for polls in 1..=4 {
+            tx.send(Commit::Event(id.clone(), progress(polls)))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(EVENTS_LINGER * 4).await;
+        let times = progress_times(&store, &id).await;
+        // One write stamps every event it carries with one time.
+        assert_eq!(times.len(), 4, "{times:?}");
+        assert!(times.iter().all(|t| *t == times[0]), "{times:?}");
+        drop(tx);
+        worker.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn progress_still_lingering_is_written_at_shutdown() {
+        let (committer, id) = committer("commit_shutdown").await;
+        let store = committer.store.clone();
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (stop, shutdown) = watch::channel(false);
+        let worker = tokio::spawn(committer.run(rx, shutdown));
+        tx.send(Commit::Event(id.clone(), progress(1)))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        stop.send(true).unwrap();
+        // Written when shutdown begins, not at the end of the last round (the queue stays
+        // open, so that would be LAST_ROUND away).
+        let begun = std::time::Instant::now();
+        while progress_times(&store, &id).await.is_empty() {
+            assert!(begun.elapsed() < LAST_ROUND / 3, "not written at shutdown");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(tx);
+        worker.await.unwrap();
     }
 }

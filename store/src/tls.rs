@@ -365,10 +365,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for RustlsStream<S> {
     }
 }
 
-/// The URL as it may be printed: `postgres://user:***@host/db` (no password, no query).
+/// The URL as it may be printed: `postgres://user:***@host/db` (no password, no query); a
+/// `sqlite:PATH` as it is (a path holds no credentials).
 pub fn redacted(url: &str) -> String {
+    if url.starts_with("sqlite:") {
+        return url.to_owned();
+    }
     let Some((scheme, rest)) = url.split_once("://") else {
-        return "postgres://…".into();
+        // Not a URL this store reads: nothing of it is shown, in case it is a secret.
+        return "…".into();
     };
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
     let shown = match rest.rsplit_once('@') {
@@ -400,6 +405,9 @@ mod tests {
         assert_eq!(redacted("postgres://bob@db/x"), "postgres://bob@db/x");
         assert_eq!(redacted("postgresql://db/x"), "postgresql://db/x");
         assert_eq!(redacted("postgres://a:p%40ss@h/d"), "postgres://a:***@h/d");
+        // A SQLite store is shown as its path (the log said `postgres://…` for it).
+        assert_eq!(redacted("sqlite:/var/lib/bc.db"), "sqlite:/var/lib/bc.db");
+        assert_eq!(redacted("hunter2"), "…");
     }
 
     #[test]
