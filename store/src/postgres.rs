@@ -26,7 +26,7 @@ use crate::StoreError;
 
 mod operations;
 
-use crate::history::{AttemptDetail, EventPage, NewEvent, OutcomeFacts};
+use crate::history::{self, AttemptDetail, EventPage, NewEvent, OutcomeFacts};
 use crate::model::DeliveryState;
 use crate::operations::{
     DeliveryOverview, PollRequest, PrunedSessions, Purge, Recovered, Redelivery, Retrack,
@@ -392,6 +392,43 @@ impl PostgresStore {
     }
 }
 
+/// Finishes a tracking session in one statement: `$1` id, `$2` outcome, `$3` now, `$4` the
+/// outcome's kind, `$5` its error codes, `$6`-`$8` its event's kind, replica and body, `$9` the
+/// delivery's webhook id (none: no delivery), `$10` its first attempt. Returns a row only if
+/// the session was tracking. The webhook id takes the retrack generation as
+/// [`crate::operations::webhook_id`] does.
+static FINISH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let (last, first) = (history::LAST_KEPT, history::FIRST_KEPT);
+    format!(
+        "WITH f AS (\
+           UPDATE sessions SET state = 'finished', outcome = $2, updated_at_ms = $3, \
+           outcome_kind = $4, finished_at_ms = $3, lease_owner = NULL, lease_until_ms = 0, \
+           tracker_state = NULL, events_seq = events_seq + 1 \
+           WHERE session_id = $1 AND state = 'tracking' RETURNING seq, generation, events_seq), \
+         codes AS (\
+           INSERT INTO session_error_codes (code, session_seq, at_ms) \
+           SELECT code, f.seq, $3 FROM f, unnest($5::text[]) AS code ON CONFLICT DO NOTHING), \
+         event AS (\
+           INSERT INTO session_events (session_id, seq, at_ms, kind, replica, body) \
+           SELECT $1, f.events_seq, $3, $6, $7, $8 FROM f), \
+         fallen AS (\
+           DELETE FROM session_events e USING f \
+           WHERE e.session_id = $1 AND e.seq = f.events_seq - {last} AND f.events_seq - {last} > {first}), \
+         queued AS (\
+           INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, \
+             created_at_ms, updated_at_ms, session_seq) \
+           SELECT $1, CASE WHEN f.generation <= 0 THEN $9::text \
+             ELSE $9::text || '_' || (f.generation + 1) END, 'pending', 0, $10, $3, $3, f.seq \
+           FROM f WHERE $9::text IS NOT NULL \
+           ON CONFLICT (session_id) DO UPDATE SET \
+             webhook_id = excluded.webhook_id, state = 'pending', attempts = 0, \
+             next_attempt_ms = excluded.next_attempt_ms, last_error = NULL, claimed_by = NULL, \
+             claim_until_ms = 0, created_at_ms = excluded.created_at_ms, \
+             updated_at_ms = excluded.updated_at_ms) \
+         SELECT seq FROM f"
+    )
+});
+
 #[async_trait::async_trait]
 impl crate::engine::Engine for PostgresStore {
     fn capabilities(&self) -> crate::engine::Capabilities {
@@ -605,49 +642,42 @@ impl crate::engine::Engine for PostgresStore {
         let first_attempt = to_ms(first_attempt);
         let now = to_ms(now);
         let id = session.as_str();
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let finish = tx
-            .prepare_cached(
-                "UPDATE sessions SET state = 'finished', outcome = $2, updated_at_ms = $3, \
-                 outcome_kind = $4, finished_at_ms = $3, \
-                 lease_owner = NULL, lease_until_ms = 0, tracker_state = NULL \
-                 WHERE session_id = $1 AND state = 'tracking' RETURNING seq, generation",
+        let client = self.client().await?;
+        // One statement, so one round trip and its own transaction: the finish, the error
+        // codes, the outcome's event numbered by the same row's bump (and the event that falls
+        // out of the bounds), and the delivery. Six round trips (begin, four statements,
+        // commit) cost three times a bare one-row commit.
+        let finish = client.prepare_cached(&FINISH).await?;
+        let event = facts.event.rendered();
+        let finished = client
+            .query_opt(
+                &finish,
+                &[
+                    &id,
+                    &outcome,
+                    &now,
+                    &facts.kind,
+                    &facts.codes,
+                    &event.kind,
+                    &replica,
+                    &event.body,
+                    &webhook_id,
+                    &first_attempt,
+                ],
             )
             .await?;
-        let changed = tx
-            .query_opt(&finish, &[&id, &outcome, &now, &facts.kind])
-            .await?;
-        let Some(changed) = changed else {
-            let exists = tx
-                .query_opt("SELECT 1 FROM sessions WHERE session_id = $1", &[&id])
-                .await?
-                .is_some();
-            return Ok(if exists {
-                Finish::NotTracking
-            } else {
-                Finish::Unknown
-            });
-        };
-        let seq: i64 = col(&changed, 0)?;
-        let generation: i64 = col(&changed, 1)?;
-        operations::outcome_written(&tx, id, seq, &facts, now, replica.as_deref()).await?;
-        if let Some(webhook_id) = webhook_id {
-            let enqueue = tx
-                .prepare_cached(
-                    "INSERT INTO outbox (session_id, webhook_id, state, attempts, next_attempt_ms, created_at_ms, updated_at_ms, session_seq) \
-                     VALUES ($1, $2, 'pending', 0, $4, $3, $3, $5) ON CONFLICT (session_id) DO UPDATE SET \
-                     webhook_id = excluded.webhook_id, state = 'pending', attempts = 0, \
-                     next_attempt_ms = excluded.next_attempt_ms, last_error = NULL, claimed_by = NULL, \
-                     claim_until_ms = 0, created_at_ms = excluded.created_at_ms, updated_at_ms = excluded.updated_at_ms",
-                )
-                .await?;
-            let webhook_id = crate::operations::webhook_id(&webhook_id, generation);
-            tx.execute(&enqueue, &[&id, &webhook_id, &now, &first_attempt, &seq])
-                .await?;
+        if finished.is_some() {
+            return Ok(Finish::Finished);
         }
-        tx.commit().await?;
-        Ok(Finish::Finished)
+        let exists = client
+            .query_opt("SELECT 1 FROM sessions WHERE session_id = $1", &[&id])
+            .await?
+            .is_some();
+        Ok(if exists {
+            Finish::NotTracking
+        } else {
+            Finish::Unknown
+        })
     }
 
     async fn claim_sessions(

@@ -603,29 +603,6 @@ pub(super) async fn prune(
     })
 }
 
-/// What finishing writes beside the state, inside the caller's transaction.
-pub(super) async fn outcome_written(
-    tx: &impl GenericClient,
-    session: &str,
-    seq: i64,
-    facts: &history::OutcomeFacts,
-    now: i64,
-    replica: Option<&str>,
-) -> Result<(), StoreError> {
-    if !facts.codes.is_empty() {
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO session_error_codes (code, session_seq, at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .await?;
-        for code in &facts.codes {
-            tx.execute(&stmt, &[code, &seq, &now]).await?;
-        }
-    }
-    append_event(tx, session, now, replica, &facts.event).await?;
-    Ok(())
-}
-
 /// Writes a batch's effect on the deliveries' health, once, inside the caller's transaction.
 pub(super) async fn health_written(
     tx: &impl GenericClient,
