@@ -19,7 +19,7 @@
 use bankconnect_bench_peers::{poll_async, poll_blocking, Target};
 use bankconnect_testkit::proc_stat;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bankconnect_core::SchedulerConfig;
@@ -83,7 +83,10 @@ fn line(name: &str, unit: &str, ours: f64, baseline: f64) {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let sessions = if quick { 200 } else { 600 };
-    let rounds = if quick { 2 } else { 3 };
+    // CPU time is counted in 10 ms ticks and a run takes 50-90 ms of it: one tick either way
+    // moved a single run's ratio by a fifth. Summed over ten runs the ticks average out to a
+    // few percent.
+    let rounds = if quick { 2 } else { 10 };
     let interval = Duration::from_millis(50);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -104,18 +107,6 @@ fn main() {
         server_hash: "sim-server-hash".into(),
         interval,
     };
-    let results = Mutex::new(Vec::new());
-
-    let best = |name: &str, run: &dyn Fn() -> Measure| {
-        // Alternate rounds; keep the best of each side to shed noise from the shared machine.
-        let m = (0..rounds)
-            .map(|_| run())
-            .fold((f64::INFINITY, f64::INFINITY), |(w, c), m| {
-                (w.min(m.wall_ms), c.min(m.cpu_ms))
-            });
-        results.lock().unwrap().push((name.to_owned(), m));
-    };
-
     let async_ours = || {
         reset(&sim, &ids);
         measure(|| {
@@ -177,24 +168,21 @@ fn main() {
         );
         m
     };
-    best("async_ours", &async_ours);
-    best("async_baseline", &async_baseline);
-    best("blocking_ours", &blocking_ours);
-    best("blocking_baseline", &blocking_baseline);
-    let results = results.into_inner().unwrap();
-    let get = |name: &str| {
-        results
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, m)| *m)
-            .unwrap()
+    // Rounds alternate between the two sides of a pair. Each side keeps its best wall time
+    // (shedding the shared machine's noise) and its mean CPU time (a minimum of tick counts
+    // would pick the runs whose ticks fell luckiest).
+    let pair = |ours: &dyn Fn() -> Measure, baseline: &dyn Fn() -> Measure| {
+        let mut sides = [(f64::INFINITY, 0.0); 2];
+        for _ in 0..rounds {
+            for (side, run) in sides.iter_mut().zip([ours, baseline]) {
+                let m = run();
+                *side = (side.0.min(m.wall_ms), side.1 + m.cpu_ms / rounds as f64);
+            }
+        }
+        (sides[0], sides[1])
     };
-    let (ao, ab, bo, bb) = (
-        get("async_ours"),
-        get("async_baseline"),
-        get("blocking_ours"),
-        get("blocking_baseline"),
-    );
+    let (ao, ab) = pair(&async_ours, &async_baseline);
+    let (bo, bb) = pair(&blocking_ours, &blocking_baseline);
     println!("drivers: sessions={sessions} polls_each={POLLS} interval_ms=50 in_flight={CAP}");
     line("driver_async_wall", "ms", ao.0, ab.0);
     line("driver_async_cpu", "ms", ao.1, ab.1);
