@@ -271,7 +271,8 @@ mod tests {
             tx.send(Commit::Event(id.clone(), progress(polls)))
                 .await
                 .unwrap();
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // Apart enough that each would have been written alone, well within the linger.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         tokio::time::sleep(EVENTS_LINGER * 4).await;
         let times = progress_times(&store, &id).await;

@@ -168,14 +168,17 @@ pub(super) fn append(
 ) -> Result<usize, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut written = 0;
-    for (session, event) in events {
-        written += usize::from(append_event(
-            &tx,
-            session.as_str(),
-            to_ms(now),
-            replica,
-            event,
-        )?);
+    {
+        // One writer for the batch (progress comes gathered): its statements looked up once.
+        let mut history = HistoryWriter::new(&tx)?;
+        for (session, event) in events {
+            written += usize::from(history.append(
+                session.as_str(),
+                to_ms(now),
+                replica,
+                &[event.rendered()],
+            )?);
+        }
     }
     tx.commit()?;
     Ok(written)
